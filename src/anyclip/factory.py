@@ -1,0 +1,234 @@
+"""open_clip-compatible entry points: create models, transforms and tokenizers by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .models.clip import CLIP
+from .models.config import CLIPConfig, ConfigError, builtin_config_names, get_model_config, load_config_file
+from .transforms.config import PreprocessConfig
+from .weights import hub
+from .weights.checkpoint import read_state_dict
+from .weights.mapping import load_state_dict
+from .weights.pretrained import UnknownPretrainedError, get_pretrained_cfg, list_pretrained_tags_by_model
+
+log = logging.getLogger("anyclip")
+
+HF_HUB_PREFIX = "hf-hub:"
+LOCAL_DIR_PREFIX = "local-dir:"
+_PRECISIONS = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "pure_bf16": "bfloat16",
+               "fp16": "float16", "pure_fp16": "float16", "amp": "mixed_float16", "amp_bf16": "mixed_bfloat16",
+               "amp_bfloat16": "mixed_bfloat16"}
+
+
+@dataclasses.dataclass
+class _Resolved:
+    config: dict
+    checkpoint: str | None = None
+    preprocess: dict = dataclasses.field(default_factory=dict)
+    tag_quick_gelu: bool | None = None
+    name: str = "clip"
+
+
+def list_models() -> list[str]:
+    """Names of all model architectures anyclip ships.
+
+    Example:
+        >>> "ViT-B-32" in list_models()
+        True
+    """
+    return builtin_config_names()
+
+
+def _resolve(model_name: str, pretrained: str | None, cache_dir: str | None, load_weights: bool) -> _Resolved:
+    if model_name.startswith(HF_HUB_PREFIX):
+        repo_id = model_name[len(HF_HUB_PREFIX):]
+        data = hub.hf_config(repo_id, cache_dir=cache_dir)
+        ckpt = hub.hf_download(repo_id, cache_dir=cache_dir) if load_weights else None
+        return _Resolved(data["model_cfg"], ckpt, data.get("preprocess_cfg", {}), name=repo_id.split("/")[-1])
+    if model_name.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(model_name[len(LOCAL_DIR_PREFIX):]).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"'local-dir:' folder not found: {folder}")
+        data = hub.read_config_json(folder / hub.CONFIG_NAME)
+        ckpt = str(hub.find_checkpoint_in_dir(folder)) if load_weights else None
+        return _Resolved(data["model_cfg"], ckpt, data.get("preprocess_cfg", {}), name=folder.name)
+    if model_name.endswith(".json") and os.path.isfile(model_name):
+        config = load_config_file(model_name).to_dict()
+        name = Path(model_name).stem
+    else:
+        name = model_name.replace("/", "-")
+        config = get_model_config(name).to_dict()
+    resolved = _Resolved(config, name=name)
+    if not pretrained:
+        return resolved
+    path = Path(os.path.expanduser(pretrained))
+    if pretrained.startswith(HF_HUB_PREFIX):
+        repo_id = pretrained[len(HF_HUB_PREFIX):]
+        resolved.checkpoint = hub.hf_download(repo_id, cache_dir=cache_dir) if load_weights else None
+    elif path.is_file():
+        resolved.checkpoint = str(path)
+    elif path.is_dir():
+        resolved.checkpoint = str(hub.find_checkpoint_in_dir(path)) if load_weights else None
+        if (path / hub.CONFIG_NAME).is_file():
+            resolved.preprocess = hub.read_config_json(path / hub.CONFIG_NAME).get("preprocess_cfg", {})
+    else:
+        try:
+            entry = get_pretrained_cfg(name, pretrained)
+        except UnknownPretrainedError as e:
+            if os.sep in pretrained or pretrained.endswith((".safetensors", ".bin", ".pt", ".pth")):
+                raise FileNotFoundError(f"pretrained checkpoint file not found: {pretrained}") from None
+            raise UnknownPretrainedError(f"{e} (pretrained={pretrained!r} is neither a tag nor an existing path)") \
+                from None
+        resolved.preprocess = {k: v for k, v in dataclasses.asdict(entry.preprocess).items() if k != "size"}
+        resolved.tag_quick_gelu = entry.quick_gelu
+        if load_weights:
+            resolved.checkpoint = hub.hf_download(entry.repo_id, entry.filename, cache_dir=cache_dir)
+    return resolved
+
+
+def create_model(
+    model_name: str,
+    pretrained: str | None = None,
+    *,
+    load_weights: bool = True,
+    precision: str = "fp32",
+    force_quick_gelu: bool = False,
+    force_custom_text: bool = False,
+    force_patch_dropout: float | None = None,
+    force_image_size: int | tuple[int, int] | None = None,
+    force_preprocess_cfg: dict | None = None,
+    force_context_length: int | None = None,
+    cache_dir: str | None = None,
+    require_pretrained: bool = False,
+    **model_kwargs: Any,
+) -> CLIP:
+    """Build a model by name and load its weights, like ``open_clip.create_model``.
+
+    ``model_name``: a shipped architecture (``"ViT-B-32"``), ``"hf-hub:org/repo"``,
+    ``"local-dir:/path"`` or a JSON config file. ``pretrained``: a registered tag, a checkpoint file,
+    a folder holding one, or ``"hf-hub:org/repo"``. ``precision``: ``fp32`` (default), ``bf16``,
+    ``fp16``, ``amp_bf16``, ``amp``. The model's ``preprocess_cfg`` holds the matching preprocessing.
+
+    Example:
+        >>> model = create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")  # doctest: +SKIP
+        >>> model = create_model("ViT-B-32")  # random weights
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {sorted(_PRECISIONS)}")
+    resolved = _resolve(model_name, pretrained, cache_dir, load_weights)
+    config = dict(resolved.config)
+    config["vision_cfg"] = dict(config.get("vision_cfg", {}))
+    config["text_cfg"] = dict(config.get("text_cfg", {}))
+    if force_quick_gelu:
+        config["quick_gelu"] = True
+    if force_custom_text:
+        config["custom_text"] = True
+    if force_patch_dropout is not None:
+        config["vision_cfg"]["patch_dropout"] = force_patch_dropout
+    if force_image_size is not None:
+        config["vision_cfg"]["image_size"] = force_image_size
+    if force_context_length is not None:
+        config["text_cfg"]["context_length"] = force_context_length
+    config.update(model_kwargs)
+    if resolved.tag_quick_gelu is not None and resolved.tag_quick_gelu != config.get("quick_gelu", False):
+        warnings.warn(f"QuickGELU mismatch: model {model_name} has quick_gelu={config.get('quick_gelu', False)} "
+                      f"but pretrained tag {pretrained!r} was trained with quick_gelu={resolved.tag_quick_gelu}; "
+                      f"use {model_name}-quickgelu or force_quick_gelu=True", UserWarning, stacklevel=2)
+    clip_config = CLIPConfig.from_dict(config)
+    if require_pretrained and not resolved.checkpoint:
+        raise ValueError(f"require_pretrained=True but no weights were found for {model_name} "
+                         f"(pretrained={pretrained!r})")
+    model = CLIP(clip_config, name=_layer_name(resolved.name), dtype=_PRECISIONS[precision])
+    if resolved.checkpoint:
+        log.info("loading weights from %s", resolved.checkpoint)
+        load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint))
+    preprocess = {"size": clip_config.vision_cfg.image_size, **resolved.preprocess, **(force_preprocess_cfg or {})}
+    if isinstance(preprocess["size"], list):
+        preprocess["size"] = tuple(preprocess["size"])
+    model.preprocess_cfg = PreprocessConfig.from_dict(preprocess)
+    model.pretrained_cfg = {"model": model_name, "pretrained": pretrained, "checkpoint": resolved.checkpoint}
+    return model
+
+
+def _layer_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "clip"
+
+
+def create_model_and_transforms(model_name: str, pretrained: str | None = None, **kwargs):
+    """``(model, preprocess_train, preprocess_val)`` as ``open_clip.create_model_and_transforms``.
+
+    The transforms map a PIL image (or path) to a float32 ``[H, W, 3]`` array.
+
+    Example:
+        >>> model, _, preprocess = create_model_and_transforms("ViT-B-32")
+        >>> preprocess.cfg.size
+        224
+    """
+    from .transforms import image_transform
+    model = create_model(model_name, pretrained, **kwargs)
+    preprocess_val = image_transform(model.preprocess_cfg)
+    preprocess_train = _train_transform(model.preprocess_cfg)
+    return model, preprocess_train, preprocess_val
+
+
+def _train_transform(cfg: PreprocessConfig):
+    try:
+        from .transforms import train_transform
+    except ImportError:
+        from .transforms import image_transform
+        return image_transform(cfg)
+    return train_transform(cfg)
+
+
+def create_model_from_pretrained(model_name: str, pretrained: str | None = None, *, return_transform: bool = True,
+                                 **kwargs):
+    """``(model, preprocess)`` with weights required, as ``open_clip.create_model_from_pretrained``.
+
+    Example:
+        >>> model, preprocess = create_model_from_pretrained("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")  # doctest: +SKIP
+    """
+    from .transforms import image_transform
+    model = create_model(model_name, pretrained, require_pretrained=True, **kwargs)
+    return (model, image_transform(model.preprocess_cfg)) if return_transform else model
+
+
+def get_tokenizer(model_name: str = "ViT-B-32", context_length: int | None = None, cache_dir: str | None = None,
+                  **kwargs):
+    """The tokenizer a model was trained with (CLIP BPE, or its Hugging Face tokenizer).
+
+    Example:
+        >>> tokenizer = get_tokenizer("ViT-B-32")
+        >>> tokenizer(["a photo of a cat"]).shape
+        (1, 77)
+    """
+    from .tokenizers import CLIPTokenizer, HFTokenizer
+    if model_name.startswith(HF_HUB_PREFIX):
+        text_cfg = hub.hf_config(model_name[len(HF_HUB_PREFIX):], cache_dir=cache_dir)["model_cfg"].get("text_cfg", {})
+    elif model_name.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(model_name[len(LOCAL_DIR_PREFIX):])
+        text_cfg = hub.read_config_json(folder / hub.CONFIG_NAME)["model_cfg"].get("text_cfg", {})
+    elif model_name.endswith(".json") and os.path.isfile(model_name):
+        text_cfg = load_config_file(model_name).to_dict()["text_cfg"]
+    else:
+        try:
+            text_cfg = get_model_config(model_name.replace("/", "-")).to_dict()["text_cfg"]
+        except ConfigError:
+            close = difflib.get_close_matches(model_name, list_models(), n=3, cutoff=0.5)
+            raise ConfigError(f"unknown model {model_name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    context_length = context_length or text_cfg.get("context_length", 77)
+    tokenizer_kwargs = {**(text_cfg.get("tokenizer_kwargs") or {}), **kwargs}
+    if text_cfg.get("hf_tokenizer_name"):
+        return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context_length, cache_dir=cache_dir,
+                           **tokenizer_kwargs)
+    return CLIPTokenizer(context_length=context_length, **tokenizer_kwargs)
+
+
+__all__ = ["create_model", "create_model_and_transforms", "create_model_from_pretrained", "get_tokenizer",
+           "list_models", "list_pretrained_tags_by_model"]

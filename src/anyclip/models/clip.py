@@ -1,0 +1,139 @@
+"""The two-tower CLIP model and its fast inference entry points."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..runtime import compiled
+from .config import CLIPConfig
+from .text_transformer import TextTransformer, needed_length
+from .vision_transformer import VisionTransformer
+
+
+def l2_normalize(x, axis=-1):
+    """``x / max(||x||, 1e-12)`` as ``torch.nn.functional.normalize``."""
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True))
+    return x / ops.maximum(norm, 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class CLIP(keras.Model):
+    """Image tower ``visual`` + text tower ``text`` + learned ``logit_scale`` (and ``logit_bias``).
+
+    Images are channels-last floats ``[batch, H, W, 3]`` as produced by the preprocessing of
+    :func:`anyclip.create_model_and_transforms`; texts are int token ids ``[batch, context_length]``.
+
+    Example:
+        >>> import anyclip
+        >>> model = anyclip.create_model("ViT-B-32")
+        >>> model.encode_image(np.zeros((1, 224, 224, 3), "float32")).shape
+        (1, 512)
+    """
+
+    def __init__(self, config: CLIPConfig | dict, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, CLIPConfig) else CLIPConfig.from_dict(config)
+        cfg = self.config
+        policy = self.dtype_policy
+        self.visual = VisionTransformer(cfg.vision_cfg, cfg.embed_dim, cfg.quick_gelu, name="visual", dtype=policy)
+        self.text = TextTransformer(cfg.text_cfg, cfg.embed_dim, cfg.quick_gelu, name="text", dtype=policy)
+        self.logit_bias = None
+        self.pretrained_cfg: dict = {}
+        self.build()
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.visual.build()
+        self.text.build()
+        self.logit_scale = self.add_weight(
+            name="logit_scale", shape=(), initializer=keras.initializers.Constant(self.config.init_logit_scale))
+        if self.config.init_logit_bias is not None:
+            self.logit_bias = self.add_weight(
+                name="logit_bias", shape=(), initializer=keras.initializers.Constant(self.config.init_logit_bias))
+        self.built = True
+
+    # ----------------------------------------------------------------- graph-level (differentiable)
+    def call(self, inputs, training: bool = False):
+        """``{"images", "texts"}`` (either may be missing) -> normalised features and logit scale/bias."""
+        if isinstance(inputs, (tuple, list)):
+            inputs = dict(zip(("images", "texts"), inputs))
+        out = {}
+        if inputs.get("images") is not None:
+            out["image_features"] = l2_normalize(self.visual(inputs["images"], training=training))
+        if inputs.get("texts") is not None:
+            out["text_features"] = l2_normalize(self.text(inputs["texts"], training=training))
+        out["logit_scale"] = ops.exp(self.logit_scale)
+        if self.logit_bias is not None:
+            out["logit_bias"] = self.logit_bias
+        return out
+
+    # ----------------------------------------------------------------- inference entry points
+    def encode_image(self, images, normalize: bool = False):
+        """Image features ``[batch, embed_dim]`` (compiled on JAX/TF, no autograd on torch).
+
+        For gradients, call ``model.visual(images, training=True)`` or the model itself.
+        """
+        return compiled(self.visual, normalize)(images)
+
+    def encode_text(self, texts, normalize: bool = False):
+        """Text features ``[batch, embed_dim]`` from token ids.
+
+        Padding after the last end-of-text token is cut off before the tower runs when it cannot change
+        the result (causal mask with argmax/eos pooling), in steps of 8 positions.
+        """
+        if _is_concrete(texts):
+            tokens = np.asarray(ops.convert_to_numpy(texts))
+            if tokens.ndim != 2:
+                raise ValueError(f"texts must be token ids of shape [batch, length], got shape {tokens.shape}")
+            if not np.issubdtype(tokens.dtype, np.integer):
+                raise TypeError(f"texts must be integer token ids, got dtype {tokens.dtype}")
+            if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.text_cfg.vocab_size):
+                raise ValueError(f"token ids must lie in [0, {self.config.text_cfg.vocab_size}), got "
+                                 f"[{tokens.min()}, {tokens.max()}]")
+            texts = tokens[:, :needed_length(tokens, self.config.text_cfg)].astype("int32")
+        return compiled(self.text, normalize)(texts)
+
+    def get_logits(self, images, texts):
+        """``(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img])`` as open_clip computes them."""
+        image_features = self.encode_image(images, normalize=True)
+        text_features = self.encode_text(texts, normalize=True)
+        logits = ops.exp(self.logit_scale) * ops.matmul(image_features, ops.transpose(text_features))
+        if self.logit_bias is not None:
+            logits = logits + self.logit_bias
+        return logits, ops.transpose(logits)
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name,
+                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+    @property
+    def context_length(self) -> int:
+        return self.config.text_cfg.context_length
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        size = self.config.vision_cfg.image_size
+        return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+
+
+def _is_concrete(x) -> bool:
+    if isinstance(x, (np.ndarray, list, tuple)):
+        return True
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        return not isinstance(x, jax.core.Tracer)
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return tf.executing_eagerly()
+    return True

@@ -1,0 +1,266 @@
+"""Typed model configs in open_clip's JSON schema, validated on load.
+
+A model config is ``{"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", ...}`` exactly as open_clip
+writes it, so open_clip's ``model_configs/*.json`` and the ``open_clip_config.json`` files on the
+Hugging Face hub load unchanged. Unknown keys and bad values raise :class:`ConfigError` naming the
+offending key; options that belong to a model family anyclip does not implement yet say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A model config has an unknown key or an invalid value."""
+
+
+# Keys open_clip knows that select a tower family anyclip does not implement yet.
+_OTHER_FAMILY_KEYS = {
+    "timm_model_name": "timm vision towers (SigLIP, EVA, ConvNeXt, ...)",
+    "timm_model_pretrained": "timm vision towers",
+    "timm_pool": "timm vision towers",
+    "timm_proj": "timm vision towers",
+    "timm_proj_bias": "timm vision towers",
+    "timm_drop": "timm vision towers",
+    "timm_drop_path": "timm vision towers",
+    "hf_model_name": "Hugging Face text towers",
+    "hf_model_pretrained": "Hugging Face text towers",
+    "hf_proj_type": "Hugging Face text towers",
+    "hf_pooler_type": "Hugging Face text towers",
+    "multimodal_cfg": "CoCa models",
+}
+# Accepted when they hold their open_clip default; any other value needs another block type.
+_DEFAULT_ONLY = {
+    "attentional_pool": False, "pos_embed_type": "learnable", "output_tokens": False,
+    "block_type": None, "qk_norm": False, "scaled_cosine_attn": False, "scale_heads": False,
+    "scale_attn_inner": False, "scale_attn": False, "scale_fc": False, "embed_cls": False,
+    "act_kwargs": None, "norm_kwargs": None, "final_ln_after_pool": False, "attn_pooler_queries": 256, "attn_pooler_heads": 8,
+    "proj_type": "linear", "tokenizer_mode": None,
+}
+
+
+def _check_fields(cls, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key in names:
+            out[key] = value
+        elif key in _OTHER_FAMILY_KEYS:
+            if value in (None, False, "", {}):
+                continue
+            raise ConfigError(f"{where}.{key}={value!r} needs {_OTHER_FAMILY_KEYS[key]}, "
+                              "which anyclip does not implement yet")
+        elif key in _DEFAULT_ONLY:
+            if value != _DEFAULT_ONLY[key]:
+                raise ConfigError(f"{where}.{key}={value!r} is not supported by the native ViT/text "
+                                  f"towers (only {_DEFAULT_ONLY[key]!r})")
+        else:
+            hint = difflib.get_close_matches(key, sorted(names), n=1)
+            raise ConfigError(f"unknown key {where}.{key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    return out
+
+
+def _require(cond: bool, where: str, message: str):
+    if not cond:
+        raise ConfigError(f"{where}: {message}")
+
+
+def _pos_int(value, where):
+    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0, where,
+             f"must be a positive integer, got {value!r}")
+
+
+def _pair(value, where) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)):
+        _require(len(value) == 2, where, f"must be an int or a pair, got {value!r}")
+        _pos_int(value[0], where), _pos_int(value[1], where)
+        return int(value[0]), int(value[1])
+    _pos_int(value, where)
+    return int(value), int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    """Native vision transformer tower (open_clip ``CLIPVisionCfg`` fields)."""
+
+    layers: int = 12
+    width: int = 768
+    head_width: int = 64
+    mlp_ratio: float = 4.0
+    patch_size: int | tuple[int, int] = 16
+    image_size: int | tuple[int, int] = 224
+    ls_init_value: float | None = None
+    patch_dropout: float = 0.0
+    no_ln_pre: bool = False
+    final_ln_after_pool: bool = False
+    pool_type: str = "tok"
+
+    def __post_init__(self):
+        w = "vision_cfg"
+        _require(isinstance(self.layers, int) and self.layers > 0, f"{w}.layers",
+                 f"must be a positive integer (lists select ModifiedResNet, not implemented yet), got {self.layers!r}")
+        _pos_int(self.width, f"{w}.width")
+        _pos_int(self.head_width, f"{w}.head_width")
+        _require(self.width % self.head_width == 0, f"{w}.head_width",
+                 f"width {self.width} is not divisible by head_width {self.head_width}")
+        _require(isinstance(self.mlp_ratio, (int, float)) and self.mlp_ratio > 0, f"{w}.mlp_ratio",
+                 f"must be positive, got {self.mlp_ratio!r}")
+        ps, ims = _pair(self.patch_size, f"{w}.patch_size"), _pair(self.image_size, f"{w}.image_size")
+        _require(ims[0] >= ps[0] and ims[1] >= ps[1], f"{w}.image_size",
+                 f"{self.image_size!r} is smaller than patch_size {self.patch_size!r}")
+        _require(self.ls_init_value is None or isinstance(self.ls_init_value, (int, float)),
+                 f"{w}.ls_init_value", f"must be a number or null, got {self.ls_init_value!r}")
+        _require(isinstance(self.patch_dropout, (int, float)) and 0 <= self.patch_dropout < 1,
+                 f"{w}.patch_dropout", f"must be in [0, 1), got {self.patch_dropout!r}")
+        _require(self.pool_type in ("tok", "avg"), f"{w}.pool_type",
+                 f"must be 'tok' or 'avg', got {self.pool_type!r}")
+
+    @property
+    def heads(self) -> int:
+        return self.width // self.head_width
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        (ih, iw), (ph, pw) = _pair(self.image_size, ""), _pair(self.patch_size, "")
+        return ih // ph, iw // pw
+
+    @property
+    def mlp_width(self) -> int:
+        return int(self.width * self.mlp_ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """Native text transformer tower (open_clip ``CLIPTextCfg`` fields)."""
+
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    heads: int = 8
+    layers: int = 12
+    mlp_ratio: float = 4.0
+    ls_init_value: float | None = None
+    pad_id: int = 0
+    eos_id: int = 2
+    no_causal_mask: bool = False
+    pool_type: str = "argmax"
+    proj_bias: bool = False
+    hf_tokenizer_name: str | None = None
+    tokenizer_kwargs: dict | None = None
+
+    def __post_init__(self):
+        w = "text_cfg"
+        for name in ("context_length", "vocab_size", "width", "heads", "layers"):
+            _pos_int(getattr(self, name), f"{w}.{name}")
+        _require(self.width % self.heads == 0, f"{w}.heads",
+                 f"width {self.width} is not divisible by heads {self.heads}")
+        _require(isinstance(self.mlp_ratio, (int, float)) and self.mlp_ratio > 0, f"{w}.mlp_ratio",
+                 f"must be positive, got {self.mlp_ratio!r}")
+        _require(self.pool_type in ("argmax", "eos", "first", "last"), f"{w}.pool_type",
+                 f"must be one of argmax/eos/first/last, got {self.pool_type!r}")
+        _require(self.tokenizer_kwargs is None or isinstance(self.tokenizer_kwargs, dict),
+                 f"{w}.tokenizer_kwargs", "must be an object")
+
+    @property
+    def mlp_width(self) -> int:
+        return int(self.width * self.mlp_ratio)
+
+    @property
+    def causal(self) -> bool:
+        return not self.no_causal_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPConfig:
+    """A two-tower CLIP model: ``embed_dim``, vision and text towers, activation and logit init."""
+
+    embed_dim: int
+    vision_cfg: VisionConfig
+    text_cfg: TextConfig
+    quick_gelu: bool = False
+    init_logit_scale: float = math.log(1 / 0.07)
+    init_logit_bias: float | None = None
+    custom_text: bool = False
+
+    def __post_init__(self):
+        _pos_int(self.embed_dim, "embed_dim")
+        _require(isinstance(self.quick_gelu, bool), "quick_gelu", f"must be true/false, got {self.quick_gelu!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "CLIPConfig":
+        """Validate an open_clip-schema dict.
+
+        Example:
+            >>> CLIPConfig.from_dict({"embed_dim": 8, "vision_cfg": {"layers": 1, "width": 64,
+            ...     "patch_size": 16, "image_size": 32}, "text_cfg": {"layers": 1, "width": 32,
+            ...     "heads": 2}}).vision_cfg.heads
+            1
+        """
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a model config must be a JSON object, got {type(values).__name__}")
+        top = _check_fields(cls, values, "config")
+        for key in ("embed_dim", "vision_cfg", "text_cfg"):
+            if key not in top:
+                raise ConfigError(f"config is missing required key {key!r}")
+        for key in ("vision_cfg", "text_cfg"):
+            if not isinstance(top[key], Mapping):
+                raise ConfigError(f"config.{key} must be an object, got {type(top[key]).__name__}")
+        try:
+            top["vision_cfg"] = VisionConfig(**_check_fields(VisionConfig, top["vision_cfg"], "vision_cfg"))
+            top["text_cfg"] = TextConfig(**_check_fields(TextConfig, top["text_cfg"], "text_cfg"))
+            return cls(**top)
+        except TypeError as e:  # wrong types that dataclass construction itself rejects
+            raise ConfigError(str(e)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The open_clip-schema dict (round-trips through :meth:`from_dict`)."""
+        out = dataclasses.asdict(self)
+        for key in ("vision_cfg", "text_cfg"):
+            out[key] = {k: v for k, v in out[key].items() if v is not None}
+        if out["init_logit_bias"] is None:
+            del out["init_logit_bias"]
+        return out
+
+
+def builtin_config_names() -> list[str]:
+    """Names of the model configs shipped with anyclip, sorted like open_clip's ``list_models``."""
+    files = resources.files("anyclip.models").joinpath("configs")
+    return sorted((p.name[:-5] for p in files.iterdir() if p.name.endswith(".json")), key=_natural_key)
+
+
+def _natural_key(name: str):
+    import re
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name.lower())]
+
+
+def load_config_file(path: str | Path) -> CLIPConfig:
+    """Read and validate a JSON model config file (a path or a shipped config name)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(data, Mapping) and "model_cfg" in data:  # open_clip_config.json on the hub
+        data = data["model_cfg"]
+    try:
+        return CLIPConfig.from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def get_model_config(name: str) -> CLIPConfig:
+    """The validated config of a shipped model, e.g. ``get_model_config("ViT-B-32")``."""
+    file = resources.files("anyclip.models").joinpath("configs", f"{name}.json")
+    if not file.is_file():
+        names = builtin_config_names()
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See anyclip.list_models()."
+        raise ConfigError(f"unknown model {name!r}.{hint}")
+    return load_config_file(Path(str(file)))

@@ -1,0 +1,171 @@
+"""Transformer blocks shared by every tower: fused-qkv attention, MLP, layer scale, residual block.
+
+Layer and weight attribute names follow open_clip's module names (``ln_1``, ``attn.in_proj``,
+``mlp.c_fc``...) so that the weight-name tables in the tower modules stay short and obvious.
+Tensors are batch-first ``[batch, tokens, width]``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+LN_EPS = 1e-5  # torch.nn.LayerNorm default, used by every open_clip tower
+
+
+def layer_norm(name: str, dtype=None) -> keras.layers.LayerNormalization:
+    """A LayerNorm with torch's epsilon (weights ``gamma``/``beta`` = torch ``weight``/``bias``)."""
+    return keras.layers.LayerNormalization(epsilon=LN_EPS, name=name, dtype=dtype)
+
+
+def activation(quick_gelu: bool):
+    """Exact (erf) GELU as ``torch.nn.GELU``, or OpenAI's QuickGELU ``x * sigmoid(1.702 x)``."""
+    if quick_gelu:
+        return lambda x: x * ops.sigmoid(1.702 * x)
+    return lambda x: keras.activations.gelu(x, approximate=False)
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class Attention(keras.layers.Layer):
+    """Multi-head self-attention with one fused qkv projection, through ``ops.dot_product_attention``.
+
+    ``in_proj`` maps open_clip's ``attn.in_proj_weight/bias`` and ``out_proj`` its ``attn.out_proj``.
+    """
+
+    def __init__(self, width: int, heads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.heads = width, heads
+        self.head_dim = width // heads
+        self.in_proj = keras.layers.Dense(3 * width, name="in_proj", dtype=self.dtype_policy)
+        self.out_proj = keras.layers.Dense(width, name="out_proj", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.in_proj.build(input_shape)
+        self.out_proj.build(tuple(input_shape[:-1]) + (self.width,))
+        self.built = True
+
+    def call(self, x, causal: bool = False):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        qkv = ops.reshape(self.in_proj(x), (batch, length, 3, self.heads, self.head_dim))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        out = ops.dot_product_attention(q, k, v, is_causal=causal)
+        return self.out_proj(ops.reshape(out, (batch, length, self.width)))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "heads": self.heads}
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class MLP(keras.layers.Layer):
+    """``c_fc`` -> GELU/QuickGELU -> ``c_proj`` (open_clip's ``mlp`` Sequential)."""
+
+    def __init__(self, width: int, hidden: int, quick_gelu: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.hidden, self.quick_gelu = width, hidden, quick_gelu
+        self.c_fc = keras.layers.Dense(hidden, name="c_fc", dtype=self.dtype_policy)
+        self.c_proj = keras.layers.Dense(width, name="c_proj", dtype=self.dtype_policy)
+        self.act = activation(quick_gelu)
+
+    def build(self, input_shape):
+        self.c_fc.build(input_shape)
+        self.c_proj.build(tuple(input_shape[:-1]) + (self.hidden,))
+        self.built = True
+
+    def call(self, x):
+        return self.c_proj(self.act(self.c_fc(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "hidden": self.hidden,
+                "quick_gelu": self.quick_gelu}
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class LayerScale(keras.layers.Layer):
+    """Per-channel learned scale ``x * gamma`` (open_clip ``ls_1``/``ls_2``)."""
+
+    def __init__(self, width: int, init_value: float, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.init_value = width, init_value
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(name="gamma", shape=(self.width,),
+                                     initializer=keras.initializers.Constant(self.init_value))
+        self.built = True
+
+    def call(self, x):
+        return x * ops.cast(self.gamma, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "init_value": self.init_value}
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class ResidualBlock(keras.layers.Layer):
+    """Pre-norm transformer block: ``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))``."""
+
+    def __init__(self, width: int, heads: int, mlp_width: int, quick_gelu: bool = False,
+                 ls_init_value: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.heads, self.mlp_width = width, heads, mlp_width
+        self.quick_gelu, self.ls_init_value = quick_gelu, ls_init_value
+        policy = self.dtype_policy
+        self.ln_1 = layer_norm("ln_1", policy)
+        self.attn = Attention(width, heads, name="attn", dtype=policy)
+        self.ln_2 = layer_norm("ln_2", policy)
+        self.mlp = MLP(width, mlp_width, quick_gelu, name="mlp", dtype=policy)
+        if ls_init_value is not None:
+            self.ls_1 = LayerScale(width, ls_init_value, name="ls_1", dtype=policy)
+            self.ls_2 = LayerScale(width, ls_init_value, name="ls_2", dtype=policy)
+        else:
+            self.ls_1 = self.ls_2 = None
+
+    def build(self, input_shape):
+        for layer in (self.ln_1, self.attn, self.ln_2, self.mlp, self.ls_1, self.ls_2):
+            if layer is not None:
+                layer.build(input_shape)
+        self.built = True
+
+    def call(self, x, causal: bool = False):
+        h = self.attn(self.ln_1(x), causal=causal)
+        x = x + (self.ls_1(h) if self.ls_1 is not None else h)
+        h = self.mlp(self.ln_2(x))
+        return x + (self.ls_2(h) if self.ls_2 is not None else h)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "heads": self.heads,
+                "mlp_width": self.mlp_width, "quick_gelu": self.quick_gelu,
+                "ls_init_value": self.ls_init_value}
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class Transformer(keras.layers.Layer):
+    """A stack of :class:`ResidualBlock` (open_clip ``transformer.resblocks``).
+
+    ``remat=True`` recomputes each block's activations in the backward pass (gradient checkpointing).
+    """
+
+    def __init__(self, width: int, layers: int, heads: int, mlp_width: int, quick_gelu: bool = False,
+                 ls_init_value: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.layers, self.heads, self.mlp_width = width, layers, heads, mlp_width
+        self.quick_gelu, self.ls_init_value = quick_gelu, ls_init_value
+        self.resblocks = [
+            ResidualBlock(width, heads, mlp_width, quick_gelu, ls_init_value, name=f"resblocks_{i}",
+                          dtype=self.dtype_policy)
+            for i in range(layers)
+        ]
+
+    def build(self, input_shape):
+        for block in self.resblocks:
+            block.build(input_shape)
+        self.built = True
+
+    def call(self, x, causal: bool = False):
+        for block in self.resblocks:
+            x = block(x, causal=causal)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "layers": self.layers, "heads": self.heads,
+                "mlp_width": self.mlp_width, "quick_gelu": self.quick_gelu,
+                "ls_init_value": self.ls_init_value}

@@ -1,0 +1,131 @@
+"""The native CLIP text transformer (OpenAI / OpenCLIP ``TextTransformer``).
+
+Input: int token ids ``[batch, length]`` with ``length <= context_length``.
+Output: pooled, projected features ``[batch, embed_dim]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+from keras import ops
+
+from .config import TextConfig
+from .layers import Transformer, layer_norm
+
+# open_clip key (relative to the text prefix: "" for CLIP, "text." for custom-text models)
+# -> attribute path on this tower, transform. Rows whose attribute is None are skipped.
+WEIGHT_TABLE = (
+    ("token_embedding.weight", "token_embedding.embeddings", None),
+    ("positional_embedding", "positional_embedding", None),
+    ("transformer.resblocks.{i}.", "transformer.resblocks.{i}.", "block"),
+    ("ln_final.weight", "ln_final.gamma", None),
+    ("ln_final.bias", "ln_final.beta", None),
+    ("text_projection", "text_projection", None),
+    ("text_projection.weight", "text_projection_dense.kernel", "linear"),
+    ("text_projection.bias", "text_projection_dense.bias", None),
+)
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class TextTransformer(keras.layers.Layer):
+    """Text tower: token + position embeddings, (causal) blocks, ``ln_final``, pooling, projection.
+
+    Pooling follows ``pool_type``: ``argmax`` (the eot token has the largest id), ``eos`` (first
+    ``eos_id``), ``first`` or ``last``. With a causal mask and argmax/eos/first pooling the result does
+    not depend on tokens after the pooled position, so callers may pass ids cut after the last eot
+    (see :func:`needed_length`).
+
+    Example:
+        >>> cfg = TextConfig(context_length=8, vocab_size=100, width=32, heads=2, layers=1)
+        >>> tower = TextTransformer(cfg, embed_dim=8)
+        >>> tower(keras.ops.ones((2, 8), dtype="int32")).shape
+        (2, 8)
+    """
+
+    def __init__(self, config: TextConfig | dict, embed_dim: int, quick_gelu: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, TextConfig) else TextConfig(**config)
+        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        cfg, policy = self.config, self.dtype_policy
+        self.token_embedding = keras.layers.Embedding(
+            cfg.vocab_size, cfg.width, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="token_embedding", dtype=policy)
+        self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_width, quick_gelu,
+                                       cfg.ls_init_value, name="transformer", dtype=policy)
+        self.ln_final = layer_norm("ln_final", policy)
+        self.text_projection_dense = (
+            keras.layers.Dense(embed_dim, name="text_projection_dense", dtype=policy) if cfg.proj_bias else None)
+        self.text_projection = None
+
+    def build(self, input_shape=None):
+        cfg = self.config
+        self.token_embedding.build((None, None))
+        self.positional_embedding = self.add_weight(
+            name="positional_embedding", shape=(cfg.context_length, cfg.width),
+            initializer=keras.initializers.RandomNormal(stddev=0.01))
+        self.transformer.build((None, cfg.context_length, cfg.width))
+        self.ln_final.build((None, cfg.width))
+        if self.text_projection_dense is not None:
+            self.text_projection_dense.build((None, cfg.width))
+        else:
+            self.text_projection = self.add_weight(
+                name="text_projection", shape=(cfg.width, self.embed_dim),
+                initializer=keras.initializers.RandomNormal(stddev=cfg.width ** -0.5))
+        self.built = True
+
+    def pool_index(self, tokens):
+        """Index of the pooled token per sequence, ``[batch]`` int32."""
+        cfg = self.config
+        if cfg.pool_type == "argmax":
+            return ops.cast(ops.argmax(tokens, axis=-1), "int32")
+        if cfg.pool_type == "eos":
+            return ops.cast(ops.argmax(ops.cast(ops.equal(tokens, cfg.eos_id), "int32"), axis=-1), "int32")
+        length = ops.shape(tokens)[1]
+        return ops.zeros((ops.shape(tokens)[0],), "int32") + (0 if cfg.pool_type == "first" else length - 1)
+
+    def call(self, tokens, training: bool = False):
+        cfg = self.config
+        length = tokens.shape[1]
+        if isinstance(length, int) and length > cfg.context_length:
+            raise ValueError(f"text of {length} tokens is longer than context_length={cfg.context_length}")
+        x = self.token_embedding(tokens)
+        x = x + ops.cast(self.positional_embedding[:length], x.dtype)
+        x = self.transformer(x, causal=cfg.causal)
+        x = self.ln_final(x)
+        idx = self.pool_index(tokens)
+        pooled = ops.take_along_axis(x, idx[:, None, None], axis=1)[:, 0]
+        if self.text_projection_dense is not None:
+            return self.text_projection_dense(pooled)
+        return ops.matmul(pooled, ops.cast(self.text_projection, pooled.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.embed_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config),
+                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu}
+
+
+def needed_length(tokens: np.ndarray, config: TextConfig, multiple: int = 8) -> int:
+    """How many leading positions of ``tokens`` decide the pooled output, rounded up to ``multiple``.
+
+    Only a causal tower with argmax/eos/first pooling can be cut; otherwise the full length is returned.
+
+    Example:
+        >>> needed_length(np.array([[49406, 320, 49407, 0, 0, 0, 0, 0, 0, 0]]), TextConfig(), multiple=4)
+        4
+    """
+    full = tokens.shape[1]
+    if not config.causal or config.pool_type == "last" or full == 0:
+        return full
+    if config.pool_type == "first":
+        last = 0
+    elif config.pool_type == "argmax":
+        last = int(np.argmax(tokens, axis=-1).max())
+    else:
+        last = int(np.argmax(tokens == config.eos_id, axis=-1).max())
+    need = -(-(last + 1) // multiple) * multiple
+    return min(full, need)

@@ -1,0 +1,121 @@
+"""The native CLIP vision transformer (OpenAI / OpenCLIP ``VisionTransformer``).
+
+Input: float images ``[batch, height, width, 3]`` (channels last), already normalised.
+Output: pooled, projected features ``[batch, embed_dim]``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .config import VisionConfig
+from .layers import Transformer, layer_norm
+
+# open_clip key (relative to ``visual.``) -> attribute path on this tower, transform.
+# Rows whose attribute is None on a given config (ln_pre for CLIPA, layer scale) are skipped.
+WEIGHT_TABLE = (
+    ("conv1.weight", "conv1.kernel", "conv"),
+    ("class_embedding", "class_embedding", None),
+    ("positional_embedding", "positional_embedding", None),
+    ("ln_pre.weight", "ln_pre.gamma", None),
+    ("ln_pre.bias", "ln_pre.beta", None),
+    ("transformer.resblocks.{i}.", "transformer.resblocks.{i}.", "block"),
+    ("ln_post.weight", "ln_post.gamma", None),
+    ("ln_post.bias", "ln_post.beta", None),
+    ("proj", "proj", None),
+)
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class VisionTransformer(keras.layers.Layer):
+    """ViT image tower: patchify, class token, learned positions, pre-norm blocks, pool, project.
+
+    Example:
+        >>> cfg = VisionConfig(layers=1, width=64, head_width=32, patch_size=16, image_size=32)
+        >>> tower = VisionTransformer(cfg, embed_dim=8)
+        >>> tower(keras.ops.zeros((2, 32, 32, 3))).shape
+        (2, 8)
+    """
+
+    def __init__(self, config: VisionConfig | dict, embed_dim: int, quick_gelu: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, VisionConfig) else VisionConfig(**config)
+        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        cfg, policy = self.config, self.dtype_policy
+        patch = cfg.patch_size if isinstance(cfg.patch_size, (tuple, list)) else (cfg.patch_size,) * 2
+        self.conv1 = keras.layers.Conv2D(cfg.width, tuple(patch), strides=tuple(patch), use_bias=False,
+                                         padding="valid", data_format="channels_last", name="conv1",
+                                         dtype=policy)
+        self.ln_pre = None if cfg.no_ln_pre else layer_norm("ln_pre", policy)
+        self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_width, quick_gelu,
+                                       cfg.ls_init_value, name="transformer", dtype=policy)
+        self.ln_post = layer_norm("ln_post", policy)
+        self.num_tokens = cfg.grid_size[0] * cfg.grid_size[1] + 1
+        self.seed_generator = keras.random.SeedGenerator(0) if cfg.patch_dropout > 0 else None
+
+    def build(self, input_shape=None):
+        cfg = self.config
+        scale = cfg.width ** -0.5
+        init = keras.initializers.RandomNormal(stddev=scale)
+        self.conv1.build((None, None, None, 3))
+        self.class_embedding = self.add_weight(name="class_embedding", shape=(cfg.width,), initializer=init)
+        self.positional_embedding = self.add_weight(
+            name="positional_embedding", shape=(self.num_tokens, cfg.width), initializer=init)
+        token_shape = (None, self.num_tokens, cfg.width)
+        if self.ln_pre is not None:
+            self.ln_pre.build(token_shape)
+        self.transformer.build(token_shape)
+        self.ln_post.build((None, cfg.width))
+        self.proj = self.add_weight(name="proj", shape=(cfg.width, self.embed_dim), initializer=init)
+        self.built = True
+
+    def embed(self, images, training: bool = False):
+        """Patch + class-token + position embeddings (with patch dropout when training)."""
+        x = self.conv1(images)
+        batch = ops.shape(x)[0]
+        x = ops.reshape(x, (batch, -1, self.config.width))
+        patches = ops.shape(x)[1]
+        if isinstance(patches, int) and patches != self.num_tokens - 1:
+            raise ValueError(
+                f"image of {tuple(ops.shape(images)[1:3])} gives {ops.shape(x)[1]} patches, but this model "
+                f"expects {self.config.image_size} images ({self.num_tokens - 1} patches)")
+        cls = ops.broadcast_to(ops.cast(self.class_embedding, x.dtype), (batch, 1, self.config.width))
+        x = ops.concatenate([cls, x], axis=1) + ops.cast(self.positional_embedding, x.dtype)
+        if training and self.config.patch_dropout > 0:
+            x = self._patch_dropout(x)
+        if self.ln_pre is not None:
+            x = self.ln_pre(x)
+        return x
+
+    def _patch_dropout(self, x):
+        # Keep a random subset of patch tokens per sample (the class token is always kept).
+        cls, patches = x[:, :1], x[:, 1:]
+        n = patches.shape[1]
+        keep = max(1, int(n * (1.0 - self.config.patch_dropout)))
+        noise = keras.random.normal((ops.shape(x)[0], n), seed=self.seed_generator)
+        _, idx = ops.top_k(noise, keep)
+        patches = ops.take_along_axis(patches, idx[:, :, None], axis=1)
+        return ops.concatenate([cls, patches], axis=1)
+
+    def pool(self, x):
+        """Token or average pooling, with ``ln_post`` before or after pooling, then projection."""
+        cfg = self.config
+        if cfg.final_ln_after_pool:
+            pooled = ops.mean(x[:, 1:], axis=1) if cfg.pool_type == "avg" else x[:, 0]
+            pooled = self.ln_post(pooled)
+        else:
+            x = self.ln_post(x)
+            pooled = ops.mean(x[:, 1:], axis=1) if cfg.pool_type == "avg" else x[:, 0]
+        return ops.matmul(pooled, ops.cast(self.proj, pooled.dtype))
+
+    def call(self, images, training: bool = False):
+        return self.pool(self.transformer(self.embed(images, training=training)))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.embed_dim)
+
+    def get_config(self):
+        import dataclasses
+        return {**super().get_config(), "config": dataclasses.asdict(self.config),
+                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu}

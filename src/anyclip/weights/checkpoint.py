@@ -1,0 +1,162 @@
+"""Read and write open_clip checkpoints as ``{key: numpy array}`` without trusting pickles.
+
+``.safetensors`` files are read with the safetensors library (no torch needed). PyTorch ``.bin`` /
+``.pt`` / ``.pth`` files are read only through ``torch.load(weights_only=True)`` (or, for OpenAI's
+TorchScript archives, ``torch.jit.load``, which does not run arbitrary pickled code) and only when
+torch is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+# Scalars stored inside OpenAI's TorchScript checkpoints that are not weights.
+_OPENAI_JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or is not a state dict."""
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load a checkpoint file as float32/int numpy arrays keyed like open_clip's ``state_dict``.
+
+    Unwraps training checkpoints (``{"state_dict": ...}``), DDP ``module.`` and ``torch.compile``
+    ``_orig_mod.`` prefixes, and OpenAI's TorchScript archives.
+
+    Example:
+        >>> sd = read_state_dict("open_clip_model.safetensors")  # doctest: +SKIP
+        >>> sd["logit_scale"].shape
+        ()
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty (0 bytes)")
+    if path.suffix in SAFETENSORS_SUFFIXES:
+        state = _read_safetensors(path)
+    elif path.suffix in TORCH_SUFFIXES:
+        state = _read_torch(path)
+    else:
+        raise CheckpointError(f"{path}: unknown checkpoint format {path.suffix!r}; expected one of "
+                              f"{SAFETENSORS_SUFFIXES + TORCH_SUFFIXES}")
+    return _unwrap(state, path)
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+    if "BF16" in _dtypes(path):
+        return _read_safetensors_bf16(path)
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _dtypes(path: Path) -> set[str]:
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file (bad header: {e})") from None
+
+
+def _read_safetensors_bf16(path: Path) -> dict[str, np.ndarray]:
+    # numpy has no bfloat16: widen through ml_dtypes (a keras dependency), using safetensors' own layout.
+    import ml_dtypes
+    out = {}
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        base = 8 + n
+        for key, meta in header.items():
+            if key == "__metadata__":
+                continue
+            start, end = meta["data_offsets"]
+            f.seek(base + start)
+            raw = f.read(end - start)
+            dtype = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32, "F64": np.float64,
+                     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+                     "BOOL": np.bool_}[meta["dtype"]]
+            arr = np.frombuffer(raw, dtype=dtype).reshape(meta["shape"])
+            out[key] = arr.astype(np.float32) if meta["dtype"] == "BF16" else arr.copy()
+    return out
+
+
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(
+            f"{path}: reading PyTorch checkpoints needs torch (pip install 'anyclip[torch]'), "
+            "or convert the file to .safetensors") from None
+    import zipfile
+    is_jit = zipfile.is_zipfile(path) and any(
+        name.endswith("constants.pkl") for name in zipfile.ZipFile(path).namelist())
+    try:
+        if is_jit:
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            state = {k: v for k, v in state.items() if k not in _OPENAI_JIT_EXTRAS}
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad / unsafe pickles
+        raise CheckpointError(f"{path}: cannot read as a safe PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+            if value.dtype in (torch.bfloat16, torch.float16):
+                value = value.float()
+            out[key] = value.numpy()
+    return out
+
+
+def _unwrap(state: Mapping, path: Path) -> dict[str, np.ndarray]:
+    if "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not state:
+        raise CheckpointError(f"{path}: checkpoint holds no tensors")
+    keys = list(state)
+    for prefix in ("module.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in keys):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+            keys = list(state)
+    return {k: np.asarray(v) for k, v in state.items()}
+
+
+def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
+                     metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``state`` as a safetensors file atomically (temp file in the same folder, then rename).
+
+    Example:
+        >>> save_safetensors({"w": np.zeros(3, "float32")}, "/tmp/w.safetensors")  # doctest: +SKIP
+    """
+    from safetensors.numpy import save_file
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, tmp, metadata=dict(metadata or {}))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

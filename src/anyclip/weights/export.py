@@ -1,0 +1,57 @@
+"""Writing anyclip models back out in open_clip's format (loadable by ``open_clip`` itself)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .checkpoint import read_state_dict, save_safetensors
+from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME
+from .mapping import export_state_dict, load_state_dict
+
+
+def load_checkpoint(model, path: str | os.PathLike) -> None:
+    """Strictly load an open_clip checkpoint file (safetensors or torch) into ``model``.
+
+    Example:
+        >>> load_checkpoint(model, "open_clip_model.safetensors")  # doctest: +SKIP
+    """
+    load_state_dict(model, read_state_dict(path), source=str(path))
+
+
+def save_open_clip_checkpoint(model, out: str | os.PathLike) -> Path:
+    """Save ``model`` for open_clip: a ``.safetensors`` file, or a folder with weights + config.
+
+    A folder gets ``open_clip_model.safetensors`` and ``open_clip_config.json`` (``model_cfg`` and
+    ``preprocess_cfg``), the layout open_clip reads through ``local-dir:`` and ``hf-hub:``. Writes are
+    atomic. Returns the weights path.
+
+    Example:
+        >>> save_open_clip_checkpoint(model, "exported/")  # doctest: +SKIP
+        >>> open_clip.create_model("local-dir:exported")  # doctest: +SKIP
+    """
+    out = Path(out)
+    state = export_state_dict(model)
+    if out.suffix == ".safetensors":
+        return save_safetensors(state, out, metadata={"format": "pt"})
+    out.mkdir(parents=True, exist_ok=True)
+    weights = save_safetensors(state, out / SAFE_WEIGHTS_NAME, metadata={"format": "pt"})
+    preprocess = getattr(model, "preprocess_cfg", None)
+    config = {"model_cfg": model.config.to_dict(),
+              "preprocess_cfg": preprocess.to_dict() if preprocess is not None else {}}
+    _atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    return weights
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,101 @@
+"""Finding checkpoint files: the Hugging Face hub (through its normal cache) and local folders.
+
+Downloads go through ``huggingface_hub.hf_hub_download`` so they land in (and are served from) the
+standard cache and honour ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and ``HF_TOKEN``. When a file is
+neither cached nor reachable the error says what to download and where to put it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CONFIG_NAME = "open_clip_config.json"
+SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
+WEIGHTS_NAME = "open_clip_pytorch_model.bin"
+# open_clip's preference when a folder holds several checkpoints.
+_PREFERRED = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+              "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """Weights could not be found locally or downloaded."""
+
+
+def _safe_alternatives(filename: str) -> list[str]:
+    if filename == WEIGHTS_NAME:
+        return [SAFE_WEIGHTS_NAME, filename]
+    if filename.endswith((".bin", ".pth")):
+        return [filename[:-4] + ".safetensors", filename]
+    return [filename]
+
+
+def hf_download(repo_id: str, filename: str | None = None, revision: str | None = None,
+                cache_dir: str | None = None) -> str:
+    """Path of ``filename`` from hub repo ``repo_id`` (cached copy first), preferring safetensors.
+
+    Example:
+        >>> hf_download("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")  # doctest: +SKIP
+        '.../snapshots/<rev>/open_clip_model.safetensors'
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    candidates = _safe_alternatives(filename or WEIGHTS_NAME)
+    errors = []
+    for name in candidates:
+        try:
+            return hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
+                                   library_name="anyclip")
+        except EntryNotFoundError as e:
+            errors.append(f"{name}: not in the repo ({type(e).__name__})")
+        except Exception as e:  # offline, not cached, repo missing, auth...
+            errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    raise WeightsUnavailableError(_unavailable_message(repo_id, candidates, errors, cache_dir))
+
+
+def _unavailable_message(repo_id, candidates, errors, cache_dir) -> str:
+    from huggingface_hub import constants
+    cache = cache_dir or constants.HF_HUB_CACHE
+    offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+    return (f"could not get weights from the Hugging Face hub repo {repo_id!r}{offline}.\n"
+            f"Tried: " + "; ".join(errors) + "\n"
+            f"On a machine with network access run:\n"
+            f"    huggingface-cli download {repo_id} {candidates[0]} {CONFIG_NAME}\n"
+            f"and copy its cache into {cache} (or set HF_HUB_CACHE), or download the file anywhere and pass "
+            f"its path as pretrained=PATH.")
+
+
+def hf_config(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> dict:
+    """The ``open_clip_config.json`` of a hub repo as a dict (``model_cfg`` + ``preprocess_cfg``)."""
+    from huggingface_hub import hf_hub_download
+    try:
+        path = hf_hub_download(repo_id, CONFIG_NAME, revision=revision, cache_dir=cache_dir, library_name="anyclip")
+    except Exception as e:
+        raise WeightsUnavailableError(
+            _unavailable_message(repo_id, [CONFIG_NAME], [f"{CONFIG_NAME}: {type(e).__name__}"], cache_dir)) from None
+    return read_config_json(path)
+
+
+def read_config_json(path: str | Path) -> dict:
+    """Read an ``open_clip_config.json``; it must hold a ``model_cfg`` object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read open_clip config ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_cfg"), dict):
+        raise ValueError(f"{path}: an open_clip config needs a 'model_cfg' object")
+    return data
+
+
+def find_checkpoint_in_dir(folder: str | Path) -> Path:
+    """The checkpoint open_clip would pick in a folder (safetensors first, then known names)."""
+    folder = Path(folder)
+    found = [p for pattern in ("*.safetensors", "*.bin", "*.pth", "*.pt") for p in folder.glob(pattern)]
+    if not found:
+        raise WeightsUnavailableError(f"no checkpoint (*.safetensors, *.bin, *.pth, *.pt) in folder {folder}")
+    preferred = [p for p in found if p.name in _PREFERRED]
+    if preferred:
+        return min(preferred, key=lambda p: _PREFERRED.index(p.name))
+    return sorted(found, key=lambda p: (p.suffix != ".safetensors", p.name))[0]

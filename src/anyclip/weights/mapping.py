@@ -1,0 +1,186 @@
+"""open_clip state_dict <-> anyclip variables: a declarative rename table and a strict merge.
+
+Each tower module declares ``WEIGHT_TABLE`` rows ``(open_clip key, attribute path, transform)``;
+``{i}`` rows expand over the transformer blocks with :data:`BLOCK_TABLE`. :func:`load_state_dict`
+checks the whole checkpoint before touching the model: every key used, every variable set, every
+shape equal, every value finite; otherwise one :class:`WeightMismatchError` lists all problems.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from .resize import resize_image_pos_embed, resize_text_pos_embed
+
+BLOCK_TABLE = (
+    ("ln_1.weight", "ln_1.gamma", None),
+    ("ln_1.bias", "ln_1.beta", None),
+    ("attn.in_proj_weight", "attn.in_proj.kernel", "linear"),
+    ("attn.in_proj_bias", "attn.in_proj.bias", None),
+    ("attn.out_proj.weight", "attn.out_proj.kernel", "linear"),
+    ("attn.out_proj.bias", "attn.out_proj.bias", None),
+    ("ls_1.gamma", "ls_1.gamma", None),
+    ("ln_2.weight", "ln_2.gamma", None),
+    ("ln_2.bias", "ln_2.beta", None),
+    ("mlp.c_fc.weight", "mlp.c_fc.kernel", "linear"),
+    ("mlp.c_fc.bias", "mlp.c_fc.bias", None),
+    ("mlp.c_proj.weight", "mlp.c_proj.kernel", "linear"),
+    ("mlp.c_proj.bias", "mlp.c_proj.bias", None),
+    ("ls_2.gamma", "ls_2.gamma", None),
+)
+
+# name -> (open_clip array -> ours, ours -> open_clip array)
+TRANSFORMS = {
+    None: (lambda a: a, lambda a: a),
+    "linear": (lambda a: a.T, lambda a: a.T),  # torch Linear (out, in) <-> Dense kernel (in, out)
+    "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)),  # OIHW <-> HWIO
+}
+
+
+class WeightMismatchError(ValueError):
+    """A checkpoint does not fit the model; the message lists every offending key."""
+
+
+def _resolve(obj, path: str):
+    for part in path.split("."):
+        if obj is None:
+            return None
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part, None)
+    return obj
+
+
+def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | None]]:
+    """Expand a tower's table into ``{open_clip key: (variable, transform)}``."""
+    entries = {}
+    for key, attr, transform in table:
+        if transform == "block":
+            for i, block in enumerate(tower.transformer.resblocks):
+                for bkey, battr, btransform in BLOCK_TABLE:
+                    var = _resolve(block, battr)
+                    if var is not None:
+                        entries[prefix + key.format(i=i) + bkey] = (var, btransform)
+            continue
+        var = _resolve(tower, attr)
+        if var is not None:
+            entries[prefix + key] = (var, transform)
+    return entries
+
+
+def model_entries(model) -> dict[str, tuple[object, str | None]]:
+    """``{open_clip key: (variable, transform)}`` for a whole CLIP model."""
+    from ..models import text_transformer, vision_transformer
+    text_prefix = "text." if model.config.custom_text else ""
+    entries = table_entries(model.visual, vision_transformer.WEIGHT_TABLE, "visual.")
+    entries.update(table_entries(model.text, text_transformer.WEIGHT_TABLE, text_prefix))
+    entries["logit_scale"] = (model.logit_scale, None)
+    if model.logit_bias is not None:
+        entries["logit_bias"] = (model.logit_bias, None)
+    return entries
+
+
+def _check_coverage(model, entries):
+    mapped = {id(v) for v, _ in entries.values()}
+    unmapped = [v.path for v in model.weights if id(v) not in mapped and "seed_generator" not in v.path]
+    if unmapped:  # a programming error in a WEIGHT_TABLE, not a user error
+        raise RuntimeError(f"anyclip variables with no open_clip key: {unmapped}")
+
+
+def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """open_clip's load-time fix-ups: text-tower prefix, scalar logit scale/bias, position resizes."""
+    state = dict(state)
+    custom = model.config.custom_text
+    has_root_text = "positional_embedding" in state
+    if custom and has_root_text:  # old-style checkpoint into a custom-text model
+        state = {("text." + k if _is_text_key(k) else k): v for k, v in state.items()}
+    elif not custom and "text.positional_embedding" in state and not has_root_text:
+        state = {(k[5:] if k.startswith("text.") else k): v for k, v in state.items()}
+    for key in ("logit_scale", "logit_bias"):
+        if key in state and state[key].shape != ():
+            if state[key].size == 1:
+                state[key] = state[key].reshape(())
+    if "logit_bias" not in state and model.logit_bias is not None and "logit_scale" in state:
+        state["logit_bias"] = np.zeros_like(state["logit_scale"])
+    key = "visual.positional_embedding"
+    want = tuple(model.visual.positional_embedding.shape)
+    if key in state and state[key].ndim == 2 and state[key].shape[1] == want[1] and state[key].shape[0] != want[0]:
+        grid = model.config.vision_cfg.grid_size
+        old = state[key].shape[0] - 1
+        if math.isqrt(old) ** 2 == old:
+            state[key] = resize_image_pos_embed(state[key], grid)
+    tkey = "text.positional_embedding" if custom else "positional_embedding"
+    want = tuple(model.text.positional_embedding.shape)
+    if tkey in state and state[tkey].ndim == 2 and state[tkey].shape[1] == want[1] and state[tkey].shape[0] != want[0]:
+        state[tkey] = resize_text_pos_embed(state[tkey], want[0])
+    return state
+
+
+def _is_text_key(key: str) -> bool:
+    return key.split(".")[0] in ("token_embedding", "positional_embedding", "transformer", "ln_final",
+                                 "text_projection")
+
+
+def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "checkpoint") -> None:
+    """Strictly assign an open_clip state dict to ``model`` (all or nothing).
+
+    Example:
+        >>> load_state_dict(model, read_state_dict("open_clip_model.safetensors"))  # doctest: +SKIP
+    """
+    entries = model_entries(model)
+    _check_coverage(model, entries)
+    state = adapt_state_dict(model, state)
+    problems, ready = [], []
+    for key in sorted(set(entries) - set(state)):
+        problems.append(f"missing key {key!r} (anyclip expects shape {_torch_shape(entries[key])})")
+    for key in sorted(set(state) - set(entries)):
+        problems.append(f"unexpected key {key!r} with shape {tuple(state[key].shape)} (not used by this model)")
+    for key in sorted(set(entries) & set(state)):
+        var, transform = entries[key]
+        value = np.asarray(state[key])
+        expected = _torch_shape(entries[key])
+        if tuple(value.shape) != expected:
+            problems.append(f"shape mismatch for {key!r}: checkpoint {tuple(value.shape)}, model {expected}")
+            continue
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            problems.append(f"non-finite values in {key!r} ({bad} of {value.size} are NaN/inf)")
+            continue
+        ready.append((var, TRANSFORMS[transform][0](value)))
+    if problems:
+        shown = problems[:40] + ([f"... and {len(problems) - 40} more"] if len(problems) > 40 else [])
+        raise WeightMismatchError(
+            f"{source} does not fit model {model.name!r} ({len(problems)} problem(s)):\n  " + "\n  ".join(shown))
+    for var, value in ready:
+        var.assign(value.astype(_np_dtype(var)))
+
+
+def _np_dtype(var):
+    name = str(var.dtype)
+    return np.float32 if name in ("bfloat16", "float16") else name
+
+
+def _torch_shape(entry) -> tuple[int, ...]:
+    var, transform = entry
+    shape = tuple(var.shape)
+    probe = np.empty(shape, dtype=np.uint8)
+    return tuple(TRANSFORMS[transform][1](probe).shape)
+
+
+def export_state_dict(model) -> dict[str, np.ndarray]:
+    """Our weights as an open_clip state dict (float32 numpy), loadable by ``open_clip`` strictly.
+
+    Example:
+        >>> sd = export_state_dict(model)  # doctest: +SKIP
+        >>> sd["visual.conv1.weight"].shape
+        (768, 3, 32, 32)
+    """
+    import keras
+    entries = model_entries(model)
+    _check_coverage(model, entries)
+    out = {}
+    for key, (var, transform) in entries.items():
+        value = np.asarray(keras.ops.convert_to_numpy(var.value), dtype=np.float32)
+        out[key] = np.ascontiguousarray(TRANSFORMS[transform][1](value))
+    return out
