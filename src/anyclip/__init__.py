@@ -24,28 +24,29 @@ from .factory import (  # noqa: E402
     list_models,
 )
 from .models import CLIP, CLIPConfig, ConfigError, TextConfig, VisionConfig  # noqa: E402
+from .weights import (  # noqa: E402
+    WeightMismatchError,
+    WeightsUnavailableError,
+    export_state_dict,
+    get_pretrained_cfg,
+    list_pretrained,
+    list_pretrained_models_by_tag,
+    list_pretrained_tags_by_model,
+    load_checkpoint,
+    read_state_dict,
+    save_open_clip_checkpoint,
+)
+from .zero_shot import (  # noqa: E402
+    IMAGENET_CLASSNAMES,
+    OPENAI_IMAGENET_TEMPLATES,
+    SIMPLE_IMAGENET_TEMPLATES,
+    build_zero_shot_classifier,
+    zero_shot_probs,
+)
+
 try:  # TEMP-WIP
     from .tokenizers import CLIPTokenizer, HFTokenizer, SimpleTokenizer  # noqa: E402
     from .transforms import ImageLoadError, PreprocessConfig, image_transform, load_image  # noqa: E402
-    from .weights import (  # noqa: E402
-        WeightMismatchError,
-        WeightsUnavailableError,
-        export_state_dict,
-        get_pretrained_cfg,
-        list_pretrained,
-        list_pretrained_models_by_tag,
-        list_pretrained_tags_by_model,
-        load_checkpoint,
-        read_state_dict,
-        save_open_clip_checkpoint,
-    )
-    from .zero_shot import (  # noqa: E402
-        IMAGENET_CLASSNAMES,
-        OPENAI_IMAGENET_TEMPLATES,
-        SIMPLE_IMAGENET_TEMPLATES,
-        build_zero_shot_classifier,
-        zero_shot_probs,
-    )
 except ImportError:  # TEMP-WIP
     pass
 

@@ -131,27 +131,30 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
     entries = model_entries(model)
     _check_coverage(model, entries)
     state = adapt_state_dict(model, state)
-    problems, ready = [], []
+    missing, unexpected, mismatched, ready = [], [], [], []
     for key in sorted(set(entries) - set(state)):
-        problems.append(f"missing key {key!r} (anyclip expects shape {_torch_shape(entries[key])})")
+        missing.append(f"missing key {key!r} (anyclip expects shape {_torch_shape(entries[key])})")
     for key in sorted(set(state) - set(entries)):
-        problems.append(f"unexpected key {key!r} with shape {tuple(state[key].shape)} (not used by this model)")
+        unexpected.append(f"unexpected key {key!r} with shape {tuple(state[key].shape)} (not used by this model)")
     for key in sorted(set(entries) & set(state)):
         var, transform = entries[key]
         value = np.asarray(state[key])
         expected = _torch_shape(entries[key])
         if tuple(value.shape) != expected:
-            problems.append(f"shape mismatch for {key!r}: checkpoint {tuple(value.shape)}, model {expected}")
+            mismatched.append(f"shape mismatch for {key!r}: checkpoint {tuple(value.shape)}, model {expected}")
             continue
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             bad = int((~np.isfinite(value)).sum())
-            problems.append(f"non-finite values in {key!r} ({bad} of {value.size} are NaN/inf)")
+            mismatched.append(f"non-finite values in {key!r} ({bad} of {value.size} are NaN/inf)")
             continue
         ready.append((var, TRANSFORMS[transform][0](value)))
+    problems = mismatched + missing + unexpected
     if problems:
-        shown = problems[:40] + ([f"... and {len(problems) - 40} more"] if len(problems) > 40 else [])
+        shown = [line for group in (mismatched, missing, unexpected) for line in
+                 group[:20] + ([f"... and {len(group) - 20} more like it"] if len(group) > 20 else [])]
         raise WeightMismatchError(
-            f"{source} does not fit model {model.name!r} ({len(problems)} problem(s)):\n  " + "\n  ".join(shown))
+            f"{source} does not fit model {model.name!r}: {len(mismatched)} bad tensor(s), {len(missing)} missing "
+            f"key(s), {len(unexpected)} unexpected key(s):\n  " + "\n  ".join(shown))
     for var, value in ready:
         var.assign(value.astype(_np_dtype(var)))
 

@@ -1,0 +1,214 @@
+"""The ``anyclip`` command line: list models, classify images zero-shot, embed images or texts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+
+
+def _add_model_args(p: argparse.ArgumentParser):
+    p.add_argument("--model", default=DEFAULT_MODEL, help="architecture name, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument("--pretrained", default=None,
+                   help=f"pretrained tag, checkpoint file or folder (default {DEFAULT_PRETRAINED} for {DEFAULT_MODEL})")
+    p.add_argument("--checkpoint", default=None, help="an open_clip checkpoint file to load (same as --pretrained PATH)")
+    p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16, amp_bf16")
+
+
+def _load(args):
+    import anyclip
+    pretrained = args.checkpoint or args.pretrained
+    if pretrained is None and args.model == DEFAULT_MODEL:
+        pretrained = DEFAULT_PRETRAINED
+    model, _, preprocess = anyclip.create_model_and_transforms(
+        args.model, pretrained, cache_dir=args.cache_dir, precision=args.precision)
+    tokenizer = anyclip.get_tokenizer(args.model, cache_dir=args.cache_dir)
+    return model, preprocess, tokenizer
+
+
+def _batches(items, size):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _progress(total, desc, unit):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, disable=total < 2 or not sys.stderr.isatty() and total < 64)
+
+
+def embed_image_files(model, preprocess, paths, batch_size=32, desc="images"):
+    """Embed image files in batches; returns ``(embeddings [n_ok, d], ok_paths, errors {path: reason})``.
+
+    A file that cannot be read is reported in ``errors`` and skipped; the others are still embedded.
+
+    Example:
+        >>> emb, ok, errors = embed_image_files(model, preprocess, ["a.jpg", "b.png"])  # doctest: +SKIP
+    """
+    from keras import ops
+
+    from .transforms import ImageLoadError, load_image
+    out, ok, errors = [], [], {}
+    with _progress(len(paths), desc, "img") as bar:
+        for chunk in _batches(list(paths), batch_size):
+            arrays, names = [], []
+            for path in chunk:
+                try:
+                    arrays.append(preprocess(load_image(path)))
+                    names.append(path)
+                except (ImageLoadError, OSError, ValueError) as e:
+                    errors[str(path)] = str(e)
+            if arrays:
+                emb = model.encode_image(np.stack(arrays), normalize=True)
+                out.append(np.asarray(ops.convert_to_numpy(emb), dtype=np.float32))
+                ok.extend(str(n) for n in names)
+            bar.update(len(chunk))
+    dim = model.config.embed_dim
+    return (np.concatenate(out) if out else np.zeros((0, dim), np.float32)), ok, errors
+
+
+def embed_texts(model, tokenizer, texts, batch_size=256, desc="texts"):
+    """Embed strings in batches; returns normalised ``[n, d]`` float32.
+
+    Example:
+        >>> embed_texts(model, tokenizer, ["a cat", "a dog"]).shape  # doctest: +SKIP
+        (2, 512)
+    """
+    from keras import ops
+    out = []
+    with _progress(len(texts), desc, "txt") as bar:
+        for chunk in _batches(list(texts), batch_size):
+            emb = model.encode_text(tokenizer(chunk), normalize=True)
+            out.append(np.asarray(ops.convert_to_numpy(emb), dtype=np.float32))
+            bar.update(len(chunk))
+    return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), np.float32)
+
+
+def cmd_models(args):
+    import anyclip
+    if args.pretrained_only:
+        for model, tag in anyclip.list_pretrained():
+            print(f"{model}\t{tag}")
+        return 0
+    for name in anyclip.list_models():
+        tags = anyclip.list_pretrained_tags_by_model(name)
+        print(f"{name}\t{', '.join(tags) if tags else '-'}")
+    return 0
+
+
+def cmd_classify(args):
+    labels = list(args.labels)
+    if args.labels_file:
+        labels += [line.strip() for line in Path(args.labels_file).read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
+    if len(labels) < 1:
+        raise SystemExit("anyclip classify: give at least one label with --labels or --labels-file")
+    from .zero_shot import build_zero_shot_classifier
+    model, preprocess, tokenizer = _load(args)
+    templates = args.template or ["a photo of a {}."]
+    weights = build_zero_shot_classifier(model, tokenizer, labels, templates)
+    features, ok, errors = embed_image_files(model, preprocess, args.images, args.batch_size)
+    scale = float(np.exp(np.asarray(__import__("keras").ops.convert_to_numpy(model.logit_scale))))
+    logits = scale * features @ weights
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    top = min(args.top_k, len(labels))
+    rows = []
+    for path, p in zip(ok, probs):
+        order = np.argsort(-p)[:top]
+        rows.append({"image": path, "predictions": [{"label": labels[i], "prob": float(p[i])} for i in order]})
+    if args.json:
+        print(json.dumps({"results": rows, "errors": errors}, indent=2))
+    else:
+        width = max([len(Path(r["image"]).name) for r in rows] + [5])
+        print(f"{'image':<{width}}  " + "  ".join(f"top{i + 1:<19}" for i in range(top)))
+        for r in rows:
+            cells = [f"{q['label'][:14]:<14} {q['prob']:5.1%}" for q in r["predictions"]]
+            print(f"{Path(r['image']).name:<{width}}  " + "  ".join(f"{c:<22}" for c in cells))
+        for path, reason in errors.items():
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0 if rows else 1
+
+
+def cmd_embed(args):
+    if bool(args.images) == bool(args.texts or args.text_file):
+        raise SystemExit("anyclip embed: give either image paths (--images) or texts (--texts / --text-file)")
+    model, preprocess, tokenizer = _load(args)
+    errors = {}
+    if args.images:
+        emb, ids, errors = embed_image_files(model, preprocess, args.images, args.batch_size)
+        kind = "image"
+    else:
+        texts = list(args.texts or [])
+        if args.text_file:
+            texts += Path(args.text_file).read_text(encoding="utf-8").splitlines()
+        emb, ids, kind = embed_texts(model, tokenizer, texts, args.batch_size), texts, "text"
+    out = Path(args.output)
+    meta = {"model": args.model, "pretrained": args.checkpoint or args.pretrained, "kind": kind}
+    from .embed_io import write_embeddings
+    write_embeddings(out, emb, ids, meta)
+    if errors:
+        err_path = out.with_name(out.stem + ".errors.jsonl")
+        from .embed_io import write_errors
+        write_errors(err_path, errors)
+        print(f"{len(errors)} file(s) skipped, see {err_path}", file=sys.stderr)
+    print(f"wrote {len(ids)} {kind} embeddings of dim {emb.shape[1]} to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anyclip", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("models", help="list model architectures and their pretrained tags")
+    p.add_argument("--pretrained-only", action="store_true", help="print one model/tag pair per line")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("classify", help="zero-shot classify images against text labels")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--labels", nargs="*", default=[], help="class names")
+    p.add_argument("--labels-file", help="a file with one class name per line")
+    p.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("embed", help="embed images or texts to .npy or .parquet")
+    p.add_argument("--images", nargs="*", help="image files")
+    p.add_argument("--texts", nargs="*", help="texts")
+    p.add_argument("--text-file", help="a file with one text per line")
+    p.add_argument("--output", "-o", required=True, help="output .npy or .parquet")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_embed)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``anyclip`` command.
+
+    Example:
+        >>> main(["models"])  # doctest: +SKIP
+    """
+    logging.basicConfig(level=os.environ.get("ANYCLIP_LOG", "WARNING"), format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    from .models.config import ConfigError
+    from .weights import CheckpointError, UnknownPretrainedError, WeightMismatchError, WeightsUnavailableError
+    try:
+        return args.func(args)
+    except (ConfigError, UnknownPretrainedError, WeightMismatchError, WeightsUnavailableError, CheckpointError,
+            FileNotFoundError) as e:
+        print(f"anyclip {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

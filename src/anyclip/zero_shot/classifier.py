@@ -1,0 +1,69 @@
+"""Build zero-shot classifiers and turn image features into class probabilities."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from keras import ops
+
+
+def build_zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
+                               templates: Sequence[str | Callable[[str], str]],
+                               num_classes_per_batch: int | None = 10, batch_size: int | None = None,
+                               use_tqdm: bool = False) -> np.ndarray:
+    """Class embeddings ``[embed_dim, num_classes]``: the normalised mean of each class's prompt embeddings.
+
+    ``templates`` are ``str.format`` strings (``"a photo of a {}."``) or callables. Classes are embedded
+    ``num_classes_per_batch`` at a time (``batch_size`` is an alias). Same result as open_clip's function.
+
+    Example:
+        >>> weights = build_zero_shot_classifier(model, tokenizer, ["cat", "dog"], ["a photo of a {}."])  # doctest: +SKIP
+        >>> weights.shape
+        (512, 2)
+    """
+    if isinstance(classnames, str) or not len(classnames):
+        raise ValueError("classnames must be a non-empty sequence of strings")
+    if isinstance(templates, str) or not len(templates):
+        raise ValueError("templates must be a non-empty sequence of format strings or callables")
+    for i, c in enumerate(classnames):
+        if not isinstance(c, str):
+            raise TypeError(f"classnames[{i}] is {type(c).__name__}, not str")
+    per_batch = batch_size or num_classes_per_batch or len(classnames)
+    batches = [classnames[i:i + per_batch] for i in range(0, len(classnames), per_batch)]
+    if use_tqdm:
+        from tqdm.auto import tqdm
+        batches = tqdm(batches, desc="class embeddings", unit="batch")
+    columns = []
+    for batch in batches:
+        texts = [t.format(c) if isinstance(t, str) else t(c) for c in batch for t in templates]
+        emb = np.asarray(ops.convert_to_numpy(model.encode_text(tokenizer(texts), normalize=True)))
+        emb = emb.reshape(len(batch), len(templates), -1).mean(axis=1)
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        columns.append(emb.T)
+    return np.concatenate(columns, axis=1).astype(np.float32)
+
+
+def zero_shot_probs(model, images, texts_or_classifier, activation: str = "softmax") -> np.ndarray:
+    """Probabilities ``[n_images, n_classes]`` from preprocessed images and token ids or class weights.
+
+    ``activation="softmax"`` is CLIP's ``softmax(scale * cos)``; ``"sigmoid"`` is SigLIP's
+    ``sigmoid(scale * cos + bias)``.
+
+    Example:
+        >>> probs = zero_shot_probs(model, images, tokenizer(["a cat", "a dog"]))  # doctest: +SKIP
+    """
+    image_features = np.asarray(ops.convert_to_numpy(model.encode_image(images, normalize=True)))
+    weights = np.asarray(texts_or_classifier)
+    if np.issubdtype(weights.dtype, np.integer):
+        weights = np.asarray(ops.convert_to_numpy(model.encode_text(weights, normalize=True))).T
+    scale = float(np.exp(ops.convert_to_numpy(model.logit_scale)))
+    logits = scale * image_features @ weights
+    if activation == "sigmoid":
+        bias = float(ops.convert_to_numpy(model.logit_bias)) if model.logit_bias is not None else 0.0
+        return 1.0 / (1.0 + np.exp(-(logits + bias)))
+    if activation != "softmax":
+        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+    logits = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,278 @@
+"""Loading, strict mapping, offline hub cache, export round trips and checkpoint safety."""
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import anyclip
+from anyclip.weights import (CheckpointError, WeightMismatchError, WeightsUnavailableError, export_state_dict,
+                             read_state_dict, save_open_clip_checkpoint)
+from reference import randomize
+
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+TEXTS = ["a photo of a cat", "", "a diagram of a very long and complicated thing " * 5]
+
+
+def open_clip_model(config: dict, seed: int = 0):
+    import open_clip
+    model = open_clip.model.CLIP(**config).eval()
+    model.load_state_dict(randomize(model.state_dict(), seed))
+    return model
+
+
+def reference_outputs(model, size):
+    import open_clip
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((2, size, size, 3)).astype(np.float32)
+    tokens = open_clip.get_tokenizer("ViT-B-32")(TEXTS)
+    with torch.no_grad():
+        img = model.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2), normalize=True).numpy()
+        txt = model.encode_text(tokens, normalize=True).numpy()
+    return images, tokens.numpy(), img, txt
+
+
+def assert_same(model, images, tokens, img_ref, txt_ref, tol=1e-5):
+    img = np.asarray(anyclip_numpy(model.encode_image(images, normalize=True)))
+    txt = np.asarray(anyclip_numpy(model.encode_text(tokens, normalize=True)))
+    assert np.abs(img - img_ref).max() <= tol
+    assert np.abs(txt - txt_ref).max() <= tol
+
+
+def anyclip_numpy(x):
+    import keras
+    return keras.ops.convert_to_numpy(x)
+
+
+def save_state(model, path: Path):
+    from safetensors.torch import save_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    else:
+        torch.save(model.state_dict(), path)
+    return path
+
+
+def make_hub_repo(cache: Path, repo_id: str, files: dict, revision="0123456789abcdef0123456789abcdef01234567"):
+    """Lay out ``files`` ({name: source path or bytes}) as huggingface_hub's cache for ``repo_id``."""
+    root = cache / ("models--" + repo_id.replace("/", "--"))
+    snap = root / "snapshots" / revision
+    snap.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(revision)
+    for name, src in files.items():
+        if isinstance(src, bytes):
+            (snap / name).write_bytes(src)
+        else:
+            shutil.copy(src, snap / name)
+    return snap
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    model = open_clip_model(TINY)
+    config_file = folder / "tiny.json"
+    config_file.write_text(json.dumps(TINY))
+    return {"model": model, "config": str(config_file), "st": save_state(model, folder / "w.safetensors"),
+            "bin": save_state(model, folder / "w.bin"), "ref": reference_outputs(model, 64)}
+
+
+def test_local_safetensors_and_bin(tiny):
+    for key in ("st", "bin"):
+        model = anyclip.create_model(tiny["config"], pretrained=str(tiny[key]))
+        assert_same(model, *tiny["ref"])
+
+
+def test_pretrained_tag_from_offline_hf_cache(hf_cache):
+    import open_clip
+    ref = open_clip.create_model("ViT-B-32").eval()
+    ref.load_state_dict(randomize(ref.state_dict(), 3))
+    entry = anyclip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
+    weights = save_state(ref, hf_cache.parent / "src" / "open_clip_model.safetensors")
+    make_hub_repo(hf_cache, entry.repo_id, {"open_clip_model.safetensors": weights})
+    model = anyclip.create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")
+    assert Path(model.pretrained_cfg["checkpoint"]).is_relative_to(hf_cache)
+    assert model.preprocess_cfg.mean == tuple(entry.preprocess.mean)
+    assert_same(model, *reference_outputs(ref, 224))
+
+
+def test_pretrained_tag_bin_fallback_in_cache(hf_cache, tiny):
+    # A repo that only holds open_clip_pytorch_model.bin is read through torch.load(weights_only=True).
+    repo = "test-org/tiny-bin"
+    config = {"model_cfg": TINY, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
+    make_hub_repo(hf_cache, repo, {"open_clip_pytorch_model.bin": tiny["bin"],
+                                   "open_clip_config.json": json.dumps(config).encode()})
+    model = anyclip.create_model(f"hf-hub:{repo}")
+    assert model.preprocess_cfg.mean == (0.5, 0.5, 0.5)
+    assert model.preprocess_cfg.size == 64
+    assert_same(model, *tiny["ref"])
+    assert anyclip.get_tokenizer(f"hf-hub:{repo}")(["a cat"]).shape == (1, 77)
+
+
+def test_hf_hub_model_with_safetensors(hf_cache, tiny):
+    repo = "test-org/tiny-clip"
+    make_hub_repo(hf_cache, repo, {"open_clip_model.safetensors": tiny["st"],
+                                   "open_clip_config.json": json.dumps({"model_cfg": TINY}).encode()})
+    model, preprocess = anyclip.create_model_from_pretrained(f"hf-hub:{repo}")
+    assert_same(model, *tiny["ref"])
+
+
+def test_offline_without_cache_says_what_to_download(hf_cache):
+    with pytest.raises(WeightsUnavailableError) as err:
+        anyclip.create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")
+    message = str(err.value)
+    assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in message
+    assert "huggingface-cli download" in message and "HF_HUB_OFFLINE" in message
+
+
+def test_unknown_model_and_tag_suggest_close_names():
+    with pytest.raises(anyclip.ConfigError, match="ViT-B-32"):
+        anyclip.create_model("ViT-B-23")
+    with pytest.raises(ValueError, match="laion2b_s34b_b79k"):
+        anyclip.create_model("ViT-B-32", pretrained="laion2b_s34b_b97k")
+
+
+def test_wrong_architecture_names_keys_and_shapes(tiny):
+    with pytest.raises(WeightMismatchError) as err:
+        anyclip.create_model("ViT-S-32", pretrained=str(tiny["st"]))
+    message = str(err.value)
+    assert "shape mismatch for 'ln_final.weight': checkpoint (64,), model (384,)" in message
+    assert "missing key 'transformer.resblocks.10.attn.in_proj_bias' (anyclip expects shape (1152,))" in message
+    assert "240 missing key(s)" in message
+
+
+def test_missing_unexpected_and_nonfinite_keys(tiny, tmp_path):
+    from safetensors.numpy import save_file
+    state = read_state_dict(tiny["st"])
+    broken = dict(state)
+    del broken["ln_final.bias"]
+    broken["visual.extra.weight"] = np.zeros((2, 2), np.float32)
+    broken["text_projection"] = broken["text_projection"].copy()
+    broken["text_projection"][0, 0] = np.nan
+    save_file(broken, str(tmp_path / "bad.safetensors"))
+    model = anyclip.create_model(tiny["config"])
+    before = export_state_dict(model)
+    with pytest.raises(WeightMismatchError) as err:
+        anyclip.load_checkpoint(model, tmp_path / "bad.safetensors")
+    message = str(err.value)
+    assert "missing key 'ln_final.bias'" in message
+    assert "unexpected key 'visual.extra.weight' with shape (2, 2)" in message
+    assert "non-finite values in 'text_projection'" in message
+    after = export_state_dict(model)  # all or nothing: the model is untouched
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_every_checkpoint_key_and_variable_is_mapped(tiny):
+    model = anyclip.create_model(tiny["config"], pretrained=str(tiny["st"]))
+    exported = export_state_dict(model)
+    reference = {k: v.numpy() for k, v in tiny["model"].state_dict().items()}
+    assert set(exported) == set(reference)
+    for key, value in reference.items():
+        np.testing.assert_array_equal(exported[key], value, err_msg=key)
+
+
+def test_round_trip_back_to_open_clip(tiny, tmp_path):
+    import open_clip
+    model = anyclip.create_model(tiny["config"], pretrained=str(tiny["st"]))
+    path = save_open_clip_checkpoint(model, tmp_path / "exported.safetensors")
+    back = open_clip.model.CLIP(**TINY).eval()
+    open_clip.load_checkpoint(back, str(path), strict=True)
+    images, tokens, img_ref, txt_ref = tiny["ref"]
+    with torch.no_grad():
+        img = back.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2), normalize=True).numpy()
+        txt = back.encode_text(torch.from_numpy(tokens).long(), normalize=True).numpy()
+    np.testing.assert_array_equal(img, img_ref)
+    np.testing.assert_array_equal(txt, txt_ref)
+    # The folder layout is what open_clip's local-dir: schema reads.
+    save_open_clip_checkpoint(model, tmp_path / "folder")
+    again = open_clip.create_model(f"local-dir:{tmp_path / 'folder'}").eval()
+    with torch.no_grad():
+        txt2 = again.encode_text(torch.from_numpy(tokens).long(), normalize=True).numpy()
+    np.testing.assert_array_equal(txt2, txt_ref)
+
+
+@pytest.mark.parametrize("image_size", [96, 48, (64, 96)])
+def test_position_embedding_resize_matches_open_clip(tiny, image_size):
+    import open_clip
+    cfg = json.loads(json.dumps(TINY))
+    cfg["vision_cfg"]["image_size"] = image_size
+    ref = open_clip.model.CLIP(**cfg).eval()
+    open_clip.load_checkpoint(ref, str(tiny["st"]), strict=True)  # open_clip resizes at load time
+    model = anyclip.create_model(tiny["config"], pretrained=str(tiny["st"]), force_image_size=image_size)
+    hw = (image_size, image_size) if isinstance(image_size, int) else image_size
+    images = np.random.default_rng(0).standard_normal((2, *hw, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = ref.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2), normalize=True).numpy()
+    got = anyclip_numpy(model.encode_image(images, normalize=True))
+    assert np.abs(got - want).max() <= 1e-5
+
+
+def test_text_context_resize_matches_open_clip(tiny):
+    import open_clip
+    cfg = json.loads(json.dumps(TINY))
+    cfg["text_cfg"]["context_length"] = 32
+    ref = open_clip.model.CLIP(**cfg).eval()
+    open_clip.load_checkpoint(ref, str(tiny["st"]), strict=True)
+    model = anyclip.create_model(tiny["config"], pretrained=str(tiny["st"]), force_context_length=32)
+    tokens = open_clip.get_tokenizer("ViT-B-32")(TEXTS, context_length=32)
+    with torch.no_grad():
+        want = ref.encode_text(tokens, normalize=True).numpy()
+    got = anyclip_numpy(model.encode_text(tokens.numpy(), normalize=True))
+    assert np.abs(got - want).max() <= 1e-5
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/anyclip-pwned",))
+
+
+def test_untrusted_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.bin"
+    with open(path, "wb") as f:
+        pickle.dump({"x": _Evil()}, f)
+    torch.save({"state_dict": {"x": _Evil()}}, tmp_path / "evil2.pt")
+    for p in (path, tmp_path / "evil2.pt"):
+        with pytest.raises(CheckpointError, match="safe PyTorch checkpoint"):
+            read_state_dict(p)
+    assert not os.path.exists("/tmp/anyclip-pwned")
+
+
+@pytest.mark.parametrize("content,suffix,match", [
+    (b"", ".safetensors", "empty"),
+    (b"not a safetensors file at all", ".safetensors", "safetensors"),
+    (b"\x00" * 64, ".bin", "safe PyTorch checkpoint"),
+    (b"{}", ".onnx", "unknown checkpoint format"),
+])
+def test_corrupt_checkpoint_files(tmp_path, content, suffix, match):
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        read_state_dict(path)
+
+
+def test_truncated_safetensors(tiny, tmp_path):
+    data = Path(tiny["st"]).read_bytes()
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        read_state_dict(path)
+
+
+def test_bf16_safetensors_read_without_torch_dtype(tiny, tmp_path):
+    from safetensors.torch import save_file
+    state = {k: v.to(torch.bfloat16) for k, v in tiny["model"].state_dict().items()}
+    save_file(state, str(tmp_path / "bf16.safetensors"))
+    loaded = read_state_dict(tmp_path / "bf16.safetensors")
+    for key, value in state.items():
+        np.testing.assert_array_equal(loaded[key], value.float().numpy(), err_msg=key)
