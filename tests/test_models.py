@@ -190,3 +190,28 @@ def test_patch_dropout_only_in_training(tiny_json):
     eval_a = keras.ops.convert_to_numpy(model.encode_image(images))
     eval_b = keras.ops.convert_to_numpy(model.visual(images, training=False))
     np.testing.assert_allclose(eval_a, eval_b, atol=1e-6)
+
+
+def test_zero_shot_classifier_matches_open_clip(tiny_json):
+    import open_clip
+    import torch
+    from reference import randomize
+    ref = open_clip.model.CLIP(**TINY).eval()
+    ref.load_state_dict(randomize(ref.state_dict(), 7))
+    model = anyclip.create_model(tiny_json)
+    anyclip.weights.load_state_dict(model, {k: v.numpy() for k, v in ref.state_dict().items()})
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    classes = list(anyclip.IMAGENET_CLASSNAMES[:23])
+    templates = anyclip.SIMPLE_IMAGENET_TEMPLATES
+    want = open_clip.build_zero_shot_classifier(ref, tokenizer, classes, templates, num_classes_per_batch=10)
+    got = anyclip.build_zero_shot_classifier(model, lambda t: tokenizer(t).numpy(), classes, templates,
+                                             num_classes_per_batch=4)
+    assert got.shape == (16, 23)
+    np.testing.assert_allclose(got, want.numpy(), atol=2e-6)
+    assert len(anyclip.IMAGENET_CLASSNAMES) == 1000 and len(anyclip.OPENAI_IMAGENET_TEMPLATES) == 80
+    assert anyclip.OPENAI_IMAGENET_TEMPLATES[0].format("dog") == open_clip.OPENAI_IMAGENET_TEMPLATES[0]("dog")
+    images = np.random.default_rng(0).standard_normal((3, 32, 32, 3)).astype(np.float32)
+    probs = anyclip.zero_shot_probs(model, images, got)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="classnames"):
+        anyclip.build_zero_shot_classifier(model, tokenizer, [], templates)

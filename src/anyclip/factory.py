@@ -107,6 +107,7 @@ def create_model(
     force_context_length: int | None = None,
     cache_dir: str | None = None,
     require_pretrained: bool = False,
+    seed: int = 0,
     **model_kwargs: Any,
 ) -> CLIP:
     """Build a model by name and load its weights, like ``open_clip.create_model``.
@@ -114,7 +115,8 @@ def create_model(
     ``model_name``: a shipped architecture (``"ViT-B-32"``), ``"hf-hub:org/repo"``,
     ``"local-dir:/path"`` or a JSON config file. ``pretrained``: a registered tag, a checkpoint file,
     a folder holding one, or ``"hf-hub:org/repo"``. ``precision``: ``fp32`` (default), ``bf16``,
-    ``fp16``, ``amp_bf16``, ``amp``. The model's ``preprocess_cfg`` holds the matching preprocessing.
+    ``fp16``, ``amp_bf16``, ``amp``. ``seed`` fixes the random initialisation of models created without
+    weights. The model's ``preprocess_cfg`` holds the matching preprocessing.
 
     Example:
         >>> model = create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")  # doctest: +SKIP
@@ -145,7 +147,8 @@ def create_model(
     if require_pretrained and not resolved.checkpoint:
         raise ValueError(f"require_pretrained=True but no weights were found for {model_name} "
                          f"(pretrained={pretrained!r})")
-    model = CLIP(clip_config, name=_layer_name(resolved.name), dtype=_PRECISIONS[precision])
+    model = CLIP(clip_config, seed=None if resolved.checkpoint else seed, name=_layer_name(resolved.name),
+                 dtype=_PRECISIONS[precision])
     if resolved.checkpoint:
         log.info("loading weights from %s", resolved.checkpoint)
         load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint))

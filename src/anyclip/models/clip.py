@@ -8,6 +8,7 @@ from keras import ops
 
 from ..runtime import compiled
 from .config import CLIPConfig
+from .layers import child_seed, constant_init
 from .text_transformer import TextTransformer, needed_length
 from .vision_transformer import VisionTransformer
 
@@ -25,6 +26,9 @@ class CLIP(keras.Model):
     Images are channels-last floats ``[batch, H, W, 3]`` as produced by the preprocessing of
     :func:`anyclip.create_model_and_transforms`; texts are int token ids ``[batch, context_length]``.
 
+    ``seed`` makes the random initialisation reproducible; ``seed=None`` initialises to zeros, for
+    models whose weights are loaded right after.
+
     Example:
         >>> import anyclip
         >>> model = anyclip.create_model("ViT-B-32")
@@ -32,13 +36,16 @@ class CLIP(keras.Model):
         (1, 512)
     """
 
-    def __init__(self, config: CLIPConfig | dict, **kwargs):
+    def __init__(self, config: CLIPConfig | dict, seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)
         self.config = config if isinstance(config, CLIPConfig) else CLIPConfig.from_dict(config)
+        self.seed = seed
         cfg = self.config
         policy = self.dtype_policy
-        self.visual = VisionTransformer(cfg.vision_cfg, cfg.embed_dim, cfg.quick_gelu, name="visual", dtype=policy)
-        self.text = TextTransformer(cfg.text_cfg, cfg.embed_dim, cfg.quick_gelu, name="text", dtype=policy)
+        self.visual = VisionTransformer(cfg.vision_cfg, cfg.embed_dim, cfg.quick_gelu, child_seed(seed, "visual"),
+                                        name="visual", dtype=policy)
+        self.text = TextTransformer(cfg.text_cfg, cfg.embed_dim, cfg.quick_gelu, child_seed(seed, "text"),
+                                    name="text", dtype=policy)
         self.logit_bias = None
         self.pretrained_cfg: dict = {}
         self.build()
@@ -49,10 +56,10 @@ class CLIP(keras.Model):
         self.visual.build()
         self.text.build()
         self.logit_scale = self.add_weight(
-            name="logit_scale", shape=(), initializer=keras.initializers.Constant(self.config.init_logit_scale))
+            name="logit_scale", shape=(), initializer=constant_init(self.config.init_logit_scale))
         if self.config.init_logit_bias is not None:
             self.logit_bias = self.add_weight(
-                name="logit_bias", shape=(), initializer=keras.initializers.Constant(self.config.init_logit_bias))
+                name="logit_bias", shape=(), initializer=constant_init(self.config.init_logit_bias))
         self.built = True
 
     # ----------------------------------------------------------------- graph-level (differentiable)
@@ -106,7 +113,7 @@ class CLIP(keras.Model):
         return logits, ops.transpose(logits)
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name,
+        return {"config": self.config.to_dict(), "name": self.name, "seed": self.seed,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
     @classmethod

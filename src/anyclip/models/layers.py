@@ -7,15 +7,60 @@ Tensors are batch-first ``[batch, tokens, width]``.
 
 from __future__ import annotations
 
+import zlib
+
 import keras
+import numpy as np
 from keras import ops
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm default, used by every open_clip tower
 
 
+@keras.saving.register_keras_serializable(package="anyclip")
+class HostInit(keras.initializers.Initializer):
+    """Initial values made with numpy on the host: ``std * N(0, 1)`` from ``seed``, or a constant.
+
+    Creating variables this way costs no device kernel per variable (JAX compiles one per shape),
+    and the same seed always gives the same values. ``seed=None`` means "weights will be loaded":
+    every value is the constant (zeros), which is nearly free.
+    """
+
+    def __init__(self, std: float = 0.0, seed: int | None = None, constant: float = 0.0):
+        self.std, self.seed, self.constant = std, seed, constant
+
+    def __call__(self, shape, dtype=None):
+        if self.seed is None or self.std == 0.0:
+            return np.full(shape, self.constant, dtype=np.float32)
+        rng = np.random.default_rng(self.seed)
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(self.std)
+
+    def get_config(self):
+        return {"std": self.std, "seed": self.seed, "constant": self.constant}
+
+
+def child_seed(seed: int | None, name: str) -> int | None:
+    """A stable seed for a sub-layer or variable ``name`` derived from its parent's ``seed``."""
+    return None if seed is None else zlib.crc32(f"{seed}/{name}".encode())
+
+
+def normal_init(std: float, seed: int | None, name: str) -> HostInit:
+    return HostInit(std=std, seed=child_seed(seed, name))
+
+
+def constant_init(value: float) -> HostInit:
+    return HostInit(constant=value)
+
+
+def dense(units: int, std: float, seed: int | None, name: str, dtype=None) -> keras.layers.Dense:
+    """A Dense layer (torch ``Linear``) with normal(std) kernel and zero bias, initialised on the host."""
+    return keras.layers.Dense(units, kernel_initializer=normal_init(std, seed, name),
+                              bias_initializer=constant_init(0.0), name=name, dtype=dtype)
+
+
 def layer_norm(name: str, dtype=None) -> keras.layers.LayerNormalization:
     """A LayerNorm with torch's epsilon (weights ``gamma``/``beta`` = torch ``weight``/``bias``)."""
-    return keras.layers.LayerNormalization(epsilon=LN_EPS, name=name, dtype=dtype)
+    return keras.layers.LayerNormalization(epsilon=LN_EPS, name=name, dtype=dtype,
+                                           gamma_initializer=constant_init(1.0), beta_initializer=constant_init(0.0))
 
 
 def activation(quick_gelu: bool):
@@ -32,12 +77,12 @@ class Attention(keras.layers.Layer):
     ``in_proj`` maps open_clip's ``attn.in_proj_weight/bias`` and ``out_proj`` its ``attn.out_proj``.
     """
 
-    def __init__(self, width: int, heads: int, **kwargs):
+    def __init__(self, width: int, heads: int, proj_std: float | None = None, seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)
         self.width, self.heads = width, heads
         self.head_dim = width // heads
-        self.in_proj = keras.layers.Dense(3 * width, name="in_proj", dtype=self.dtype_policy)
-        self.out_proj = keras.layers.Dense(width, name="out_proj", dtype=self.dtype_policy)
+        self.in_proj = dense(3 * width, width ** -0.5, seed, "in_proj", self.dtype_policy)
+        self.out_proj = dense(width, proj_std or width ** -0.5, seed, "out_proj", self.dtype_policy)
 
     def build(self, input_shape):
         self.in_proj.build(input_shape)
@@ -59,11 +104,12 @@ class Attention(keras.layers.Layer):
 class MLP(keras.layers.Layer):
     """``c_fc`` -> GELU/QuickGELU -> ``c_proj`` (open_clip's ``mlp`` Sequential)."""
 
-    def __init__(self, width: int, hidden: int, quick_gelu: bool = False, **kwargs):
+    def __init__(self, width: int, hidden: int, quick_gelu: bool = False, proj_std: float | None = None,
+                 seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)
         self.width, self.hidden, self.quick_gelu = width, hidden, quick_gelu
-        self.c_fc = keras.layers.Dense(hidden, name="c_fc", dtype=self.dtype_policy)
-        self.c_proj = keras.layers.Dense(width, name="c_proj", dtype=self.dtype_policy)
+        self.c_fc = dense(hidden, (2 * width) ** -0.5, seed, "c_fc", self.dtype_policy)
+        self.c_proj = dense(width, proj_std or width ** -0.5, seed, "c_proj", self.dtype_policy)
         self.act = activation(quick_gelu)
 
     def build(self, input_shape):
@@ -88,8 +134,7 @@ class LayerScale(keras.layers.Layer):
         self.width, self.init_value = width, init_value
 
     def build(self, input_shape):
-        self.gamma = self.add_weight(name="gamma", shape=(self.width,),
-                                     initializer=keras.initializers.Constant(self.init_value))
+        self.gamma = self.add_weight(name="gamma", shape=(self.width,), initializer=constant_init(self.init_value))
         self.built = True
 
     def call(self, x):
@@ -104,15 +149,15 @@ class ResidualBlock(keras.layers.Layer):
     """Pre-norm transformer block: ``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))``."""
 
     def __init__(self, width: int, heads: int, mlp_width: int, quick_gelu: bool = False,
-                 ls_init_value: float | None = None, **kwargs):
+                 ls_init_value: float | None = None, proj_std: float | None = None, seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)
         self.width, self.heads, self.mlp_width = width, heads, mlp_width
         self.quick_gelu, self.ls_init_value = quick_gelu, ls_init_value
         policy = self.dtype_policy
         self.ln_1 = layer_norm("ln_1", policy)
-        self.attn = Attention(width, heads, name="attn", dtype=policy)
+        self.attn = Attention(width, heads, proj_std, child_seed(seed, "attn"), name="attn", dtype=policy)
         self.ln_2 = layer_norm("ln_2", policy)
-        self.mlp = MLP(width, mlp_width, quick_gelu, name="mlp", dtype=policy)
+        self.mlp = MLP(width, mlp_width, quick_gelu, proj_std, child_seed(seed, "mlp"), name="mlp", dtype=policy)
         if ls_init_value is not None:
             self.ls_1 = LayerScale(width, ls_init_value, name="ls_1", dtype=policy)
             self.ls_2 = LayerScale(width, ls_init_value, name="ls_2", dtype=policy)
@@ -145,13 +190,14 @@ class Transformer(keras.layers.Layer):
     """
 
     def __init__(self, width: int, layers: int, heads: int, mlp_width: int, quick_gelu: bool = False,
-                 ls_init_value: float | None = None, **kwargs):
+                 ls_init_value: float | None = None, seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)
         self.width, self.layers, self.heads, self.mlp_width = width, layers, heads, mlp_width
         self.quick_gelu, self.ls_init_value = quick_gelu, ls_init_value
+        proj_std = width ** -0.5 * (2 * layers) ** -0.5  # open_clip's residual-branch output init
         self.resblocks = [
-            ResidualBlock(width, heads, mlp_width, quick_gelu, ls_init_value, name=f"resblocks_{i}",
-                          dtype=self.dtype_policy)
+            ResidualBlock(width, heads, mlp_width, quick_gelu, ls_init_value, proj_std, child_seed(seed, str(i)),
+                          name=f"resblocks_{i}", dtype=self.dtype_policy)
             for i in range(layers)
         ]
 

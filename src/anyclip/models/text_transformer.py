@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from .config import TextConfig
-from .layers import Transformer, layer_norm
+from .layers import Transformer, child_seed, dense, layer_norm, normal_init
 
 # open_clip key (relative to the text prefix: "" for CLIP, "text." for custom-text models)
 # -> attribute path on this tower, transform. Rows whose attribute is None are skipped.
@@ -45,19 +45,22 @@ class TextTransformer(keras.layers.Layer):
         (2, 8)
     """
 
-    def __init__(self, config: TextConfig | dict, embed_dim: int, quick_gelu: bool = False, **kwargs):
+    def __init__(self, config: TextConfig | dict, embed_dim: int, quick_gelu: bool = False,
+                 seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)
+        self.seed = seed
         self.config = config if isinstance(config, TextConfig) else TextConfig(**config)
         self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
         cfg, policy = self.config, self.dtype_policy
         self.token_embedding = keras.layers.Embedding(
-            cfg.vocab_size, cfg.width, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            cfg.vocab_size, cfg.width, embeddings_initializer=normal_init(0.02, seed, "token_embedding"),
             name="token_embedding", dtype=policy)
         self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_width, quick_gelu,
-                                       cfg.ls_init_value, name="transformer", dtype=policy)
+                                       cfg.ls_init_value, child_seed(seed, "transformer"), name="transformer",
+                                       dtype=policy)
         self.ln_final = layer_norm("ln_final", policy)
         self.text_projection_dense = (
-            keras.layers.Dense(embed_dim, name="text_projection_dense", dtype=policy) if cfg.proj_bias else None)
+            dense(embed_dim, cfg.width ** -0.5, seed, "text_projection_dense", policy) if cfg.proj_bias else None)
         self.text_projection = None
 
     def build(self, input_shape=None):
@@ -65,7 +68,7 @@ class TextTransformer(keras.layers.Layer):
         self.token_embedding.build((None, None))
         self.positional_embedding = self.add_weight(
             name="positional_embedding", shape=(cfg.context_length, cfg.width),
-            initializer=keras.initializers.RandomNormal(stddev=0.01))
+            initializer=normal_init(0.01, self.seed, "positional_embedding"))
         self.transformer.build((None, cfg.context_length, cfg.width))
         self.ln_final.build((None, cfg.width))
         if self.text_projection_dense is not None:
@@ -73,7 +76,7 @@ class TextTransformer(keras.layers.Layer):
         else:
             self.text_projection = self.add_weight(
                 name="text_projection", shape=(cfg.width, self.embed_dim),
-                initializer=keras.initializers.RandomNormal(stddev=cfg.width ** -0.5))
+                initializer=normal_init(cfg.width ** -0.5, self.seed, "text_projection"))
         self.built = True
 
     def pool_index(self, tokens):
@@ -106,7 +109,7 @@ class TextTransformer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu}
+                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}
 
 
 def needed_length(tokens: np.ndarray, config: TextConfig, multiple: int = 8) -> int:

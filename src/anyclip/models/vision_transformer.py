@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from .config import VisionConfig
-from .layers import Transformer, layer_norm
+from .layers import Transformer, child_seed, layer_norm, normal_init
 
 # open_clip key (relative to ``visual.``) -> attribute path on this tower, transform.
 # Rows whose attribute is None on a given config (ln_pre for CLIPA, layer scale) are skipped.
@@ -38,18 +38,22 @@ class VisionTransformer(keras.layers.Layer):
         (2, 8)
     """
 
-    def __init__(self, config: VisionConfig | dict, embed_dim: int, quick_gelu: bool = False, **kwargs):
+    def __init__(self, config: VisionConfig | dict, embed_dim: int, quick_gelu: bool = False,
+                 seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)
+        self.seed = seed
         self.config = config if isinstance(config, VisionConfig) else VisionConfig(**config)
         self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
         cfg, policy = self.config, self.dtype_policy
         patch = cfg.patch_size if isinstance(cfg.patch_size, (tuple, list)) else (cfg.patch_size,) * 2
         self.conv1 = keras.layers.Conv2D(cfg.width, tuple(patch), strides=tuple(patch), use_bias=False,
                                          padding="valid", data_format="channels_last", name="conv1",
+                                         kernel_initializer=normal_init((3 * patch[0] * patch[1]) ** -0.5, seed, "conv1"),
                                          dtype=policy)
         self.ln_pre = None if cfg.no_ln_pre else layer_norm("ln_pre", policy)
         self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_width, quick_gelu,
-                                       cfg.ls_init_value, name="transformer", dtype=policy)
+                                       cfg.ls_init_value, child_seed(seed, "transformer"), name="transformer",
+                                       dtype=policy)
         self.ln_post = layer_norm("ln_post", policy)
         self.num_tokens = cfg.grid_size[0] * cfg.grid_size[1] + 1
         self.seed_generator = keras.random.SeedGenerator(0) if cfg.patch_dropout > 0 else None
@@ -57,17 +61,19 @@ class VisionTransformer(keras.layers.Layer):
     def build(self, input_shape=None):
         cfg = self.config
         scale = cfg.width ** -0.5
-        init = keras.initializers.RandomNormal(stddev=scale)
         self.conv1.build((None, None, None, 3))
-        self.class_embedding = self.add_weight(name="class_embedding", shape=(cfg.width,), initializer=init)
+        self.class_embedding = self.add_weight(name="class_embedding", shape=(cfg.width,),
+                                               initializer=normal_init(scale, self.seed, "class_embedding"))
         self.positional_embedding = self.add_weight(
-            name="positional_embedding", shape=(self.num_tokens, cfg.width), initializer=init)
+            name="positional_embedding", shape=(self.num_tokens, cfg.width),
+            initializer=normal_init(scale, self.seed, "positional_embedding"))
         token_shape = (None, self.num_tokens, cfg.width)
         if self.ln_pre is not None:
             self.ln_pre.build(token_shape)
         self.transformer.build(token_shape)
         self.ln_post.build((None, cfg.width))
-        self.proj = self.add_weight(name="proj", shape=(cfg.width, self.embed_dim), initializer=init)
+        self.proj = self.add_weight(name="proj", shape=(cfg.width, self.embed_dim),
+                                    initializer=normal_init(scale, self.seed, "proj"))
         self.built = True
 
     def embed(self, images, training: bool = False):
@@ -118,4 +124,4 @@ class VisionTransformer(keras.layers.Layer):
     def get_config(self):
         import dataclasses
         return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu}
+                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}

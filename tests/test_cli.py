@@ -1,0 +1,100 @@
+"""The anyclip command line, run in process on a small random model and the shipped photos."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anyclip.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = sorted(str(p) for p in (ROOT / "examples" / "images").glob("*.jpg"))
+TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import open_clip
+    from safetensors.torch import save_file
+    from reference import randomize
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "tiny.json").write_text(json.dumps(TINY))
+    ref = open_clip.model.CLIP(**TINY)
+    save_file(randomize(ref.state_dict(), 0), str(folder / "w.safetensors"))
+    return ["--model", str(folder / "tiny.json"), "--checkpoint", str(folder / "w.safetensors")]
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, "README must open with exactly two set-up commands"
+    assert commands[1] in ci
+    assert "anyclip classify examples/images/" in commands[0]
+    assert len(PHOTOS) >= 3
+
+
+def test_models_lists_architectures_and_tags(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "ViT-B-32\t" in out and "laion2b_s34b_b79k" in out
+    assert len(out.strip().splitlines()) == 45
+
+
+def test_classify_prints_a_table_and_json(tiny_model, capsys):
+    assert main(["classify", *PHOTOS, "--labels", "cat", "astronaut", "coffee", *tiny_model]) == 0
+    out = capsys.readouterr().out
+    assert "top1" in out and "cat.jpg" in out
+    assert main(["classify", *PHOTOS, "--labels", "cat", "dog", "--json", *tiny_model]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [Path(r["image"]).name for r in data["results"]] == [Path(p).name for p in PHOTOS]
+    for r in data["results"]:
+        assert pytest.approx(sum(p["prob"] for p in r["predictions"]), abs=1e-5) == 1.0
+
+
+def test_classify_skips_unreadable_files_and_keeps_the_rest(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert main(["classify", PHOTOS[0], str(bad), str(empty), "--labels", "a", "b", "--json", *tiny_model]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["results"]) == 1
+    assert set(data["errors"]) == {str(bad), str(empty)}
+
+
+def test_classify_offline_without_weights_says_what_to_download(hf_cache, capsys):
+    assert main(["classify", PHOTOS[0], "--labels", "cat"]) == 2
+    err = capsys.readouterr().err
+    assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in err and "huggingface-cli download" in err
+
+
+def test_embed_images_to_parquet_and_texts_to_npy(tiny_model, tmp_path, capsys):
+    import pyarrow.parquet as pq
+    bad = tmp_path / "notes.txt.jpg"
+    bad.write_text("hello")
+    out = tmp_path / "img.parquet"
+    assert main(["embed", "--images", *PHOTOS, str(bad), "-o", str(out), *tiny_model]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == len(PHOTOS)
+    emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    errors = [json.loads(line) for line in (tmp_path / "img.errors.jsonl").read_text().splitlines()]
+    assert [e["path"] for e in errors] == [str(bad)]
+    out = tmp_path / "txt.npy"
+    assert main(["embed", "--texts", "a cat", "", "x" * 10000, "日本語 🐈", "-o", str(out), *tiny_model]) == 0
+    arr = np.load(out)
+    assert arr.shape == (4, 16) and np.isfinite(arr).all()
+    ids = json.loads((tmp_path / "txt.ids.json").read_text())["ids"]
+    assert ids[1] == "" and ids[3] == "日本語 🐈"
+
+
+def test_embed_needs_exactly_one_input_kind(tiny_model, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["embed", "-o", str(tmp_path / "x.npy"), *tiny_model])
