@@ -44,11 +44,8 @@ from .zero_shot import (  # noqa: E402
     zero_shot_probs,
 )
 
-try:  # TEMP-WIP
-    from .tokenizers import CLIPTokenizer, HFTokenizer, SimpleTokenizer  # noqa: E402
-    from .transforms import ImageLoadError, PreprocessConfig, image_transform, load_image  # noqa: E402
-except ImportError:  # TEMP-WIP
-    pass
+from .tokenizers import CLIPTokenizer, HFTokenizer, SimpleTokenizer  # noqa: E402
+from .transforms import ImageLoadError, PreprocessConfig, image_transform, load_image  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
 
+_MODULES = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
+
 
 def choose_default_backend() -> None:
-    """If the user chose no backend (``KERAS_BACKEND`` or ``~/.keras/keras.json``), prefer jax, torch, tf.
+    """Respect ``KERAS_BACKEND`` or a usable ``~/.keras/keras.json``; otherwise prefer jax, torch, tf.
 
-    Does nothing once keras is imported or when a choice exists.
+    Keras writes ``keras.json`` (backend "tensorflow") on first import, so a file naming a backend
+    that is not installed is treated as no choice. Does nothing once keras is imported.
     """
     if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
         return
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    if (keras_home / "keras.json").is_file():
+    config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+    try:
+        chosen = json.loads(config.read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        chosen = None
+    if chosen and (chosen not in _MODULES or importlib.util.find_spec(_MODULES[chosen]) is not None):
         return
-    for backend, module in (("jax", "jax"), ("torch", "torch"), ("tensorflow", "tensorflow")):
+    for backend, module in _MODULES.items():
         if importlib.util.find_spec(module) is not None:
             os.environ["KERAS_BACKEND"] = backend
             return
