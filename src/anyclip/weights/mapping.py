@@ -155,8 +155,13 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
         raise WeightMismatchError(
             f"{source} does not fit model {model.name!r}: {len(mismatched)} bad tensor(s), {len(missing)} missing "
             f"key(s), {len(unexpected)} unexpected key(s):\n  " + "\n  ".join(shown))
-    for var, value in ready:
-        var.assign(value.astype(_np_dtype(var)))
+    values = [value.astype(_np_dtype(var)) for var, value in ready]
+    import keras
+    if keras.backend.backend() == "jax":  # one batched host->device transfer instead of one per tensor
+        import jax
+        values = jax.device_put(values)
+    for (var, _), value in zip(ready, values):
+        var.assign(value)
 
 
 def _np_dtype(var):
