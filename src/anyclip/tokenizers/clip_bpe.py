@@ -50,6 +50,19 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(printable, chars)}
 
 
+def as_text_list(texts) -> list[str]:
+    """``texts`` (a string or an iterable of strings) as a list; a non-string item raises naming its index."""
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
+    return texts
+
+
 def clean_text(text: str) -> str:
     """CLIP's cleaning: ftfy, HTML unescape (twice), whitespace collapse, lower case.
 
@@ -143,14 +156,7 @@ class CLIPTokenizer:
 
     def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> np.ndarray:
         """Tokenize a string or a list of strings to ``int32 [batch, context_length]``."""
-        if isinstance(texts, str):
-            texts = [texts]
-        elif not isinstance(texts, Iterable):
-            raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
-        texts = list(texts)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
+        texts = as_text_list(texts)
         length = context_length or self.context_length
         if length < 2:
             raise ValueError(f"context_length must be >= 2, got {length}")

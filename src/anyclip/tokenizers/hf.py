@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import string
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .clip_bpe import clean_text
+from .clip_bpe import as_text_list, clean_text
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -88,14 +88,7 @@ class HFTokenizer:
 
     def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> np.ndarray:
         """Tokenize to ``int32 [batch, context_length]``."""
-        if isinstance(texts, str):
-            texts = [texts]
-        elif not isinstance(texts, Iterable):
-            raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
-        texts = list(texts)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
+        texts = as_text_list(texts)
         length = context_length or self.context_length
         ids = self.tokenizer([self.clean_fn(t) for t in texts], return_tensors="np", max_length=length,
                              padding="max_length", truncation=True)["input_ids"]
