@@ -10,24 +10,14 @@ checkpoint load time (file -> ready model). Run under each backend:
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
+from timing import timed  # noqa: E402
 
 
-def timed(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -72,7 +72,7 @@ def test_classify_skips_unreadable_files_and_keeps_the_rest(tiny_model, tmp_path
 def test_classify_offline_without_weights_says_what_to_download(hf_cache, capsys):
     assert main(["classify", PHOTOS[0], "--labels", "cat"]) == 2
     err = capsys.readouterr().err
-    assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in err and "huggingface-cli download" in err
+    assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in err and "hf download" in err
 
 
 def test_embed_images_to_parquet_and_texts_to_npy(tiny_model, tmp_path, capsys):

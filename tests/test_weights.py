@@ -133,7 +133,7 @@ def test_offline_without_cache_says_what_to_download(hf_cache):
         anyclip.create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")
     message = str(err.value)
     assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in message
-    assert "huggingface-cli download" in message and "HF_HUB_OFFLINE" in message
+    assert "hf download" in message and "HF_HUB_OFFLINE" in message
 
 
 def test_unknown_model_and_tag_suggest_close_names():

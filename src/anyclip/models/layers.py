@@ -51,10 +51,30 @@ def constant_init(value: float) -> HostInit:
     return HostInit(constant=value)
 
 
+@keras.saving.register_keras_serializable(package="anyclip")
+class Linear(keras.layers.Dense):
+    """``keras.layers.Dense`` whose bias add is fused into the matmul on the torch backend.
+
+    Keras runs torch eagerly, so ``matmul`` then ``add`` are two kernels and a full extra pass over the
+    activations; ``torch.nn.functional.linear`` does both in one GEMM (the kernel is passed as a
+    transposed view, no copy). Other backends compile the graph and fuse it themselves.
+    """
+
+    def call(self, inputs, training=None):
+        if _TORCH_FUSED and self.bias is not None and self.lora_rank is None and self.quantization_mode is None:
+            import torch.nn.functional as F
+            kernel = ops.cast(self.kernel, inputs.dtype)
+            return F.linear(inputs, kernel.T, ops.cast(self.bias, inputs.dtype))
+        return super().call(inputs, training=training)
+
+
+_TORCH_FUSED = keras.backend.backend() == "torch"
+
+
 def dense(units: int, std: float, seed: int | None, name: str, dtype=None) -> keras.layers.Dense:
     """A Dense layer (torch ``Linear``) with normal(std) kernel and zero bias, initialised on the host."""
-    return keras.layers.Dense(units, kernel_initializer=normal_init(std, seed, name),
-                              bias_initializer=constant_init(0.0), name=name, dtype=dtype)
+    return Linear(units, kernel_initializer=normal_init(std, seed, name),
+                  bias_initializer=constant_init(0.0), name=name, dtype=dtype)
 
 
 def layer_norm(name: str, dtype=None) -> keras.layers.LayerNormalization:

@@ -1,6 +1,16 @@
-"""Tokenizers: CLIP BPE (exactly open_clip's) and Hugging Face tokenizers for the other text towers."""
+"""Tokenizers: CLIP's BPE (same ids as open_clip's ``SimpleTokenizer``) and Hugging Face tokenizers
+used the way open_clip's ``HFTokenizer`` uses them.
 
-from .clip_bpe import CLIPTokenizer, SimpleTokenizer, clean_text
-from .hf import HFTokenizer, canonicalize_text
+Example:
+    >>> from anyclip.tokenizers import CLIPTokenizer
+    >>> CLIPTokenizer()(["a photo of a cat"]).shape
+    (1, 77)
+"""
+
+from .cleaning import canonicalize_text, clean_lower
+from .clip_bpe import CLIPTokenizer, SimpleTokenizer
+from .hf import HFTokenizer
+
+clean_text = clean_lower  # CLIP's cleaning, under its older name here
 
 __all__ = ["CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "canonicalize_text", "clean_text"]

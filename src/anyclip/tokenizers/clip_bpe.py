@@ -1,143 +1,236 @@
-"""The CLIP byte-pair-encoding tokenizer, identical to ``open_clip.SimpleTokenizer``, batch-first and fast.
+"""The CLIP byte-pair-encoding tokenizer: same ids as ``open_clip.tokenizer.SimpleTokenizer``, batch-first and fast.
 
-Pipeline (same results as OpenAI's / open_clip's Python tokenizer):
+How a text becomes ids (the result is the one open_clip's pure-Python tokenizer gives):
 
-1. clean: ``ftfy.fix_text``, HTML unescape twice, collapse whitespace, lower-case. Plain ASCII text
-   without ``&`` or control characters is left unchanged by ftfy and HTML unescaping, so it skips them.
-2. split with CLIP's regular expression (contractions, letter runs, single digits, punctuation runs).
-3. each word -> its UTF-8 bytes mapped to printable characters -> BPE merges. The merges run in the
-   Rust ``tokenizers`` BPE model; results are memoised per word, so common words cost one dict lookup.
-4. ``[sot] + ids + [eot]``, cut to the context length keeping ``eot`` last, zero padded.
+1. Clean: ``ftfy.fix_text``, HTML unescape twice, whitespace collapsed to single spaces, lower case.
+2. Split into words with CLIP's pattern (the two special-token literals, the contractions ``'s 't 're 've
+   'm 'll 'd`` matched case-insensitively, letter runs, single digits, runs of anything else that is not
+   white space).
+3. Each word: its UTF-8 bytes mapped to printable characters (GPT-2's reversible table), then BPE merges
+   with the ``</w>`` end-of-word marker. The merges run in the Rust ``tokenizers`` BPE model.
+4. ``[sot] + ids + [eot]``; when longer than the context length it is cut and ``eot`` is written into the
+   last slot; zero padding after.
+
+Why this is fast while giving the same ids:
+
+* No word match in step 2 contains white space, so the words of a cleaned text are the words of its
+  space-separated chunks taken one chunk at a time. A chunk's ids depend on the chunk alone, so they are
+  memoised per chunk; in the common case a whole text is one ``str.split`` plus dictionary look-ups that
+  run in C. Chunks not seen before are split into words and each distinct word goes once through the
+  Rust BPE model (``BPE.tokenize``; a ``Tokenizer.encode_batch`` round trip measured 4x slower per word,
+  most of it building ``Encoding`` objects).
+* Plain ASCII text (printable, no ``&``; tabs and line breaks allowed) skips ftfy and HTML unescaping,
+  which provably change nothing in it but white space (see :mod:`.cleaning`). Other text takes the
+  full cleaning, memoised for short strings.
+* Truncation stops reading ids once the row is full; rows are written into the array in one step.
 """
 
 from __future__ import annotations
 
 import gzip
-import html
-import re as _stdlib_re
 from importlib import resources
-from itertools import chain
-from typing import Iterable, Sequence
+from itertools import chain, islice
+from typing import Sequence
 
-import ftfy
 import numpy as np
 import regex
 
-SOT_TEXT, EOT_TEXT = "<start_of_text>", "<end_of_text>"
-# Characters for which ftfy.fix_text and html.unescape are provably the identity (printable ASCII
-# and the whitespace that cleaning collapses anyway); anything else takes the full ftfy path.
-_PLAIN = _stdlib_re.compile(r"[\x20-\x25\x27-\x7e\t\n\r]*\Z")
-# After cleaning, ASCII text is lower case with single spaces: there \p{L} is [a-z] and \p{N} is [0-9],
-# and the standard library's faster engine gives the same words.
-_ASCII_SPLIT = _stdlib_re.compile(r"<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\sa-z0-9]+")
-_SPLIT = regex.compile(
+from .cleaning import _PLAIN_BYTES, as_text_list, clean_canonicalize, clean_lower, clean_whitespace
+
+__all__ = ["CLIPTokenizer", "SimpleTokenizer"]
+
+SOT_TEXT = "<start_of_text>"
+EOT_TEXT = "<end_of_text>"
+DEFAULT_CONTEXT_LENGTH = 77
+_NUM_MERGES = 49152 - 256 - 2  # merges used from the vocabulary file (after its header line)
+
+# Word pattern of CLIP (the ``regex`` module, case-insensitive: note that "'ſ" matches "'s").
+_WORDS = regex.compile(
     r"<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
     regex.IGNORECASE,
 )
+_MAX_CACHED_CHUNK = 64  # longer chunks are encoded every time rather than memoised
+_MAX_CACHE_ENTRIES = 1 << 20  # the chunk memo is emptied when it grows past this
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    # GPT-2/CLIP reversible byte -> printable character table.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
+def _byte_to_char() -> dict[int, str]:
+    """GPT-2 / CLIP reversible table from the 256 byte values to printable characters.
 
-
-def as_text_list(texts) -> list[str]:
-    """``texts`` (a string or an iterable of strings) as a list; a non-string item raises naming its index."""
-    if isinstance(texts, str):
-        return [texts]
-    if not isinstance(texts, Iterable):
-        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
-    return texts
-
-
-def clean_text(text: str) -> str:
-    """CLIP's cleaning: ftfy, HTML unescape (twice), whitespace collapse, lower case.
-
-    Example:
-        >>> clean_text("  A &amp; B\\n")
-        'a & b'
+    Printable Latin-1 bytes stand for themselves; the other 68 bytes get code points from 256 upwards.
+    The insertion order (printable bytes first, then the rest) is the order of the first 256 ids.
     """
-    if not _PLAIN.match(text):
-        text = html.unescape(html.unescape(ftfy.fix_text(text)))
-    return " ".join(text.split()).lower()
+    table = {b: chr(b) for b in [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]}
+    extra = [b for b in range(256) if b not in table]
+    table.update((b, chr(256 + n)) for n, b in enumerate(extra))
+    return table
+
+
+# A cleaned text's space-separated chunks, per ``clean`` option; plain ASCII skips ftfy (see cleaning.py).
+def _chunks_lower(text: str) -> list[str]:
+    if text.isascii() and not text.encode("ascii").translate(None, _PLAIN_BYTES):
+        return text.lower().split()
+    return clean_lower(text).split()
+
+
+def _chunks_whitespace(text: str) -> list[str]:
+    return clean_whitespace(text).split()
+
+
+def _chunks_canonicalize(text: str) -> list[str]:
+    return clean_canonicalize(text).split()
+
+
+_CHUNKERS = {"lower": _chunks_lower, "whitespace": _chunks_whitespace, "canonicalize": _chunks_canonicalize}
+
+
+def _resolve_length(context_length, default) -> int:
+    length = context_length or default  # as open_clip: 0 / None mean "the tokenizer's own"
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"context_length must be a positive int, got {length!r}")
+    return int(length)
 
 
 class CLIPTokenizer:
     """OpenAI CLIP's BPE tokenizer: ``tok(texts) -> int32 [batch, context_length]``.
 
-    Output equals ``open_clip.tokenizer.SimpleTokenizer()(texts)`` (ids, truncation keeping the end
-    token, zero padding) as int32 numpy instead of a torch tensor.
+    Gives the ids of ``open_clip.tokenizer.SimpleTokenizer()(texts, context_length)`` (start token 49406,
+    end token 49407, cut to the context length with the end token kept last, zero padding), as an int32
+    numpy array instead of a torch tensor.
+
+    Args:
+        context_length: default length of the rows (77 for every CLIP model).
+        clean: ``"lower"`` (CLIP's), ``"whitespace"`` (no lower-casing) or ``"canonicalize"`` (punctuation
+            removed), as open_clip's ``clean`` argument.
+        vocab_path: a ``bpe_simple_vocab_16e6.txt.gz``-format merge list; the bundled one by default.
 
     Example:
         >>> tok = CLIPTokenizer()
-        >>> tok(["a photo of a cat"])[0, :7].tolist()
+        >>> ids = tok(["a photo of a cat", "a dog"])
+        >>> ids.shape, ids.dtype
+        ((2, 77), dtype('int32'))
+        >>> ids[0, :7].tolist()
         [49406, 320, 1125, 539, 320, 2368, 49407]
-        >>> tok.decode(tok(["a photo of a cat"])[0])
+        >>> tok.decode(ids[0])
         'a photo of a cat'
     """
 
-    def __init__(self, context_length: int = 77, vocab_path: str | None = None):
-        if not isinstance(context_length, int) or context_length < 2:
-            raise ValueError(f"context_length must be an int >= 2 (room for start and end tokens), got "
-                             f"{context_length!r}")
-        self.context_length = context_length
-        byte_encoder = _bytes_to_unicode()
-        self._byte_table = {b: c for b, c in byte_encoder.items()}
-        self._latin1_to_unicode = str.maketrans({chr(b): c for b, c in byte_encoder.items()})
-        merges = self._read_merges(vocab_path)
-        vocab = list(byte_encoder.values())
-        vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + [SOT_TEXT, EOT_TEXT]
-        self.encoder = {token: i for i, token in enumerate(vocab)}
-        self.decoder = {i: token for token, i in self.encoder.items()}
-        self._byte_decoder = {c: b for b, c in byte_encoder.items()}
-        self.sot_token_id = self.encoder[SOT_TEXT]
-        self.eot_token_id = self.encoder[EOT_TEXT]
-        self.pad_token_id = 0
-        self.vocab_size = len(vocab)
-        self._bpe = self._build_bpe(merges)
-        self._cache: dict[str, tuple[int, ...]] = {SOT_TEXT: (self.sot_token_id,), EOT_TEXT: (self.eot_token_id,)}
+    def __init__(self, context_length: int = DEFAULT_CONTEXT_LENGTH, clean: str = "lower",
+                 vocab_path: str | None = None):
+        self.context_length = None if context_length is None else _resolve_length(context_length, None)
+        if clean not in _CHUNKERS:
+            raise ValueError(f"clean must be one of {sorted(_CHUNKERS)}, got {clean!r}")
+        self.clean = clean
+        self._chunker = _CHUNKERS[clean]
 
+        merges = self._read_merges(vocab_path)
+        byte_to_char = _byte_to_char()
+        chars = list(byte_to_char.values())
+        tokens = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + [SOT_TEXT, EOT_TEXT]
+        self._id_to_token = tokens
+        self._sot, self._eot = len(tokens) - 2, len(tokens) - 1
+        self._char_to_byte = {c: b for b, c in byte_to_char.items()}
+        # bytes -> chars as a str.translate table over latin-1 code points (byte value == code point)
+        self._latin1_to_chars = str.maketrans({chr(b): c for b, c in byte_to_char.items()})
+        self._special_ids = {SOT_TEXT: self._sot, EOT_TEXT: self._eot}
+        self._bpe = self._build_bpe(tokens, merges)  # Rust BPE; its input is one byte-mapped word
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    # ------------------------------------------------------------------ construction
     @staticmethod
     def _read_merges(vocab_path) -> list[tuple[str, str]]:
         if vocab_path is None:
-            raw = resources.files("anyclip.tokenizers").joinpath("bpe_simple_vocab_16e6.txt.gz").read_bytes()
+            raw = resources.files(__package__).joinpath("bpe_simple_vocab_16e6.txt.gz").read_bytes()
         else:
             with open(vocab_path, "rb") as f:
                 raw = f.read()
-        lines = gzip.decompress(raw).decode("utf-8").split("\n")
-        return [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+        lines = gzip.decompress(raw).decode("utf-8").split("\n")[1:_NUM_MERGES + 1]
+        merges = [tuple(line.split()) for line in lines]
+        bad = [m for m in merges if len(m) != 2]
+        if bad or len(merges) != _NUM_MERGES:
+            raise ValueError(f"{vocab_path or 'bundled vocabulary'} is not a CLIP BPE merge list")
+        return merges
 
-    def _build_bpe(self, merges):
+    @staticmethod
+    def _build_bpe(tokens, merges):
         from tokenizers.models import BPE
-        vocab = {tok: i for tok, i in self.encoder.items() if tok not in (SOT_TEXT, EOT_TEXT)}
-        return BPE(vocab=vocab, merges=list(merges), end_of_word_suffix="</w>", continuing_subword_prefix="",
-                   cache_capacity=0)
+
+        vocab = {tok: i for i, tok in enumerate(tokens[:-2])}
+        return BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", continuing_subword_prefix="")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids (49408)."""
+        return len(self._id_to_token)
+
+    @property
+    def sot_token_id(self) -> int:
+        """Id of ``<start_of_text>`` (49406)."""
+        return self._sot
+
+    @property
+    def eot_token_id(self) -> int:
+        """Id of ``<end_of_text>`` (49407)."""
+        return self._eot
+
+    @property
+    def pad_token_id(self) -> int:
+        """Id used for padding (0)."""
+        return 0
 
     # ------------------------------------------------------------------ encoding
-    def _word_ids(self, word: str) -> tuple[int, ...]:
-        ids = self._cache.get(word)
-        if ids is None:
-            mapped = word.encode("utf-8").decode("latin-1").translate(self._latin1_to_unicode)
-            ids = tuple(t.id for t in self._bpe.tokenize(mapped))
-            if len(self._cache) < 1_000_000:
-                self._cache[word] = ids
-        return ids
+    def _encode_chunks(self, chunks: list[str]) -> dict[str, tuple[int, ...]]:
+        """Ids of each chunk (CLIP word split, byte mapping, Rust BPE per distinct word); memoises short ones."""
+        specials = self._special_ids
+        to_chars = self._latin1_to_chars
+        tokenize = self._bpe.tokenize
+        word_ids: dict[str, tuple[int, ...]] = {}
+        out = {}
+        for chunk in chunks:
+            ids = []
+            for word in _WORDS.findall(chunk):
+                if word in specials:  # only the exact lower-case literals, as open_clip
+                    ids.append(specials[word])
+                    continue
+                found = word_ids.get(word)
+                if found is None:
+                    mapped = word.encode("utf-8").decode("latin-1").translate(to_chars)
+                    found = word_ids[word] = tuple(t.id for t in tokenize(mapped))
+                ids.extend(found)
+            out[chunk] = tuple(ids)
+        cache = self._cache
+        cache.update((c, ids) for c, ids in out.items() if len(c) <= _MAX_CACHED_CHUNK)
+        return out
+
+    def _lookup(self, chunk_lists: list[list[str]], row=list) -> list:
+        """``row(iterator over a text's ids)`` for each text given as its chunks.
+
+        Memoised chunks are plain dictionary look-ups; chunks not seen before are encoded in one batch.
+        """
+        cache = self._cache
+        try:  # common case: everything memoised, the loops run in C
+            return [row(chain.from_iterable(map(cache.__getitem__, chunks))) for chunks in chunk_lists]
+        except KeyError:
+            pass
+        if len(cache) > _MAX_CACHE_ENTRIES:
+            cache.clear()
+        found = self._encode_chunks(list(set(chain.from_iterable(chunk_lists)).difference(cache)))
+        try:  # now memoised, unless too long to keep or another thread emptied the memo meanwhile
+            return [row(chain.from_iterable(map(cache.__getitem__, chunks))) for chunks in chunk_lists]
+        except KeyError:
+            pass
+        table = dict(found)
+        try:
+            for chunks in chunk_lists:
+                for c in chunks:
+                    if c not in table:
+                        table[c] = cache[c]
+        except KeyError:  # emptied by another thread: encode everything here
+            table = self._encode_chunks(list(set(chain.from_iterable(chunk_lists))))
+        return [row(chain.from_iterable(map(table.__getitem__, chunks))) for chunks in chunk_lists]
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of one text, without start/end tokens.
+        """Token ids of one text, cleaned as for :meth:`__call__`, without start/end tokens or truncation.
 
         Example:
             >>> CLIPTokenizer().encode("Hello world!")
@@ -145,58 +238,76 @@ class CLIPTokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
-        return self._encode_clean(clean_text(text))
+        return self._lookup([self._chunker(text)])[0]
 
-    def _encode_clean(self, text: str) -> list[int]:
-        words = (_ASCII_SPLIT if text.isascii() else _SPLIT).findall(text)
-        try:  # common case: every word already memoised, the loop runs in C
-            return list(chain.from_iterable(map(self._cache.__getitem__, words)))
-        except KeyError:
-            return list(chain.from_iterable(map(self._word_ids, words)))
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """:meth:`encode` of each text.
+
+        Example:
+            >>> CLIPTokenizer().encode_batch(["a cat", ""])
+            [[320, 2368], []]
+        """
+        texts = as_text_list(texts)
+        chunker = self._chunker
+        return self._lookup([chunker(t) for t in texts])
 
     def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> np.ndarray:
-        """Tokenize a string or a list of strings to ``int32 [batch, context_length]``."""
+        """Token ids of a string or a sequence of strings, ``int32 [batch, context_length]``.
+
+        Example:
+            >>> CLIPTokenizer()("a cat", context_length=5).tolist()
+            [[49406, 320, 2368, 49407, 0]]
+        """
         texts = as_text_list(texts)
-        length = context_length or self.context_length
-        if length < 2:
-            raise ValueError(f"context_length must be >= 2, got {length}")
-        sot, eot, room = self.sot_token_id, self.eot_token_id, length - 2
-        encode, plain = self._encode_clean, _PLAIN.match
-        rows = [[sot, *encode(" ".join(t.split()).lower() if plain(t) else clean_text(t))[:room], eot]
-                for t in texts]
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        length = _resolve_length(context_length, self.context_length)
+        chunker, sot, eot = self._chunker, self._sot, self._eot
+        if length == 1:  # open_clip: the single slot is overwritten with the end token
+            for text in texts:
+                chunker(text)  # same errors as for longer rows
+            return np.full((len(texts), 1), eot, dtype=np.int32)
+        room = length - 2  # [sot, first `room` ids, eot]: open_clip's cut with eot written last
+        rows = self._lookup([chunker(t) for t in texts], row=lambda ids: [sot, *islice(ids, room), eot])
+        lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
         flat = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
         out = np.zeros((len(rows), length), dtype=np.int32)
-        out[np.arange(length) < lengths[:, None]] = flat  # row-major fill, zero padding after eot
+        out[np.arange(length) < lengths[:, None]] = flat  # row-major fill; zeros after each end token
         return out
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of token ids: skips the start token and stops at the end token (so padding is dropped).
+    # ------------------------------------------------------------------ decoding
+    def decode(self, ids) -> str:
+        """Text of a sequence of ids: the start token is skipped and decoding stops at the end token
+        (so padding after it is dropped); ``</w>`` becomes a space; surrounding spaces are stripped.
+
+        Example:
+            >>> CLIPTokenizer().decode([49406, 3306, 1002, 256, 49407, 0, 0])
+            'hello world !'
+        """
+        pieces = []
+        vocab, n = self._id_to_token, len(self._id_to_token)
+        for i in np.asarray(ids).reshape(-1).tolist():
+            if i == self._eot:
+                break
+            if i == self._sot:
+                continue
+            if not isinstance(i, int) or not 0 <= i < n:
+                raise ValueError(f"token id {i!r} is outside the vocabulary (0..{n - 1})")
+            pieces.append(vocab[i])
+        data = bytes(self._char_to_byte[c] for c in "".join(pieces))
+        return data.decode("utf-8", errors="replace").replace("</w>", " ").strip()
+
+    def batch_decode(self, ids) -> list[str]:
+        """:meth:`decode` of each row of a ``[batch, length]`` array.
 
         Example:
             >>> tok = CLIPTokenizer()
-            >>> tok.decode([49406, 3306, 1002, 49407, 0, 0])
-            'hello world'
+            >>> tok.batch_decode(tok(["a cat", "two dogs"]))
+            ['a cat', 'two dogs']
         """
-        pieces = []
-        for i in np.asarray(ids).reshape(-1).tolist():
-            if i == self.eot_token_id:
-                break
-            if i == self.sot_token_id:
-                continue
-            if i not in self.decoder:
-                raise ValueError(f"token id {i} is outside the vocabulary (size {self.vocab_size})")
-            pieces.append(self.decoder[i])
-        text = "".join(pieces)
-        raw = bytearray(self._byte_decoder[c] for c in text)
-        return raw.decode("utf-8", errors="replace").replace("</w>", " ").strip()
-
-    def batch_decode(self, ids) -> list[str]:
-        """:meth:`decode` for each row of ``[batch, length]`` ids."""
         return [self.decode(row) for row in np.asarray(ids)]
 
-    def __repr__(self):
-        return f"CLIPTokenizer(context_length={self.context_length}, vocab_size={self.vocab_size})"
+    def __repr__(self) -> str:
+        return (f"CLIPTokenizer(context_length={self.context_length}, clean={self.clean!r}, "
+                f"vocab_size={self.vocab_size})")
 
 
 SimpleTokenizer = CLIPTokenizer

@@ -1,20 +1,45 @@
 """The exact host preprocessing path: PIL in, float32 ``[H, W, 3]`` out, equal to open_clip's eval transform.
 
-open_clip's eval transform (torchvision on PIL images) is, in order: resize in the image's own mode
-(``shortest``: short side to size then centre crop; ``longest``: long side to size then centre
-pad with ``fill_color``; ``squash``: both sides), ``convert("RGB")``, ``/255`` and per-channel
-normalisation in float32. This module performs the same PIL operations with the same size and
-rounding rules, so results match to float32 round-off (tested ≤ 1e-6) without torch.
+open_clip's eval transform (torchvision on PIL images) is, in order:
 
-Modes: ``convert("RGB")`` happens after resizing, exactly like open_clip, so ``P`` images are resized
-with nearest-neighbour (PIL's rule for palettes), ``RGBA``/``LA`` drop alpha without compositing
-(transparent pixels keep their stored colour), ``I;16``/``I`` images clip to 0-255 as PIL's RGB
-conversion does. Use :func:`load_image` to open files: it applies EXIF orientation and turns every
-decoding problem into an :class:`ImageLoadError` naming the file.
+1. resize in the image's *own* mode -- ``shortest``: short side to ``size`` (square targets, torchvision
+   ``Resize(int)``: long side ``int(size * long / short)``, i.e. truncated) or, for non-square targets,
+   ``ResizeKeepRatio`` (``round(side / min_ratio)``, Python's round-half-even, and always **bicubic**
+   whatever ``interpolation`` says); ``longest``: ``ResizeKeepRatio`` on the long side; ``squash``: both
+   sides. A resize to the size the image already has is skipped. (One deliberate difference: where the
+   ``longest`` mode rounds a side of a very elongated image to 0 pixels, open_clip fails inside PIL; we
+   keep 1 pixel.)
+2. ``shortest``: ``CenterCrop`` (offset ``int(round((side - crop) / 2))``, half-even again);
+   ``longest``: centre pad with ``fill_color`` (left/top get the smaller half), then the same crop.
+3. ``convert("RGB")``, ``/255`` to float32 and ``(x - mean) / std`` in float32.
+
+:class:`Preprocess` runs the same PIL operations with the same size and rounding rules and the same
+float32 arithmetic, so its output is bit-identical to open_clip's in every mode we test (``max |diff|
+== 0``; the test tolerance is 1e-6), with no torch at runtime.
+
+What each input mode becomes (identical to open_clip, because the resize runs before ``convert("RGB")``):
+
+* ``RGB``, ``L``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: resized with the chosen filter, then converted
+  with PIL's colour conversion (grey is replicated to 3 channels; CMYK uses PIL's naive formula).
+* ``P`` / ``PA`` and ``1``: PIL resizes palette and bilevel images with **nearest neighbour**, whatever
+  the interpolation; the ``longest`` pad of a ``P`` image uses palette *index* ``fill_color`` (not a grey
+  level), and of a ``1`` image white for any non-zero ``fill_color``.
+* ``RGBA`` / ``LA``: alpha is **dropped, not composited**. When a resize happens PIL resamples in
+  premultiplied alpha, so fully transparent pixels come out black and semi-transparent ones darkened;
+  when no resize happens (already at the target size) transparent pixels keep their stored colour.
+* ``I;16``, ``I`` (16/32-bit integer): values are **clipped** to 0-255, not rescaled -- a typical 16-bit
+  image (values up to 65535) comes out mostly white.
+* ``F`` (32-bit float): clipped to 0-255 and truncated, not rescaled -- an ``F`` image holding 0-1 values
+  comes out nearly black.
+
+Use :func:`load_image` to open files: it applies the EXIF orientation (open_clip's examples do not),
+refuses decompression bombs and turns every decoding problem into an :class:`ImageLoadError` naming
+the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import warnings
@@ -26,92 +51,138 @@ from PIL import Image, ImageOps
 
 from .config import PreprocessConfig
 
-DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb threshold
+DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own hard decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS)
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
 class ImageLoadError(ValueError):
-    """An image file is missing, empty, not an image, corrupt, truncated or too large."""
+    """An image file is missing, empty, not an image, corrupt, truncated or too large.
+
+    The message starts with the file name (``<bytes>`` or the file object's ``name`` for in-memory input)
+    and says what went wrong.
+    """
 
 
 def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image, applying its EXIF orientation.
+    """Open and fully decode an image, applying its EXIF orientation; the mode is left as stored.
 
-    ``source``: a path, bytes, or a binary file object. Images with more than ``max_pixels`` pixels are
-    refused before decoding (decompression-bomb guard). Every failure raises :class:`ImageLoadError`
-    with the file name and the reason.
+    ``source``: a path (``str`` / ``os.PathLike``), ``bytes``, or a binary file object (read, not
+    closed). Images with more than ``max_pixels`` pixels (``None``: no limit of ours) are refused from
+    their declared size, before any pixel is decoded. PIL's own global guard still applies on top
+    (``PIL.Image.MAX_IMAGE_PIXELS``: refused above twice that); raise both to open larger images.
+    Every failure -- missing or empty file, not an image, truncated or corrupt data, too many pixels --
+    raises :class:`ImageLoadError` with the file name and the reason.
 
     Example:
         >>> image = load_image("examples/images/cat.jpg")  # doctest: +SKIP
         >>> image.mode, image.size  # doctest: +SKIP
         ('RGB', (320, 240))
     """
-    name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<bytes>")
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise ImageLoadError(f"{name}: file not found")
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        path = Path(source)
+        if not path.exists():
+            raise ImageLoadError(f"{name}: file not found")
+        if not path.is_file():
+            raise ImageLoadError(f"{name}: not a regular file")
+        try:
             if path.stat().st_size == 0:
                 raise ImageLoadError(f"{name}: file is empty (0 bytes)")
-            fp = open(path, "rb")
-        elif isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise ImageLoadError("<bytes>: empty input")
-            fp = io.BytesIO(source)
-        else:
-            fp = _Borrowed(source)  # the caller's file object: read it, leave it open
-        with fp:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(fp.f if isinstance(fp, _Borrowed) else fp)
-                width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageLoadError(f"{name}: {width}x{height} = {width * height} pixels exceeds the limit "
-                                         f"of {max_pixels} (raise max_pixels to allow it)")
-                image.load()
-        image = ImageOps.exif_transpose(image)
+            with open(path, "rb") as fp:
+                return _decode(fp, name, max_pixels)
+        except OSError as e:  # unreadable (permissions, I/O error)
+            raise ImageLoadError(f"{name}: cannot read file ({type(e).__name__}: {e})") from None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageLoadError("<bytes>: empty input (0 bytes)")
+        return _decode(io.BytesIO(source), "<bytes>", max_pixels)
+    if hasattr(source, "read"):
+        if isinstance(source, io.TextIOBase):
+            raise TypeError("load_image needs a binary file object (open the file with 'rb')")
+        return _decode(source, str(getattr(source, "name", "<file object>")), max_pixels)
+    raise TypeError(f"load_image takes a path, bytes or a binary file object, not {type(source).__name__}")
+
+
+def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Our limit replaces PIL's warning tier; PIL's hard limit (DecompressionBombError) stays.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(fp)
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageLoadError(f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
+                                     f"{max_pixels} (possible decompression bomb; pass a larger max_pixels to "
+                                     f"allow it)")
+            image.load()  # force the full decode: truncated / corrupt data fails here, not later
+            ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to rotate
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(f"{name}: refused as a decompression bomb ({e})") from None
+        raise ImageLoadError(f"{name}: refused by PIL's decompression-bomb guard ({e}); raise "
+                             f"PIL.Image.MAX_IMAGE_PIXELS to allow it") from None
     except Image.UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image file (format not recognised)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- PIL raises OSError, SyntaxError, ValueError, EOFError, zlib.error...
         raise ImageLoadError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
+    if image.width == 0 or image.height == 0:
+        raise ImageLoadError(f"{name}: image has no pixels (size {image.size})")
     return image
 
 
-class _Borrowed:
-    def __init__(self, f):
-        self.f = f
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self.f
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _shortest_edge_size(h: int, w: int, size: int) -> tuple[int, int]:
-    # torchvision's rule for Resize(int): short side -> size, long side -> int(size * long / short).
+    # torchvision Resize(int): the short side becomes `size`, the long one int(size * long / short).
     if w <= h:
         return int(size * h / w), size
     return size, int(size * w / h)
 
 
 def _keep_ratio_size(h: int, w: int, target: tuple[int, int], longest: bool) -> tuple[int, int]:
-    # timm/open_clip ResizeKeepRatio without randomness.
+    # open_clip/timm ResizeKeepRatio (no random scale/aspect): one ratio for both sides, Python round().
     ratio_h, ratio_w = h / target[0], w / target[1]
     ratio = max(ratio_h, ratio_w) if longest else min(ratio_h, ratio_w)
     return round(h / ratio), round(w / ratio)
 
 
+def resize_geometry(h: int, w: int, cfg: PreprocessConfig) -> tuple[tuple[int, int], str]:
+    """``((resize_h, resize_w), interpolation)`` that open_clip's eval transform uses for an ``h x w`` image.
+
+    After the resize, a centre crop and/or pad to ``cfg.hw`` finishes the geometry.
+
+    Example:
+        >>> resize_geometry(480, 640, PreprocessConfig(size=224))
+        ((224, 298), 'bicubic')
+    """
+    th, tw = cfg.hw
+    if cfg.resize_mode == "squash":
+        return (th, tw), cfg.interpolation
+    if cfg.resize_mode == "longest":
+        # A very elongated image can round its short side to 0 (e.g. 1x1000 to 224), where open_clip fails
+        # inside PIL; we keep one pixel row / column instead.
+        rh, rw = _keep_ratio_size(h, w, (th, tw), True)
+        return (max(rh, 1), max(rw, 1)), cfg.interpolation
+    if th == tw:
+        return _shortest_edge_size(h, w, th), cfg.interpolation
+    # open_clip builds ResizeKeepRatio(image_size) here without passing the interpolation: always bicubic
+    return _keep_ratio_size(h, w, (th, tw), False), "bicubic"
+
+
+def crop_offsets(h: int, w: int, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, pad_top, pad_left)`` of torchvision's centre crop / open_clip's centre crop-or-pad.
+
+    Padding first (odd remainders go to the bottom/right), then ``int(round((side - crop) / 2))``.
+    """
+    crop_h, crop_w = hw
+    pad_top = (crop_h - h) // 2 if crop_h > h else 0
+    pad_left = (crop_w - w) // 2 if crop_w > w else 0
+    h, w = max(h, crop_h), max(w, crop_w)
+    return int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0)), pad_top, pad_left
+
+
 def _resize(image: Image.Image, hw: tuple[int, int], resample) -> Image.Image:
-    if (image.height, image.width) == tuple(hw):
+    if (image.height, image.width) == tuple(hw):  # torchvision skips a resize to the same size
         return image
     return image.resize((hw[1], hw[0]), resample)
 
@@ -127,7 +198,7 @@ def _center_crop_or_pad(image: Image.Image, hw: tuple[int, int], fill: int) -> I
             color = tuple(int(c) for c in color) if isinstance(color, tuple) else int(color)
         palette = image.getpalette() if image.mode == "P" else None
         image = ImageOps.expand(image, border=border, fill=color)
-        if palette is not None:
+        if palette is not None:  # as torchvision's pad: keep the palette, fill is a palette index
             image.putpalette(palette)
         if (image.height, image.width) == (crop_h, crop_w):
             return image
@@ -137,12 +208,18 @@ def _center_crop_or_pad(image: Image.Image, hw: tuple[int, int], fill: int) -> I
 
 
 class Preprocess:
-    """Callable eval transform: PIL image (any mode) or path -> normalised float32 ``[H, W, 3]``.
+    """Eval transform: PIL image (any mode), path or uint8 array -> normalised float32 ``[H, W, 3]``.
+
+    Equal to ``open_clip.image_transform(..., is_train=False)`` on the same PIL image, transposed to
+    channels-last. A path is opened with :func:`load_image` (EXIF orientation applied); a uint8 numpy
+    array ``[H, W]``/``[H, W, 3]``/``[H, W, 4]`` is wrapped with ``Image.fromarray``.
 
     Example:
         >>> preprocess = image_transform(PreprocessConfig(size=224))
         >>> preprocess(Image.new("RGB", (640, 480))).shape
         (224, 224, 3)
+        >>> preprocess.batch([Image.new("L", (50, 80))] * 2).shape
+        (2, 224, 224, 3)
     """
 
     def __init__(self, cfg: PreprocessConfig):
@@ -151,34 +228,24 @@ class Preprocess:
         self._std = np.asarray(cfg.std, dtype=np.float32)
 
     def resize_and_crop(self, image: Image.Image) -> Image.Image:
-        """The geometric part (resize + crop/pad), in the image's own mode, then RGB conversion."""
+        """The geometric part (resize, crop/pad) in the image's own mode, then ``convert("RGB")``."""
         cfg = self.cfg
-        h, w = cfg.hw
-        resample = _RESAMPLE[cfg.interpolation]
-        if cfg.resize_mode == "squash":
-            image = _resize(image, (h, w), resample)
-        elif cfg.resize_mode == "longest":
-            image = _resize(image, _keep_ratio_size(image.height, image.width, (h, w), True), resample)
-            image = _center_crop_or_pad(image, (h, w), cfg.fill_color)
-        else:
-            if h == w:
-                image = _resize(image, _shortest_edge_size(image.height, image.width, h), resample)
-            else:  # open_clip uses ResizeKeepRatio with its default (bicubic) interpolation here
-                size = _keep_ratio_size(image.height, image.width, (h, w), False)
-                image = _resize(image, size, Image.Resampling.BICUBIC)
-            image = _center_crop_or_pad(image, (h, w), 0)
+        hw, interpolation = resize_geometry(image.height, image.width, cfg)
+        image = _resize(image, hw, _RESAMPLE[interpolation])
+        if cfg.resize_mode != "squash":
+            image = _center_crop_or_pad(image, cfg.hw, cfg.fill_color if cfg.resize_mode == "longest" else 0)
         return image.convert("RGB")
 
     def __call__(self, image) -> np.ndarray:
-        if not isinstance(image, Image.Image):
-            image = load_image(image)
+        image = _as_pil(image)
         if image.width == 0 or image.height == 0:
             raise ImageLoadError(f"image has no pixels (size {image.size})")
+        # ToTensor: uint8 -> float32, divided by 255 (a true division, as torch's div does)
         pixels = np.asarray(self.resize_and_crop(image), dtype=np.float32) / np.float32(255.0)
-        return (pixels - self._mean) / self._std
+        return (pixels - self._mean) / self._std  # Normalize: sub then div, float32
 
     def batch(self, images: Iterable) -> np.ndarray:
-        """Stack several images into ``[batch, H, W, 3]``."""
+        """Preprocess several images (any mix of sizes, modes, paths) into ``[batch, H, W, 3]``."""
         arrays = [self(image) for image in images]
         if not arrays:
             h, w = self.cfg.hw
@@ -187,22 +254,34 @@ class Preprocess:
 
     def __repr__(self):
         c = self.cfg
-        return (f"Preprocess(size={c.size}, resize_mode={c.resize_mode!r}, interpolation={c.interpolation!r}, "
+        return (f"Preprocess(size={c.size!r}, resize_mode={c.resize_mode!r}, interpolation={c.interpolation!r}, "
                 f"mean={c.mean}, std={c.std}, fill_color={c.fill_color})")
 
 
+def _as_pil(image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+            raise TypeError(f"arrays must be uint8 [H, W], [H, W, 3] or [H, W, 4], got {image.dtype} {image.shape}")
+        return Image.fromarray(image)
+    return load_image(image)
+
+
 def image_transform(cfg: PreprocessConfig | dict | None = None, **overrides) -> Preprocess:
-    """The eval transform for ``cfg`` (a :class:`PreprocessConfig`, a dict, or keyword fields).
+    """The exact eval transform for ``cfg`` (a :class:`PreprocessConfig`, a dict, or keyword fields).
 
     Example:
-        >>> image_transform(size=336, resize_mode="squash").cfg.hw
+        >>> preprocess = image_transform(size=336, resize_mode="squash")
+        >>> preprocess.cfg.hw
         (336, 336)
+        >>> preprocess(Image.new("RGB", (100, 60))).shape
+        (336, 336, 3)
     """
     if cfg is None:
         cfg = PreprocessConfig(**overrides)
     elif isinstance(cfg, dict):
         cfg = PreprocessConfig.from_dict({**cfg, **overrides})
     elif overrides:
-        import dataclasses
         cfg = dataclasses.replace(cfg, **overrides)
     return Preprocess(cfg)

@@ -61,7 +61,7 @@ def _unavailable_message(repo_id, candidates, errors, cache_dir) -> str:
     return (f"could not get weights from the Hugging Face hub repo {repo_id!r}{offline}.\n"
             f"Tried: " + "; ".join(errors) + "\n"
             f"On a machine with network access run:\n"
-            f"    huggingface-cli download {repo_id} {candidates[0]} {CONFIG_NAME}\n"
+            f"    hf download {repo_id} {candidates[0]} {CONFIG_NAME}\n"
             f"and copy its cache into {cache} (or set HF_HUB_CACHE), or download the file anywhere and pass "
             f"its path as pretrained=PATH.")
 

@@ -1,0 +1,58 @@
+"""anyclip on JAX runs with neither torch nor TensorFlow importable (as after `pip install anyclip[jax]`)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(r"""
+    import importlib.abc, sys, json
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "tensorflow", "torchvision", "open_clip", "transformers"):
+                raise ImportError(f"blocked: {name}")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import numpy as np
+    import anyclip
+    import keras
+    from anyclip.weights import save_open_clip_checkpoint, read_state_dict
+    cfg = {"embed_dim": 8, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
+           "patch_size": 16}, "text_cfg": {"layers": 1, "width": 32, "heads": 2}}
+    open(sys.argv[1] + "/tiny.json", "w").write(json.dumps(cfg))
+    model = anyclip.create_model(sys.argv[1] + "/tiny.json")
+    save_open_clip_checkpoint(model, sys.argv[1] + "/out")
+    again = anyclip.create_model("local-dir:" + sys.argv[1] + "/out")
+    preprocess = anyclip.image_transform(again.preprocess_cfg)
+    image = preprocess(anyclip.load_image(sys.argv[2]))[None]
+    ids = anyclip.get_tokenizer(sys.argv[1] + "/tiny.json")(["a cat"])
+    a = keras.ops.convert_to_numpy(model.encode_image(image))
+    b = keras.ops.convert_to_numpy(again.encode_image(image))
+    try:
+        read_state_dict(sys.argv[1] + "/x.bin") if open(sys.argv[1] + "/x.bin", "wb").write(b"x") else None
+        torch_message = ""
+    except Exception as e:
+        torch_message = str(e)
+    print(json.dumps({"backend": keras.backend.backend(), "same": bool((a == b).all()),
+                      "text": list(keras.ops.convert_to_numpy(again.encode_text(ids)).shape),
+                      "torch_loaded": "torch" in sys.modules, "tf_loaded": "tensorflow" in sys.modules,
+                      "torch_message": torch_message}))
+""")
+
+
+def test_jax_path_needs_no_torch_or_tensorflow(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path / "keras-home")  # no keras.json: anyclip must pick jax itself
+    photo = os.path.join(root, "examples", "images", "cat.jpg")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), photo], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax"
+    assert result["same"] and result["text"] == [1, 8]
+    assert not result["torch_loaded"] and not result["tf_loaded"]
+    assert "needs torch" in result["torch_message"]
