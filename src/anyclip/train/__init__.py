@@ -1,0 +1,19 @@
+"""Training: losses with open_clip semantics, the optimiser recipe, the train step and checkpoints.
+
+Everything is written in ``keras.ops`` and runs on the JAX, torch and TensorFlow backends::
+
+    from anyclip.train import TrainStep, WarmupSchedule, clip_loss, create_optimizer
+    optimizer = create_optimizer(model, lr=5e-4, schedule=WarmupSchedule(5e-4, warmup=100, total_steps=10_000))
+    step = TrainStep(model, optimizer, lambda out: clip_loss(**out), accum_freq=4)
+    metrics = step(images, token_ids)                     # {"loss": ...}
+"""
+
+from .checkpoint import (list_training_checkpoints, load_training_checkpoint, resolve_checkpoint,
+                         save_training_checkpoint)
+from .losses import LOGIT_SCALE_MAX, clamp_logit_scale, clip_loss, distill_clip_loss, put_local_rows, siglip_loss
+from .optim import WarmupSchedule, create_optimizer, decays
+from .step import TrainStep, value_and_grad
+
+__all__ = ["LOGIT_SCALE_MAX", "TrainStep", "WarmupSchedule", "clamp_logit_scale", "clip_loss", "create_optimizer",
+           "decays", "distill_clip_loss", "list_training_checkpoints", "load_training_checkpoint",
+           "put_local_rows", "resolve_checkpoint", "save_training_checkpoint", "siglip_loss", "value_and_grad"]

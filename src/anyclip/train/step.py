@@ -1,0 +1,262 @@
+"""One optimiser step of a CLIP model on any Keras backend, with open_clip's gradient accumulation.
+
+The step is written once, as a function that calls the model and the loss; only "differentiate this
+function" is backend-specific (``jax.value_and_grad`` over a :class:`keras.StatelessScope`, torch
+autograd, ``tf.GradientTape``), in :func:`value_and_grad` below.
+
+Gradient accumulation follows open_clip's ``--accum-freq``: a contrastive loss couples every pair in the
+batch, so averaging per-micro-batch losses is *not* the large-batch loss. Instead the features of all
+micro-batches are first computed without gradients; then, for each micro-batch, its features are
+recomputed with gradients, put in place of their cached copy, and the loss over the whole set is
+differentiated. The summed gradients equal the gradient of one step on the whole batch (exactly, for a
+model without dropout; patch dropout draws different patches in the two passes, as in open_clip). One
+deliberate difference: open_clip sums the temperature's (and SigLIP bias's) gradient over the micro-batches,
+``accum_freq`` times the large-batch value; here it is counted once, so the update is the large-batch one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from .losses import clamp_logit_scale, put_local_rows
+
+LossFn = Callable[[Mapping[str, object]], object]
+FEATURE_KEYS = ("image_features", "text_features")
+
+
+def value_and_grad(fn: Callable, variables: Sequence[keras.Variable], state: Sequence[keras.Variable] = ()):
+    """``fn(*args) -> (loss, aux)`` into ``g(*args) -> (loss, aux, grads)``, gradients w.r.t. ``variables``.
+
+    ``state`` lists non-trainable variables that ``fn`` may update (random-seed states, batch-norm
+    statistics): on JAX their new values are written back after the call; on torch and TensorFlow the
+    model updates them in place as usual.
+
+    Example:
+        >>> g = value_and_grad(lambda x: (ops.sum(model.visual(x) ** 2), None), model.trainable_variables)  # doctest: +SKIP
+        >>> loss, _, grads = g(images)  # doctest: +SKIP
+    """
+    backend = keras.backend.backend()
+    variables, state = list(variables), list(state)
+    if backend == "jax":
+        import jax
+
+        def split(values, state_values, *args):
+            (loss, aux), new_state = _pure(fn, variables, state)(values, state_values, *args)
+            return loss, (aux, new_state)
+
+        grad_fn = jax.jit(jax.value_and_grad(split, has_aux=True))
+
+        def run(*args):
+            (loss, (aux, new_state)), grads = grad_fn([v.value for v in variables], [v.value for v in state], *args)
+            _write_back(state, new_state)
+            return loss, aux, grads
+        return run
+    if backend == "torch":
+        import torch
+
+        def run(*args):
+            for var in variables:
+                var.value.grad = None
+            with torch.enable_grad():
+                loss, aux = fn(*args)
+                params = [var.value for var in variables]
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+            return loss.detach(), _detach(aux), grads
+        return run
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def run(*args):
+            with tf.GradientTape() as tape:
+                loss, aux = fn(*args)
+            grads = tape.gradient(loss, [v.value for v in variables],
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            # Embedding lookups give IndexedSlices; dense tensors can be summed over micro-batches.
+            return loss, aux, [tf.convert_to_tensor(g) for g in grads]
+        return run
+    raise NotImplementedError(f"training needs the jax, torch or tensorflow backend, not {backend!r}")
+
+
+def _pure(fn, variables, state):
+    """JAX: ``fn(*args)`` as a pure function of the variables' values, also returning the new ``state``."""
+    def pure(values, state_values, *args):
+        mapping = list(zip(variables, values)) + list(zip(state, state_values))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            out = fn(*args)
+        new_state = [scope.get_current_value(v) for v in state]
+        return out, [s if n is None else n for n, s in zip(new_state, state_values)]
+    return pure
+
+
+def _write_back(state, values):
+    for var, value in zip(state, values):
+        var.assign(value)
+
+
+def _detach(tree):
+    if isinstance(tree, dict):
+        return {k: _detach(v) for k, v in tree.items()}
+    return tree.detach() if hasattr(tree, "detach") else tree
+
+
+class TrainStep:
+    """``step(images, texts) -> {"loss": float, ...}``: forward, loss, gradients, optimiser update, clamp.
+
+    ``loss_fn(outputs)`` gets the model's output dict (``image_features``, ``text_features``,
+    ``logit_scale`` -- already exponentiated -- and ``logit_bias`` when the model has one) and returns
+    a scalar, or a dict of scalars that are summed (each is reported). ``accum_freq > 1`` splits the
+    batch into that many micro-batches and accumulates gradients as open_clip does (the update equals
+    one step on the whole batch). After each update ``logit_scale`` is clamped to ``[0, ln(100)]``.
+
+    Example:
+        >>> optimizer = keras.optimizers.AdamW(1e-4)  # doctest: +SKIP
+        >>> step = TrainStep(model, optimizer, lambda out: clip_loss(**out))  # doctest: +SKIP
+        >>> step(images, tokens)["loss"]  # doctest: +SKIP
+    """
+
+    def __init__(self, model, optimizer: keras.optimizers.Optimizer, loss_fn: LossFn, accum_freq: int = 1,
+                 max_logit_scale: float | None = math.log(100)):
+        if int(accum_freq) != accum_freq or accum_freq < 1:
+            raise ValueError(f"accum_freq must be a positive integer, got {accum_freq!r}")
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.accum_freq, self.max_logit_scale = int(accum_freq), max_logit_scale
+        self.variables = list(model.trainable_variables)
+        if not self.variables:
+            raise ValueError("the model has no trainable variables (are both towers locked?)")
+        self.optimizer.build(self.variables)
+        state = list(model.non_trainable_variables)
+        self._grad_single = value_and_grad(self._single, self.variables, state)
+        self._grad_micro = value_and_grad(self._micro, self.variables, state)
+        self._features = None
+        self._apply = _apply_fn(self.optimizer, self.variables)
+
+    # Each function below is differentiated by value_and_grad; they only call the model and the loss.
+    def _outputs(self, images, texts):
+        return self.model({"images": images, "texts": texts}, training=True)
+
+    def _total(self, outputs):
+        losses = self.loss_fn(outputs)
+        if not isinstance(losses, Mapping):
+            losses = {"loss": losses}
+        total = sum(losses.values()) if len(losses) > 1 else next(iter(losses.values()))
+        return total, dict(losses)
+
+    def _single(self, images, texts):
+        return self._total(self._outputs(images, texts))
+
+    def _micro(self, images, texts, cached_images, cached_texts, index):
+        outputs = dict(self._outputs(images, texts))
+        for key, cached in (("image_features", cached_images), ("text_features", cached_texts)):
+            outputs[key] = put_local_rows(cached, outputs[key], index, keep_grad=False)
+        # The temperature (and bias) enter every micro-loss directly, not through the live slice: let only
+        # the first micro-batch carry their gradient, so that they too get the whole batch's gradient once.
+        for key in ("logit_scale", "logit_bias"):
+            if key in outputs:
+                outputs[key] = ops.where(index == 0, outputs[key], ops.stop_gradient(outputs[key]))
+        return self._total(outputs)
+
+    def _cached_features(self, images, texts):
+        if self._features is None:
+            self._features = _inference_fn(self.model)
+        return self._features(images, texts)
+
+    def __call__(self, images, texts) -> dict[str, float]:
+        metrics, grads = self.compute_gradients(images, texts)
+        self._apply(grads)
+        if self.max_logit_scale is not None:
+            clamp_logit_scale(self.model, 0.0, self.max_logit_scale)
+        return metrics
+
+    def compute_gradients(self, images, texts) -> tuple[dict[str, float], list]:
+        """``(metrics, grads)`` for one batch, before any update (grads follow ``self.variables``)."""
+        images, texts = _as_array(images, "float32"), _as_array(texts, "int32")
+        batch = ops.shape(images)[0]
+        if ops.shape(texts)[0] != batch:
+            raise ValueError(f"images and texts must have the same batch size, got {ops.shape(images)} "
+                             f"and {ops.shape(texts)}")
+        if self.accum_freq == 1:
+            loss, parts, grads = self._grad_single(images, texts)
+        else:
+            loss, parts, grads = self._accumulate(images, texts, batch)
+        metrics = {k: float(ops.convert_to_numpy(v)) for k, v in parts.items()}
+        metrics["loss"] = float(ops.convert_to_numpy(loss))
+        if not math.isfinite(metrics["loss"]):
+            raise FloatingPointError(f"the loss is not finite ({metrics['loss']}); no update was applied "
+                                     "(lower the learning rate, or check the data)")
+        return metrics, grads
+
+    def _accumulate(self, images, texts, batch):
+        if batch % self.accum_freq:
+            raise ValueError(f"the batch of {batch} does not split into accum_freq={self.accum_freq} "
+                             "equal micro-batches")
+        size = batch // self.accum_freq
+        micro = [(images[i * size:(i + 1) * size], texts[i * size:(i + 1) * size]) for i in range(self.accum_freq)]
+        cached = [self._cached_features(*m) for m in micro]
+        all_images = ops.concatenate([c[0] for c in cached], axis=0)
+        all_texts = ops.concatenate([c[1] for c in cached], axis=0)
+        total_grads, total_loss, parts = None, 0.0, {}
+        for i, (imgs, txts) in enumerate(micro):
+            loss, parts_i, grads = self._grad_micro(imgs, txts, all_images, all_texts, np.int32(i))
+            total_grads = grads if total_grads is None else [a + b for a, b in zip(total_grads, grads)]
+            total_loss = total_loss + loss
+            parts = {k: parts.get(k, 0.0) + v for k, v in parts_i.items()}
+        # Each micro-step's loss is the loss of the whole batch (only the live slice differs): report the mean.
+        n = self.accum_freq
+        return total_loss / n, {k: v / n for k, v in parts.items()}, total_grads
+
+
+def _apply_fn(optimizer, variables):
+    """``apply(grads)``: the optimiser update (one compiled function on JAX, eager elsewhere)."""
+    if keras.backend.backend() != "jax":
+        return lambda grads: optimizer.apply(grads, variables)
+    import jax
+    jitted = jax.jit(optimizer.stateless_apply)
+
+    def apply(grads):
+        values, opt_values = jitted([v.value for v in optimizer.variables], grads, [v.value for v in variables])
+        _write_back(variables, values)
+        _write_back(optimizer.variables, opt_values)
+    return apply
+
+
+def _inference_fn(model):
+    """Features of a micro-batch in training mode without gradients (the cached copies)."""
+    backend = keras.backend.backend()
+    state = list(model.non_trainable_variables)
+
+    def features(images, texts):
+        out = model({"images": images, "texts": texts}, training=True)
+        return out["image_features"], out["text_features"]
+
+    if backend == "jax":
+        import jax
+        variables = list(model.trainable_variables)
+        jitted = jax.jit(_pure(features, variables, state))
+
+        def run(images, texts):
+            out, new_state = jitted([v.value for v in variables], [v.value for v in state], images, texts)
+            _write_back(state, new_state)
+            return out
+        return run
+    if backend == "torch":
+        import torch
+
+        def run(images, texts):
+            with torch.no_grad():
+                return features(images, texts)
+        return run
+    return lambda images, texts: tuple(ops.stop_gradient(f) for f in features(images, texts))
+
+
+def _as_array(x, dtype):
+    if isinstance(x, (list, tuple, np.ndarray)):
+        x = np.asarray(x)
+        if x.dtype != dtype:
+            x = x.astype(dtype)
+    return ops.convert_to_tensor(x)
