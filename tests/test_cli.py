@@ -98,3 +98,13 @@ def test_embed_images_to_parquet_and_texts_to_npy(tiny_model, tmp_path, capsys):
 def test_embed_needs_exactly_one_input_kind(tiny_model, tmp_path):
     with pytest.raises(SystemExit):
         main(["embed", "-o", str(tmp_path / "x.npy"), *tiny_model])
+
+
+def test_data_shapes_writes_csv_and_refuses_bad_settings(tmp_path, capsys):
+    import csv
+    assert main(["data", "shapes", str(tmp_path / "shapes"), "-n", "6", "--format", "csv", "--split", "test"]) == 0
+    with open(tmp_path / "shapes" / "test.csv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == 6 and all(Path(r["filepath"]).is_file() and r["title"] for r in rows)
+    assert main(["data", "shapes", str(tmp_path / "bad"), "--image-size", "4"]) == 2
+    assert "image_size" in capsys.readouterr().err

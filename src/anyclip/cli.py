@@ -1,4 +1,4 @@
-"""The ``anyclip`` command line: list models, classify images zero-shot, embed images or texts."""
+"""The ``anyclip`` command line: list models, classify images zero-shot, embed images or texts, evaluate."""
 
 from __future__ import annotations
 
@@ -165,6 +165,24 @@ def cmd_embed(args):
     return 0
 
 
+def cmd_data_shapes(args):
+    from .data.shapes import ShapesConfig, make_shapes
+    try:
+        config = ShapesConfig(image_size=args.image_size, max_count=args.max_count, seed=args.seed)
+        out = make_shapes(args.out, args.split, args.num_samples, args.format, config=config,
+                          shard_size=args.shard_size, image_format=args.image_format, workers=args.workers)
+    except ValueError as e:
+        print(f"anyclip data shapes: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.num_samples} {args.split} samples to {out}")
+    return 0
+
+
+def cmd_eval(args):
+    from .eval.command import run_eval_command
+    return run_eval_command(args, load=_load)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anyclip", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="output .npy or .parquet")
     _add_model_args(p)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("data", help="make datasets")
+    data = p.add_subparsers(dest="dataset", required=True)
+    p = data.add_parser("shapes", help="write the synthetic shapes dataset as WebDataset shards or CSV")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--split", default="train", choices=["train", "val", "test", "test_heldout"])
+    p.add_argument("-n", "--num-samples", type=int, default=10000)
+    p.add_argument("--format", default="wds", choices=["wds", "csv"])
+    p.add_argument("--image-format", default="jpg", choices=["jpg", "png"])
+    p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=1, help="processes drawing images (0: every CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--max-count", type=int, default=3)
+    p.set_defaults(func=cmd_data_shapes)
+
+    from .eval.command import add_eval_arguments
+    p = sub.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")
+    add_eval_arguments(p)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -1,0 +1,180 @@
+"""``anyclip eval``: zero-shot classification, retrieval or a linear probe from the command line.
+
+Flags follow clip_benchmark and open_clip's training script where they have one. Datasets are read
+(and checked) before the model loads, so a bad file fails fast. The result is printed and written as
+clip_benchmark-style JSON (``--output``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe")
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    """Register the ``eval`` flags (the model flags are added by the CLI itself).
+
+    Example:
+        >>> parser = argparse.ArgumentParser(); add_eval_arguments(parser)
+    """
+    from ..data.common import DATASET_TYPES
+    p.add_argument("--task", default="auto", choices=TASKS,
+                   help="what to measure (auto: retrieval for caption files, zero-shot classification otherwise)")
+    p.add_argument("--dataset", required=True,
+                   help="ImageFolder root, labels CSV, WebDataset shards (shard-{000..009}.tar), or a retrieval "
+                        "JSON/CSV; for linear_probe the test split, or a folder with train/ and test/")
+    p.add_argument("--dataset-type", choices=DATASET_TYPES, default=None, help="layout of --dataset (auto-detected)")
+    p.add_argument("--dataset-root", default=None,
+                   help="folder that relative image paths in a CSV/JSON are resolved against (default: its folder)")
+    p.add_argument("--split", default="test", help="split of a Karpathy-style retrieval JSON (default test)")
+    p.add_argument("--train-dataset", default=None, help="linear_probe: the training split")
+    p.add_argument("--val-dataset", default=None,
+                   help="linear_probe: a validation split for the C sweep (default: held out from train)")
+    p.add_argument("--classnames", default=None, help="class names file (one per line, or JSON list) or 'imagenet'")
+    p.add_argument("--templates", default=None,
+                   help="prompt templates file (one per line, {} or {c} for the class), 'imagenet' (80), "
+                        "'simple' (7) or 'default' ('a photo of a {}.')")
+    p.add_argument("--csv-img-key", default=None, help="CSV column of image paths (default: filepath, image, path...)")
+    p.add_argument("--csv-label-key", default=None, help="CSV column of labels (default: label, class, target...)")
+    p.add_argument("--csv-caption-key", default=None, help="CSV column of captions (default: caption, title, text...)")
+    p.add_argument("--csv-separator", default=None, help="CSV separator (default: tab for .tsv, else comma)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="image decoding threads (0: decode in the main thread)")
+    p.add_argument("--recall-k", type=int, nargs="+", default=[1, 5, 10], help="retrieval: the k of R@k")
+    p.add_argument("--feature-cache", default=None, help="linear_probe: folder to cache split features in")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="linear_probe: share of train held out")
+    p.add_argument("--c-values", type=float, nargs="+", default=None,
+                   help="linear_probe: C values to try (one value: no sweep; default: the log-spaced sweep)")
+    p.add_argument("--seed", type=int, default=0, help="linear_probe: seed of the validation hold-out")
+    p.add_argument("--output", "-o", default="results.json", help="where to write the JSON results")
+    p.add_argument("--confusion-png", default=None, help="classification: also draw the confusion matrix here")
+    p.add_argument("--language", default="en", help="recorded in the JSON, as clip_benchmark does")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _validate(args) -> None:
+    from ..data.common import DatasetError
+    if args.batch_size < 1:
+        raise DatasetError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise DatasetError(f"--workers must be 0 or more, got {args.workers}")
+    if min(args.recall_k) < 1:
+        raise DatasetError(f"--recall-k values must be at least 1, got {args.recall_k}")
+    if not 0 < args.val_fraction < 1:
+        raise DatasetError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+
+
+def _labelled(path, args, classnames, dataset_type=None):
+    from ..data.common import DatasetError, detect_dataset_type
+    from ..data.labelled import read_image_folder, read_labelled_csv, read_webdataset
+    kind = dataset_type or detect_dataset_type(path, "classification", separator=args.csv_separator)
+    if kind == "imagefolder":
+        return read_image_folder(path, classnames)
+    if kind == "csv":
+        return read_labelled_csv(path, classnames, img_key=args.csv_img_key, label_key=args.csv_label_key,
+                                 separator=args.csv_separator, root=args.dataset_root)
+    if kind == "webdataset":
+        return read_webdataset(path, classnames)
+    raise DatasetError(f"{path}: a {kind} dataset holds captions, not labels; use --task zeroshot_retrieval")
+
+
+def _retrieval(args, kind):
+    from ..data.common import DatasetError
+    from ..data.retrieval import read_retrieval_csv, read_retrieval_json
+    if kind == "retrieval-json":
+        return read_retrieval_json(args.dataset, args.dataset_root, split=args.split)
+    if kind == "retrieval-csv":
+        return read_retrieval_csv(args.dataset, args.dataset_root, img_key=args.csv_img_key,
+                                  caption_key=args.csv_caption_key, separator=args.csv_separator)
+    raise DatasetError(f"{args.dataset}: a {kind} dataset has labels, not captions; retrieval needs a "
+                       f"retrieval-json or retrieval-csv file")
+
+
+def _read_data(args, task):
+    from ..data.common import detect_dataset_type
+    from ..data.labelled import read_classnames
+    classnames = read_classnames(args.classnames) if args.classnames else None
+    if task == "linear_probe":
+        train_path, test_path, val_path = args.train_dataset, args.dataset, args.val_dataset
+        root = Path(args.dataset)
+        if train_path is None and (root / "train").is_dir() and (root / "test").is_dir():
+            train_path, test_path = root / "train", root / "test"
+            if val_path is None and (root / "val").is_dir():
+                val_path = root / "val"
+        if train_path is None:
+            from ..data.common import DatasetError
+            raise DatasetError("linear_probe needs a training split: --train-dataset, or --dataset holding "
+                               "train/ and test/ folders")
+        kind = args.dataset_type
+        train = _labelled(train_path, args, classnames, kind)
+        names = classnames or train.classnames  # read the other splits with train's class ids
+        test = _labelled(test_path, args, names, kind)
+        val = _labelled(val_path, args, names, kind) if val_path is not None else None
+        return {"train": train, "test": test, "val": val}
+    kind = args.dataset_type or detect_dataset_type(
+        args.dataset, None if task == "auto" else task, separator=args.csv_separator,
+        label_key=args.csv_label_key, caption_key=args.csv_caption_key)
+    if task == "auto":
+        task = "zeroshot_retrieval" if kind.startswith("retrieval") else "zeroshot_classification"
+    if task == "zeroshot_retrieval":
+        return {"task": task, "data": _retrieval(args, kind)}
+    return {"task": task, "data": _labelled(args.dataset, args, classnames, kind)}
+
+
+def run_eval_command(args, load) -> int:
+    """Run ``anyclip eval`` for parsed ``args``; ``load(args)`` returns ``(model, preprocess, tokenizer)``.
+
+    Example:
+        >>> from anyclip.cli import main
+        >>> main(["eval", "--dataset", "pets/val", "--output", "pets.json"])  # doctest: +SKIP
+        0
+    """
+    from ..data.common import DatasetError
+    from .linear_probe import linear_probe
+    from .report import format_summary, save_confusion_png, write_results_json
+    from .retrieval import zero_shot_retrieval
+    from .zero_shot import zero_shot_classification
+    try:
+        _validate(args)
+        task = args.task
+        data = _read_data(args, task)
+        task = data.get("task", task)
+        model, preprocess, tokenizer = load(args)
+        weights = getattr(model, "pretrained_cfg", None) or {}
+        if args.feature_cache and not (weights.get("checkpoint") or weights.get("pretrained")):
+            raise DatasetError("--feature-cache needs a model with weights (--pretrained or --checkpoint): "
+                               "features of a randomly initialised model are not worth caching")
+        progress = False if args.no_progress else None
+        common = dict(preprocess=preprocess, batch_size=args.batch_size, workers=args.workers, progress=progress)
+        if task == "zeroshot_classification":
+            result = zero_shot_classification(model, tokenizer, data["data"], templates=args.templates, **common)
+        elif task == "zeroshot_retrieval":
+            result = zero_shot_retrieval(model, tokenizer, data["data"], recall_k=args.recall_k, **common)
+        else:
+            result = linear_probe(model, data["train"], data["test"], val=data["val"],
+                                  feature_cache=args.feature_cache, val_fraction=args.val_fraction,
+                                  c_values=args.c_values, seed=args.seed, **common)
+    except DatasetError as e:
+        print(f"anyclip eval: error: {e}", file=sys.stderr)
+        return 2
+    pretrained = model.pretrained_cfg.get("pretrained") if getattr(model, "pretrained_cfg", None) else None
+    print(format_summary(result, args.dataset))
+    if args.output:
+        out = write_results_json(args.output, result, dataset=args.dataset, model=args.model, pretrained=pretrained,
+                                 language=args.language)
+        print(f"wrote {out}")
+    if args.confusion_png:
+        if result.confusion is None:
+            print("anyclip eval: --confusion-png applies to classification tasks only; not drawn", file=sys.stderr)
+        else:
+            png = save_confusion_png(args.confusion_png, result.confusion, result.classnames,
+                                     title=f"{Path(args.model).name} on {Path(args.dataset).name}")
+            print(f"wrote {png}")
+    return 0
+
+
+__all__ = ["TASKS", "add_eval_arguments", "run_eval_command"]
