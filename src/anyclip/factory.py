@@ -167,27 +167,18 @@ def _layer_name(name: str) -> str:
 def create_model_and_transforms(model_name: str, pretrained: str | None = None, **kwargs):
     """``(model, preprocess_train, preprocess_val)`` as ``open_clip.create_model_and_transforms``.
 
-    The transforms map a PIL image (or path) to a float32 ``[H, W, 3]`` array.
+    The transforms map a PIL image (or path) to a float32 ``[H, W, 3]`` array: ``preprocess_train`` is
+    open_clip's RandomResizedCrop recipe (:class:`anyclip.transforms.TrainTransform`), ``preprocess_val``
+    the exact eval transform.
 
     Example:
         >>> model, _, preprocess = create_model_and_transforms("ViT-B-32")
         >>> preprocess.cfg.size
         224
     """
-    from .transforms import image_transform
+    from .transforms import image_transform, train_transform
     model = create_model(model_name, pretrained, **kwargs)
-    preprocess_val = image_transform(model.preprocess_cfg)
-    preprocess_train = _train_transform(model.preprocess_cfg)
-    return model, preprocess_train, preprocess_val
-
-
-def _train_transform(cfg: PreprocessConfig):
-    try:
-        from .transforms import train_transform
-    except ImportError:
-        from .transforms import image_transform
-        return image_transform(cfg)
-    return train_transform(cfg)
+    return model, train_transform(model.preprocess_cfg), image_transform(model.preprocess_cfg)
 
 
 def create_model_from_pretrained(model_name: str, pretrained: str | None = None, *, return_transform: bool = True,

@@ -14,9 +14,11 @@ In-graph path -- a batch of same-sized uint8 RGB images, on any Keras backend (j
 
 from .config import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, OPENAI_DATASET_MEAN,
                      OPENAI_DATASET_STD, PreprocessConfig)
+from .augment import AugmentConfig, TrainTransform, train_transform
 from .graph import ImagePreprocessor, preprocess_images
 from .host import DEFAULT_MAX_PIXELS, ImageLoadError, Preprocess, image_transform, load_image
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD",
+__all__ = ["AugmentConfig", "DEFAULT_MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD",
            "ImageLoadError", "ImagePreprocessor", "OPENAI_DATASET_MEAN", "OPENAI_DATASET_STD", "Preprocess",
-           "PreprocessConfig", "image_transform", "load_image", "preprocess_images"]
+           "PreprocessConfig", "TrainTransform", "image_transform", "load_image", "preprocess_images",
+           "train_transform"]

@@ -278,10 +278,13 @@ def image_transform(cfg: PreprocessConfig | dict | None = None, **overrides) -> 
         >>> preprocess(Image.new("RGB", (100, 60))).shape
         (336, 336, 3)
     """
+    return Preprocess(as_preprocess_config(cfg, **overrides))
+
+
+def as_preprocess_config(cfg: PreprocessConfig | dict | None = None, **overrides) -> PreprocessConfig:
+    """A :class:`PreprocessConfig` from a config, a dict, or keyword fields, with ``overrides`` applied."""
     if cfg is None:
-        cfg = PreprocessConfig(**overrides)
-    elif isinstance(cfg, dict):
-        cfg = PreprocessConfig.from_dict({**cfg, **overrides})
-    elif overrides:
-        cfg = dataclasses.replace(cfg, **overrides)
-    return Preprocess(cfg)
+        return PreprocessConfig(**overrides)
+    if isinstance(cfg, dict):
+        return PreprocessConfig.from_dict({**cfg, **overrides})
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
