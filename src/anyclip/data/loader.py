@@ -62,8 +62,13 @@ def source_name(source) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _load_one(source, preprocess: Callable, max_pixels: int | None):
-    """``(pixels, None)`` or ``(None, reason)``: errors an image file can cause become a reason."""
+def load_and_preprocess(source, preprocess: Callable, max_pixels: int | None):
+    """``(pixels, None)`` or ``(None, reason)``: errors an image file can cause become a reason.
+
+    Example:
+        >>> load_and_preprocess("missing.jpg", preprocess, None)  # doctest: +SKIP
+        (None, 'file not found')
+    """
     name = source_name(source)
     data = source[1] if isinstance(source, tuple) else source
     try:
@@ -89,8 +94,13 @@ def progress_bar(total: int | None, desc: str, unit: str, progress: bool | None)
     return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
 
 
-def _ordered_results(sources: Iterable, fn: Callable, workers: int, window: int) -> Iterator[tuple]:
-    """``(source, fn(source))`` in input order, at most ``window`` submitted ahead on ``workers`` threads."""
+def ordered_map(sources: Iterable, fn: Callable, workers: int, window: int) -> Iterator[tuple]:
+    """``(source, fn(source))`` in input order, at most ``window`` submitted ahead on ``workers`` threads.
+
+    Example:
+        >>> [r for _, r in ordered_map(range(4), lambda x: x * x, workers=2, window=4)]
+        [0, 1, 4, 9]
+    """
     if workers <= 0:
         for source in sources:
             yield source, fn(source)
@@ -135,11 +145,11 @@ def iter_image_batches(sources: Iterable, preprocess: Callable, *, batch_size: i
     window = max(2 * batch_size, 2 * workers)
 
     def fn(source):
-        return _load_one(source, preprocess, max_pixels)
+        return load_and_preprocess(source, preprocess, max_pixels)
 
     with progress_bar(total, desc, "img", progress) as bar:
         arrays, indices, skipped, seen = [], [], [], 0
-        for index, (source, (pixels, reason)) in enumerate(_ordered_results(sources, fn, workers, window)):
+        for index, (source, (pixels, reason)) in enumerate(ordered_map(sources, fn, workers, window)):
             if pixels is None:
                 skipped.append(SkippedImage(index, source_name(source), reason))
             else:
@@ -164,4 +174,5 @@ def _batch(arrays, indices, skipped, preprocess) -> ImageBatch:
     return ImageBatch(pixels, np.asarray(indices, dtype=np.int64), list(skipped))
 
 
-__all__ = ["ImageBatch", "SkippedImage", "iter_image_batches", "progress_bar", "source_name"]
+__all__ = ["ImageBatch", "SkippedImage", "iter_image_batches", "load_and_preprocess", "ordered_map", "progress_bar",
+           "source_name"]

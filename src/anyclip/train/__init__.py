@@ -10,10 +10,12 @@ Everything is written in ``keras.ops`` and runs on the JAX, torch and TensorFlow
 
 from .checkpoint import (list_training_checkpoints, load_training_checkpoint, resolve_checkpoint,
                          save_training_checkpoint)
+from .data import ImageTextSet, TrainBatch, TrainBatches, open_train_data
 from .losses import LOGIT_SCALE_MAX, clamp_logit_scale, clip_loss, distill_clip_loss, put_local_rows, siglip_loss
 from .optim import WarmupSchedule, create_optimizer, decays
 from .step import TrainStep, value_and_grad
 
-__all__ = ["LOGIT_SCALE_MAX", "TrainStep", "WarmupSchedule", "clamp_logit_scale", "clip_loss", "create_optimizer",
-           "decays", "distill_clip_loss", "list_training_checkpoints", "load_training_checkpoint",
-           "put_local_rows", "resolve_checkpoint", "save_training_checkpoint", "siglip_loss", "value_and_grad"]
+__all__ = ["ImageTextSet", "LOGIT_SCALE_MAX", "TrainBatch", "TrainBatches", "TrainStep", "WarmupSchedule",
+           "clamp_logit_scale", "clip_loss", "create_optimizer", "decays", "distill_clip_loss",
+           "list_training_checkpoints", "load_training_checkpoint", "open_train_data", "put_local_rows",
+           "resolve_checkpoint", "save_training_checkpoint", "siglip_loss", "value_and_grad"]

@@ -1,0 +1,215 @@
+"""Training data: image-caption pairs from CSV or WebDataset shards, in resumable, seeded batches.
+
+:class:`ImageTextSet` lists the pairs (a WebDataset shard is indexed once, so its members are read by
+offset, in any order). :class:`TrainBatches` yields fixed-size batches of one epoch: a permutation seeded
+from ``(seed, epoch)``, images decoded and augmented in worker threads with a generator seeded from
+``(seed, epoch, sample)`` -- so the result depends on neither worker count nor timing -- and captions
+tokenised. A sample that cannot be used (unreadable image, empty caption) is skipped, counted and
+logged; the batch is filled from the next samples. Each batch reports the position in the epoch's
+order after it, which is all a checkpoint needs to resume the epoch without repeating a sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tarfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..data.common import (CAPTION_COLUMNS, IMAGE_COLUMNS, DatasetError, is_image_file, pick_column, read_csv,
+                           resolve_path)
+from ..data.labelled import expand_shards
+from ..data.loader import load_and_preprocess, ordered_map
+
+log = logging.getLogger("anyclip.train")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardMember:
+    """An image stored in a tar shard: read ``size`` bytes at ``offset``."""
+
+    shard: str
+    name: str
+    offset: int
+    size: int
+
+    def read(self) -> tuple[str, bytes]:
+        with open(self.shard, "rb") as f:
+            f.seek(self.offset)
+            return f"{self.shard}:{self.name}", f.read(self.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTextSet:
+    """Image-caption pairs: ``images`` (paths or :class:`ShardMember`) and ``captions``, same length.
+
+    Example:
+        >>> data = ImageTextSet.from_csv("train.csv")  # doctest: +SKIP
+        >>> len(data), data.captions[0]  # doctest: +SKIP
+        (20000, 'two small blue squares')
+    """
+
+    name: str
+    images: tuple
+    captions: tuple[str, ...]
+
+    def __post_init__(self):
+        if len(self.images) != len(self.captions):
+            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.captions)} captions")
+        if not self.images:
+            raise DatasetError(f"{self.name}: no image-caption pairs")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, img_key: str | None = None, caption_key: str | None = None,
+                 separator: str = "\t", root: str | os.PathLike | None = None) -> "ImageTextSet":
+        """open_clip's CSV dataset: ``--csv-img-key`` (default: ``filepath``, ``image``, ...),
+        ``--csv-caption-key`` (default: ``title``, ``caption``, ...), ``--csv-separator`` (tab, as open_clip).
+        Relative image paths are resolved against ``root`` (default: the CSV's folder)."""
+        path = Path(path)
+        header, rows = read_csv(path, separator)
+        img = pick_column(path, header, img_key, IMAGE_COLUMNS, "image paths")
+        cap = pick_column(path, header, caption_key, CAPTION_COLUMNS, "captions")
+        base = Path(root) if root is not None else path.parent
+        images, captions = [], []
+        for _, cells in rows:
+            images.append(str(resolve_path(cells[img], base)))
+            captions.append(cells[cap])
+        return cls(str(path), tuple(images), tuple(captions))
+
+    @classmethod
+    def from_webdataset(cls, spec: str | os.PathLike, caption_ext: str = "txt") -> "ImageTextSet":
+        """img2dataset-style shards (``{000..009}.tar``, ``::``-joined, or a folder): image + ``.txt`` per key.
+
+        A key with no image or no caption is skipped and counted in the log; a file that is not a tar
+        is an error naming it.
+        """
+        images, captions, incomplete = [], [], 0
+        for shard in expand_shards(spec):
+            try:
+                with tarfile.open(shard, "r:") as tar:
+                    members = [m for m in tar.getmembers() if m.isfile()]
+                    grouped: dict[str, dict[str, tarfile.TarInfo]] = {}
+                    for m in members:
+                        stem, _, ext = os.path.basename(m.name).partition(".")
+                        key = os.path.join(os.path.dirname(m.name), stem)
+                        grouped.setdefault(key, {})[ext.lower()] = m
+                    for key, parts in grouped.items():
+                        image = next((m for e, m in parts.items() if is_image_file("x." + e)), None)
+                        if image is None or caption_ext not in parts:
+                            incomplete += 1
+                            continue
+                        text = tar.extractfile(parts[caption_ext]).read().decode("utf-8", "replace")
+                        images.append(ShardMember(shard, image.name, image.offset_data, image.size))
+                        captions.append(text.strip())
+            except (tarfile.TarError, OSError, EOFError) as e:
+                raise DatasetError(f"{shard}: not a readable tar shard ({type(e).__name__}: {e})") from None
+        if incomplete:
+            log.warning("%s: %d sample(s) without an image or a .%s caption were left out", spec, incomplete,
+                        caption_ext)
+        return cls(os.fspath(spec), tuple(images), tuple(captions))
+
+
+@dataclasses.dataclass
+class TrainBatch:
+    """``images [B, H, W, 3]``, ``texts [B, context]`` int32, ``indices [B]`` (positions in the dataset),
+    ``position`` (samples of this epoch's order consumed so far) and the samples ``skipped`` on the way."""
+
+    images: np.ndarray
+    texts: np.ndarray
+    indices: np.ndarray
+    position: int
+    skipped: list[tuple[int, str]]
+
+
+class TrainBatches:
+    """One epoch of full batches, in a seeded order, resumable at any batch boundary.
+
+    ``transform(image, rng=...)`` is a :class:`~anyclip.transforms.TrainTransform` (or any callable with
+    that signature); ``tokenizer(list_of_str)`` returns ``[n, context]`` ids. The last incomplete batch
+    of an epoch is dropped (as open_clip does).
+
+    Example:
+        >>> batches = TrainBatches(data, transform, tokenizer, batch_size=256, seed=0, workers=4)  # doctest: +SKIP
+        >>> for batch in batches.epoch(0, start=0):  # doctest: +SKIP
+        ...     metrics = step(batch.images, batch.texts)
+    """
+
+    def __init__(self, data: ImageTextSet, transform: Callable, tokenizer: Callable, batch_size: int,
+                 seed: int = 0, workers: int = 4):
+        if batch_size < 1 or batch_size > len(data):
+            raise ValueError(f"batch_size must be in [1, {len(data)}] (the dataset size), got {batch_size}")
+        self.data, self.transform, self.tokenizer = data, transform, tokenizer
+        self.batch_size, self.seed, self.workers = batch_size, seed, workers
+        self.skipped_total = 0
+
+    def __len__(self) -> int:
+        """Batches per epoch, counting every sample as usable."""
+        return len(self.data) // self.batch_size
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The epoch's sample order (a permutation seeded from ``(seed, epoch)``)."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+
+    def _load(self, item):
+        epoch, index = item
+        source = self.data.images[index]
+        if isinstance(source, ShardMember):
+            try:
+                source = source.read()
+            except OSError as e:
+                return None, f"cannot read {source.shard}: {e}"
+        if not self.data.captions[index].strip():
+            return None, "empty caption"
+        rng = np.random.default_rng([self.seed, epoch, int(index)])
+        return load_and_preprocess(source, lambda image: self.transform(image, rng=rng), None)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[TrainBatch]:
+        """Batches of ``epoch`` from position ``start`` of its order (a checkpoint's ``position``)."""
+        order = self.order(epoch)
+        if not 0 <= start <= len(order):
+            raise ValueError(f"start must be in [0, {len(order)}], got {start}")
+        items = ((epoch, int(i)) for i in order[start:])
+        window = max(2 * self.batch_size, 2 * self.workers)
+        pixels, indices, skipped, position = [], [], [], start
+        for (_, index), (array, reason) in ordered_map(items, self._load, self.workers, window):
+            position += 1
+            if array is None:
+                skipped.append((index, reason))
+                self.skipped_total += 1
+                log.warning("skipped sample %d (%s): %s", index, _describe(self.data.images[index]), reason)
+                continue
+            pixels.append(array)
+            indices.append(index)
+            if len(pixels) == self.batch_size:
+                texts = np.asarray(self.tokenizer([self.data.captions[i] for i in indices]), dtype=np.int32)
+                yield TrainBatch(np.stack(pixels), texts, np.asarray(indices), position, skipped)
+                pixels, indices, skipped = [], [], []
+
+
+def _describe(source) -> str:
+    return f"{source.shard}:{source.name}" if isinstance(source, ShardMember) else str(source)
+
+
+def open_train_data(spec: str, dataset_type: str = "auto", **csv_options) -> ImageTextSet:
+    """``--train-data`` + ``--dataset-type`` (``csv``, ``webdataset`` or ``auto``) -> :class:`ImageTextSet`.
+
+    Example:
+        >>> open_train_data("data/shapes/train/{00000..00019}.tar")  # doctest: +SKIP
+    """
+    if dataset_type == "auto":
+        dataset_type = "csv" if str(spec).lower().endswith((".csv", ".tsv")) else "webdataset"
+    if dataset_type == "csv":
+        return ImageTextSet.from_csv(spec, **csv_options)
+    if dataset_type == "webdataset":
+        return ImageTextSet.from_webdataset(spec)
+    raise ValueError(f"unknown dataset type {dataset_type!r}; choose from auto, csv, webdataset")
+
+
+__all__ = ["ImageTextSet", "ShardMember", "TrainBatch", "TrainBatches", "open_train_data"]
