@@ -1,4 +1,4 @@
-"""The ``anyclip`` command line: list models, classify images zero-shot, embed images or texts, evaluate."""
+"""The ``anyclip`` command line: list models, classify images zero-shot, embed, evaluate, train, make data."""
 
 from __future__ import annotations
 
@@ -178,6 +178,15 @@ def cmd_data_shapes(args):
     return 0
 
 
+def cmd_train(args):
+    from .train.loop import run_train_command
+    try:
+        return run_train_command(args)
+    except ValueError as e:  # bad flags or data (DatasetError is a ValueError): say which, no traceback
+        print(f"anyclip train: error: {e}", file=sys.stderr)
+        return 2
+
+
 def cmd_eval(args):
     from .eval.command import run_eval_command
     return run_eval_command(args, load=_load)
@@ -222,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--max-count", type=int, default=3)
     p.set_defaults(func=cmd_data_shapes)
+
+    from .train.loop import add_train_arguments
+    p = sub.add_parser("train", help="train or fine-tune a CLIP model on image-caption data")
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
 
     from .eval.command import add_eval_arguments
     p = sub.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")

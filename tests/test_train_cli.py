@@ -1,0 +1,79 @@
+"""``anyclip train`` end to end on the shapes data: logs, checkpoints, resume equals an uninterrupted run."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from anyclip.cli import main
+from anyclip.data import ShapesConfig, ShapesDataset, write_csv
+
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_csv(ShapesDataset(ShapesConfig(image_size=32, seed=1), "train", 24), root / "data", progress=False)
+    (root / "tiny.json").write_text(json.dumps(TINY))
+    return root
+
+
+def run(setup, name, *extra):
+    return main(["train", "--train-data", str(setup / "data" / "train.csv"), "--model", str(setup / "tiny.json"),
+                 "--batch-size", "4", "--accum-freq", "2", "--lr", "1e-3", "--warmup", "1", "--workers", "2",
+                 "--logs", str(setup / "logs"), "--name", name, "--log-every-n-steps", "1", *extra])
+
+
+def final_weights(setup, name):
+    from safetensors.numpy import load_file
+    return load_file(str(setup / "logs" / name / "final" / "open_clip_model.safetensors"))
+
+
+def test_train_logs_checkpoints_and_resumes_exactly(setup):
+    assert run(setup, "full", "--epochs", "2") == 0
+    lines = [json.loads(line) for line in (setup / "logs" / "full" / "train.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == list(range(1, 7))  # 24 samples / (4 x 2) = 3 steps per epoch
+    assert all(np.isfinite(line["loss"]) and line["lr"] > 0 for line in lines)
+    ckpts = sorted(p.name for p in (setup / "logs" / "full" / "checkpoints").iterdir())
+    assert ckpts == ["step_00000003", "step_00000006"]
+
+    # the same run, as if killed after step 3 (end of epoch 1): drop the later checkpoints, resume the newest
+    assert run(setup, "split", "--epochs", "2", "--save-every-n-steps", "1", "--keep", "10") == 0
+    ckpt_dir = setup / "logs" / "split" / "checkpoints"
+    for later in ("step_00000004", "step_00000005", "step_00000006"):
+        shutil.rmtree(ckpt_dir / later)
+    assert run(setup, "split", "--epochs", "2", "--resume", "latest") == 0
+    full, split = final_weights(setup, "full"), final_weights(setup, "split")
+    for key in full:
+        np.testing.assert_allclose(split[key], full[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_resume_mid_epoch_continues_from_the_saved_sample(setup):
+    assert run(setup, "mid", "--epochs", "1", "--save-every-n-steps", "1", "--keep", "10") == 0
+    ckpt_dir = setup / "logs" / "mid" / "checkpoints"
+    state = json.loads((ckpt_dir / "step_00000001" / "state.json").read_text())
+    assert state["epoch"] == 0 and state["position"] == 8
+    uninterrupted = final_weights(setup, "mid")
+    for later in ("step_00000002", "step_00000003"):
+        shutil.rmtree(ckpt_dir / later)
+    assert run(setup, "mid", "--epochs", "1", "--resume", "latest") == 0
+    resumed = final_weights(setup, "mid")
+    for key in uninterrupted:
+        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_train_bad_input(setup, tmp_path, capsys):
+    assert main(["train", "--train-data", str(tmp_path / "missing.csv"), "--model", str(setup / "tiny.json")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    assert run(setup, "bad", "--siglip") == 2
+    assert "logit_bias" in capsys.readouterr().err
+    assert run(setup, "bad", "--batch-size", "0") == 2
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert run(setup, "never-ran", "--resume", "latest") == 2
+    assert "no training checkpoint to resume" in capsys.readouterr().err
