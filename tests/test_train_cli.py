@@ -77,3 +77,31 @@ def test_train_bad_input(setup, tmp_path, capsys):
     assert "--batch-size must be >= 1" in capsys.readouterr().err
     assert run(setup, "never-ran", "--resume", "latest") == 2
     assert "no training checkpoint to resume" in capsys.readouterr().err
+
+
+def test_kill_minus_9_then_resume_latest_ends_like_an_uninterrupted_run(setup):
+    """A real SIGKILL in the middle of training (checkpoints every step), then ``--resume latest``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    args = ["--train-data", str(setup / "data" / "train.csv"), "--model", str(setup / "tiny.json"),
+            "--batch-size", "4", "--accum-freq", "2", "--lr", "1e-3", "--warmup", "1", "--workers", "2",
+            "--logs", str(setup / "logs"), "--epochs", "3", "--save-every-n-steps", "1", "--keep", "2"]
+    assert main(["train", *args, "--name", "clean"]) == 0
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    proc = subprocess.Popen([sys.executable, "-m", "anyclip.cli", "train", *args, "--name", "killed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_dir = setup / "logs" / "killed" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (ckpt_dir / "step_00000004").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (setup / "logs" / "killed" / "final").exists()
+    assert main(["train", *args, "--name", "killed", "--resume", "latest"]) == 0
+    clean, killed = final_weights(setup, "clean"), final_weights(setup, "killed")
+    for key in clean:
+        np.testing.assert_allclose(killed[key], clean[key], rtol=0, atol=1e-6, err_msg=key)
