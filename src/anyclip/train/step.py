@@ -26,7 +26,6 @@ from keras import ops
 from .losses import clamp_logit_scale, put_local_rows
 
 LossFn = Callable[[Mapping[str, object]], object]
-FEATURE_KEYS = ("image_features", "text_features")
 
 
 def value_and_grad(fn: Callable, variables: Sequence[keras.Variable], state: Sequence[keras.Variable] = ()):
@@ -60,8 +59,6 @@ def value_and_grad(fn: Callable, variables: Sequence[keras.Variable], state: Seq
         import torch
 
         def run(*args):
-            for var in variables:
-                var.value.grad = None
             with torch.enable_grad():
                 loss, aux = fn(*args)
                 params = [var.value for var in variables]
