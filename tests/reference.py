@@ -28,7 +28,7 @@ BPE_TEXTS = [
 def reduced_config(name: str) -> tuple[dict, list[str]]:
     """open_clip's config for ``name`` with the test reductions applied, and a list of what changed."""
     import open_clip
-    cfg = copy.deepcopy(open_clip.get_model_config(name))
+    cfg = copy.deepcopy(open_clip.get_model_config(name) or _anyclip_own_config(name))
     notes = []
     vision, text = cfg["vision_cfg"], cfg["text_cfg"]
     if vision["width"] > 1024 or text["width"] > 768:
@@ -38,6 +38,12 @@ def reduced_config(name: str) -> tuple[dict, list[str]]:
         notes.append(f"vocab {text['vocab_size']} -> {MAX_VOCAB}")
         text["vocab_size"] = MAX_VOCAB
     return cfg, notes
+
+
+def _anyclip_own_config(name: str) -> dict:
+    """The JSON of a config only anyclip ships (read as data, so open_clip builds it independently)."""
+    from importlib import resources
+    return json.loads(resources.files("anyclip.models").joinpath("configs", f"{name}.json").read_text())
 
 
 def randomize(state: dict, seed: int) -> dict:
@@ -79,7 +85,10 @@ def build_reference_case(name: str, folder: Path, seed: int = 0) -> dict:
 
     cfg, notes = reduced_config(name)
     folder.mkdir(parents=True, exist_ok=True)
-    model = open_clip.create_model(name, pretrained=None, **_overrides(cfg)).eval()
+    if name in open_clip.list_models():
+        model = open_clip.create_model(name, pretrained=None, **_overrides(cfg)).eval()
+    else:  # an anyclip-only config: open_clip's own CLIP class built from the same JSON
+        model = open_clip.CLIP(**cfg).eval()
     state = randomize(model.state_dict(), seed)
     model.load_state_dict(state, strict=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "open_clip_model.safetensors"))
@@ -110,7 +119,7 @@ def make_tokens(name: str, text_cfg: dict, rng) -> np.ndarray:
     import open_clip
     ctx = text_cfg.get("context_length", 77)
     if not text_cfg.get("hf_tokenizer_name"):
-        return open_clip.get_tokenizer(name)(BPE_TEXTS).numpy().astype(np.int32)
+        return open_clip.get_tokenizer(name, context_length=ctx)(BPE_TEXTS).numpy().astype(np.int32)
     vocab = text_cfg.get("vocab_size")
     eos = text_cfg.get("eos_id", 2)
     tokens = np.zeros((4, ctx), dtype=np.int32)

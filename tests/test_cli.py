@@ -36,15 +36,15 @@ def test_readme_test_command_is_what_ci_runs():
     commands = [line for line in block.splitlines() if line and not line.startswith("#")]
     assert len(commands) == 2, "README must open with exactly two set-up commands"
     assert commands[1] in ci
-    assert "anyclip classify examples/images/" in commands[0]
-    assert len(PHOTOS) >= 3
+    assert "anyclip classify examples/shapes/" in commands[0]
+    assert len(PHOTOS) >= 3 and (ROOT / "examples" / "shapes" / "labels.txt").is_file()
 
 
 def test_models_lists_architectures_and_tags(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "ViT-B-32\t" in out and "laion2b_s34b_b79k" in out
-    assert len(out.strip().splitlines()) == 45
+    assert "ViT-B-32\t" in out and "laion2b_s34b_b79k" in out and "anyclip-shapes\tv1" in out
+    assert len(out.strip().splitlines()) == 46
 
 
 def test_classify_prints_a_table_and_json(tiny_model, capsys):
@@ -70,7 +70,8 @@ def test_classify_skips_unreadable_files_and_keeps_the_rest(tiny_model, tmp_path
 
 
 def test_classify_offline_without_weights_says_what_to_download(hf_cache, capsys):
-    assert main(["classify", PHOTOS[0], "--labels", "cat"]) == 2
+    assert main(["classify", PHOTOS[0], "--labels", "cat", "--model", "ViT-B-32", "--pretrained",
+                 "laion2b_s34b_b79k"]) == 2
     err = capsys.readouterr().err
     assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in err and "hf download" in err
 

@@ -105,3 +105,73 @@ def test_kill_minus_9_then_resume_latest_ends_like_an_uninterrupted_run(setup):
     clean, killed = final_weights(setup, "clean"), final_weights(setup, "killed")
     for key in clean:
         np.testing.assert_allclose(killed[key], clean[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_an_epochs_last_step_is_saved_once_as_the_epochs_end(setup, monkeypatch):
+    import anyclip.train.checkpoint as checkpoint
+    saves, real = [], checkpoint.save_training_checkpoint
+    def counting(folder, model, optimizer, step, state, **kw):
+        saves.append((step, state["epoch"], state["position"]))
+        return real(folder, model, optimizer, step, state, **kw)
+    monkeypatch.setattr(checkpoint, "save_training_checkpoint", counting)
+    assert run(setup, "every3", "--epochs", "2", "--save-every-n-steps", "3") == 0  # 3 steps per epoch
+    assert saves == [(3, 1, 0), (6, 2, 0)]
+    saves.clear()
+    assert run(setup, "every2", "--epochs", "2", "--save-every-n-steps", "2") == 0
+    assert saves == [(2, 0, 16), (3, 1, 0), (4, 1, 8), (6, 2, 0)]
+
+
+def test_eval_during_training_logs_zero_shot_retrieval_and_shapes(setup, tmp_path):
+    import anyclip
+    from anyclip.data.retrieval import read_retrieval_csv
+    from anyclip.eval import zero_shot_classification, zero_shot_retrieval
+    from anyclip.data.labelled import read_image_folder
+    csv_path = setup / "data" / "train.csv"
+    rows = [line.split("\t") for line in csv_path.read_text().splitlines()[1:]]
+    for path, _, shape, *_ in rows:  # an ImageFolder of the same images, labelled by shape
+        (tmp_path / "zs" / shape).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / "zs" / shape)
+    assert run(setup, "evals", "--epochs", "2", "--val-data", str(csv_path), "--zeroshot-data",
+               str(tmp_path / "zs"), "--zeroshot-shapes", "16", "--zeroshot-frequency", "2") == 0
+    records = [json.loads(line) for line in (setup / "logs" / "evals" / "eval.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["epoch"]) for r in records] == [(3, 1), (6, 2)]  # val every epoch, zero-shot every 2
+    assert not any(k.startswith(("zeroshot/", "shapes/")) for k in records[0])
+    last = records[-1]
+    assert {"shapes/shape/acc1", "shapes/colour/acc1", "shapes/combination/acc1"} <= set(last)
+    # the numbers are those of anyclip eval on the final model
+    model = anyclip.create_model(str(setup / "tiny.json"), str(setup / "logs" / "evals" / "final"))
+    tokenizer = anyclip.get_tokenizer(str(setup / "tiny.json"))
+    retrieval = zero_shot_retrieval(model, tokenizer, read_retrieval_csv(csv_path, separator="\t"), progress=False).metrics
+    for key, value in retrieval.items():
+        assert last[f"val/{key}"] == pytest.approx(value, abs=1e-6), key
+    zs = zero_shot_classification(model, tokenizer, read_image_folder(tmp_path / "zs"), progress=False).metrics
+    for key, value in zs.items():
+        assert last[f"zeroshot/{key}"] == pytest.approx(value, abs=1e-6), key
+
+
+def test_final_export_comes_with_a_pretrained_entry(setup):
+    import hashlib
+    assert run(setup, "entry", "--epochs", "1") == 0
+    final = setup / "logs" / "entry" / "final"
+    entry = json.loads((final / "pretrained_entry.json").read_text())
+    assert entry["sha256"] == hashlib.sha256((final / "open_clip_model.safetensors").read_bytes()).hexdigest()
+    config = json.loads((final / "open_clip_config.json").read_text())["preprocess_cfg"]
+    assert entry["mean"] == config["mean"] and entry["std"] == config["std"]
+
+
+def test_eval_flags_are_checked_before_training(setup, tmp_path, capsys):
+    assert run(setup, "badeval", "--zeroshot-data", str(tmp_path / "nowhere")) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert run(setup, "badeval", "--zeroshot-frequency", "0") == 2
+    assert "--zeroshot-frequency must be >= 1" in capsys.readouterr().err
+
+
+def test_aug_cfg_takes_open_clips_key_value_syntax(setup, capsys):
+    from anyclip.train.loop import parse_aug_cfg
+    assert parse_aug_cfg(["scale=(0.5, 1.0)", "color_jitter=(0.4,0.4,0.4,0.1)", "color_jitter_prob=0.8"]) == {
+        "scale": (0.5, 1.0), "color_jitter": (0.4, 0.4, 0.4, 0.1), "color_jitter_prob": 0.8}
+    assert run(setup, "aug", "--epochs", "1", "--aug-cfg", "scale=(0.5,1.0)", "gray_scale_prob=0.5") == 0
+    assert run(setup, "badaug", "--aug-cfg", "re_prob=0.3") == 2
+    assert "--aug-cfg 're_prob=0.3'" in capsys.readouterr().err
+    assert run(setup, "badaug", "--aug-cfg", "scale=(0, 1.0)") == 2
+    assert "scale must satisfy" in capsys.readouterr().err

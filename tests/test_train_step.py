@@ -1,5 +1,6 @@
 """The training step: gradients equal open_clip's, accumulation equals one large batch, on JAX and torch."""
 
+import functools
 import math
 
 import numpy as np
@@ -48,13 +49,18 @@ def anyclip_model(state):
     return model
 
 
+@functools.lru_cache(maxsize=1)
 def _config_file():
+    """TINY as a JSON file, written once per test process and removed when it exits."""
+    import atexit
     import json
+    import os
     import tempfile
-    path = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
-    json.dump(TINY, path)
-    path.close()
-    return path.name
+    fd, path = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(TINY, f)
+    atexit.register(os.unlink, path)
+    return path
 
 
 def grads_by_key(model, grads, variables):

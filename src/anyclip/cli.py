@@ -1,4 +1,4 @@
-"""The ``anyclip`` command line: list models, classify images zero-shot, embed, evaluate, train, make data."""
+"""The ``anyclip`` command line: list models, classify images zero-shot, embed, evaluate, train, plot, make data."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_MODEL = "anyclip-shapes"  # shipped inside the package: works offline
+DEFAULT_PRETRAINED = "v1"
 
 
 def _add_model_args(p: argparse.ArgumentParser):
@@ -30,6 +30,10 @@ def _load(args):
     pretrained = args.checkpoint or args.pretrained
     if pretrained is None and args.model == DEFAULT_MODEL:
         pretrained = DEFAULT_PRETRAINED
+    elif pretrained is None and not args.model.startswith(("hf-hub:", "local-dir:")):
+        tags = anyclip.list_pretrained_tags_by_model(args.model) if args.model in anyclip.list_models() else []
+        print(f"anyclip: warning: no --pretrained given, so {args.model} has random weights"
+              + (f" (its tags: {', '.join(tags)})" if tags else ""), file=sys.stderr)
     model, _, preprocess = anyclip.create_model_and_transforms(
         args.model, pretrained, cache_dir=args.cache_dir, precision=args.precision)
     tokenizer = anyclip.get_tokenizer(args.model, cache_dir=args.cache_dir)
@@ -182,9 +186,20 @@ def cmd_train(args):
     from .train.loop import run_train_command
     try:
         return run_train_command(args)
-    except ValueError as e:  # bad flags or data (DatasetError is a ValueError): say which, no traceback
+    except (ValueError, ImportError) as e:  # bad flags or data (DatasetError is a ValueError), a missing extra
         print(f"anyclip train: error: {e}", file=sys.stderr)
         return 2
+
+
+def cmd_plot(args):
+    from .train.plot import plot_runs
+    try:
+        out = plot_runs(args.runs, args.output, title=args.title, dpi=args.dpi)
+    except (ValueError, ImportError) as e:  # an empty or broken log, or no matplotlib: say which
+        print(f"anyclip plot: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
 
 
 def cmd_eval(args):
@@ -236,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or fine-tune a CLIP model on image-caption data")
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("plot", help="draw loss, learning rate, temperature and eval curves of training runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder(s) with train.jsonl (or the file itself)")
+    p.add_argument("--output", "-o", default="curves.png", help="image to write (default curves.png)")
+    p.add_argument("--title", default=None, help="figure title")
+    p.add_argument("--dpi", type=int, default=100)
+    p.set_defaults(func=cmd_plot)
 
     from .eval.command import add_eval_arguments
     p = sub.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")

@@ -23,8 +23,8 @@ log = logging.getLogger("anyclip")
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
 _PRECISIONS = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "pure_bf16": "bfloat16",
-               "fp16": "float16", "pure_fp16": "float16", "amp": "mixed_float16", "amp_bf16": "mixed_bfloat16",
-               "amp_bfloat16": "mixed_bfloat16"}
+               "fp16": "float16", "pure_fp16": "float16", "amp": "mixed_float16", "amp_fp16": "mixed_float16",
+               "amp_bf16": "mixed_bfloat16", "amp_bfloat16": "mixed_bfloat16"}
 
 
 @dataclasses.dataclass
@@ -88,9 +88,24 @@ def _resolve(model_name: str, pretrained: str | None, cache_dir: str | None, loa
                 from None
         resolved.preprocess = {k: v for k, v in dataclasses.asdict(entry.preprocess).items() if k != "size"}
         resolved.tag_quick_gelu = entry.quick_gelu
-        if load_weights:
+        if load_weights and entry.file:
+            resolved.checkpoint = str(_packaged_weights(entry))
+        elif load_weights:
             resolved.checkpoint = hub.hf_download(entry.repo_id, entry.filename, cache_dir=cache_dir)
     return resolved
+
+
+def _packaged_weights(entry) -> Path:
+    """Weights shipped in the package, checked against the registry's sha256 (a damaged install says so)."""
+    import hashlib
+    path = Path(str(entry.packaged_path))
+    if not path.is_file():
+        raise FileNotFoundError(f"{entry.model}/{entry.tag}: the packaged weights {path} are missing; reinstall anyclip")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if entry.sha256 and digest != entry.sha256:
+        raise ValueError(f"{entry.model}/{entry.tag}: {path} has sha256 {digest}, the registry expects "
+                         f"{entry.sha256}; the file is damaged, reinstall anyclip")
+    return path
 
 
 def create_model(

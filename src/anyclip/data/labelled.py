@@ -24,6 +24,7 @@ WebDataset layout).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 import tarfile
@@ -271,8 +272,12 @@ def _check_exist(path: Path, entries: list[tuple[int, str]]) -> None:
                            f"{'; ...' if len(missing) > 5 else ''}); check the paths and the dataset root")
 
 
-def expand_shards(spec: str | os.PathLike) -> list[str]:
-    """Shard paths from a file, a folder of ``.tar`` files, or brace patterns joined by ``::``.
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+def expand_shards(spec: str | os.PathLike, suffixes: Sequence[str] = TAR_SUFFIXES) -> list[str]:
+    """Shard paths from a file, a folder of shards (names ending in one of ``suffixes``), or brace and
+    glob patterns joined by ``::``.
 
     Example:
         >>> expand_shards("data/shard-{000..002}.tar")  # doctest: +SKIP
@@ -281,11 +286,15 @@ def expand_shards(spec: str | os.PathLike) -> list[str]:
     import braceexpand
     spec = os.fspath(spec)
     if os.path.isdir(spec):
-        shards = sorted(str(p) for p in Path(spec).iterdir() if p.name.endswith((".tar", ".tar.gz", ".tgz")))
+        shards = sorted(str(p) for p in Path(spec).iterdir() if p.name.lower().endswith(tuple(suffixes)))
         if not shards:
-            raise DatasetError(f"{spec}: no .tar shards in this folder")
+            raise DatasetError(f"{spec}: no {' / '.join(suffixes)} shards in this folder")
         return shards
-    shards = [s for part in spec.split("::") for s in braceexpand.braceexpand(part)]
+    shards = []
+    for pattern in (s for part in spec.split("::") for s in braceexpand.braceexpand(part)):
+        is_glob = any(c in pattern for c in "*?[") and not os.path.isfile(pattern)
+        matches = sorted(glob.glob(pattern)) if is_glob else []
+        shards.extend(matches or [pattern])
     missing = [s for s in shards if not os.path.isfile(s)]
     if missing:
         raise DatasetError(f"{len(missing)} of {len(shards)} shard(s) not found: {missing[:5]}")
@@ -348,5 +357,5 @@ def _shard_samples(shard: str, classnames) -> Iterator[Sample]:
         raise DatasetError(f"{shard}: cannot read the tar shard ({type(e).__name__}: {e})") from None
 
 
-__all__ = ["CLASSNAMES_FILE", "LabelledImages", "Sample", "TEMPLATES_FILE", "expand_shards", "read_classnames",
-           "read_image_folder", "read_labelled_csv", "read_webdataset"]
+__all__ = ["CLASSNAMES_FILE", "LabelledImages", "Sample", "TAR_SUFFIXES", "TEMPLATES_FILE", "expand_shards",
+           "read_classnames", "read_image_folder", "read_labelled_csv", "read_webdataset"]

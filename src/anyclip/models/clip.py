@@ -112,6 +112,34 @@ class CLIP(keras.Model):
             logits = logits + self.logit_bias
         return logits, ops.transpose(logits)
 
+    # ----------------------------------------------------------------- training options (open_clip's names)
+    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """Freeze the image tower but its last ``unlocked_groups`` groups (LiT); see ``visual.lock``.
+
+        Example:
+            >>> model.lock_image_tower(unlocked_groups=1)  # only [proj] stays trainable  # doctest: +SKIP
+        """
+        self.visual.lock(unlocked_groups, freeze_bn_stats)
+
+    def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
+        """Freeze the text tower but its last ``unlocked_layers`` groups; see ``text.lock``.
+
+        Example:
+            >>> model.lock_text_tower(unlocked_layers=2)  # doctest: +SKIP
+        """
+        self.text.lock(unlocked_layers, freeze_layer_norm)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Rematerialise every transformer block of both towers in the backward pass (same values, less memory).
+
+        Set it before the first training step: compiled steps keep the setting they were traced with.
+
+        Example:
+            >>> model.set_grad_checkpointing()  # doctest: +SKIP
+        """
+        self.visual.set_grad_checkpointing(enable)
+        self.text.set_grad_checkpointing(enable)
+
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name, "seed": self.seed,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy)}

@@ -7,6 +7,7 @@ Tensors are batch-first ``[batch, tokens, width]``.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import keras
@@ -71,6 +72,14 @@ class Linear(keras.layers.Dense):
 _TORCH_FUSED = keras.backend.backend() == "torch"
 
 
+@functools.lru_cache(maxsize=None)
+def _jax_on_cpu() -> bool:
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+    return jax.default_backend() == "cpu"
+
+
 def dense(units: int, std: float, seed: int | None, name: str, dtype=None) -> keras.layers.Dense:
     """A Dense layer (torch ``Linear``) with normal(std) kernel and zero bias, initialised on the host."""
     return Linear(units, kernel_initializer=normal_init(std, seed, name),
@@ -113,7 +122,13 @@ class Attention(keras.layers.Layer):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.in_proj(x), (batch, length, 3, self.heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        out = ops.dot_product_attention(q, k, v, is_causal=causal)
+        if q.dtype == "float16" and _jax_on_cpu():
+            # XLA:CPU has no float16 dot with float32 accumulation, which jax's attention (and its gradient)
+            # asks for: run this one op in float32 there. GPUs and the other backends stay in float16.
+            out = ops.cast(ops.dot_product_attention(*(ops.cast(t, "float32") for t in (q, k, v)),
+                                                     is_causal=causal), "float16")
+        else:
+            out = ops.dot_product_attention(q, k, v, is_causal=causal)
         return self.out_proj(ops.reshape(out, (batch, length, self.width)))
 
     def get_config(self):
@@ -206,7 +221,9 @@ class ResidualBlock(keras.layers.Layer):
 class Transformer(keras.layers.Layer):
     """A stack of :class:`ResidualBlock` (open_clip ``transformer.resblocks``).
 
-    ``remat=True`` recomputes each block's activations in the backward pass (gradient checkpointing).
+    ``grad_checkpointing = True`` recomputes each block's activations in the backward pass instead of
+    keeping them (``keras.remat``: ``jax.checkpoint``, ``torch.utils.checkpoint``, ``tf.recompute_grad``);
+    values and gradients are unchanged, activation memory drops to one block's.
     """
 
     def __init__(self, width: int, layers: int, heads: int, mlp_width: int, quick_gelu: bool = False,
@@ -220,6 +237,7 @@ class Transformer(keras.layers.Layer):
                           name=f"resblocks_{i}", dtype=self.dtype_policy)
             for i in range(layers)
         ]
+        self.grad_checkpointing = False
 
     def build(self, input_shape):
         for block in self.resblocks:
@@ -228,10 +246,32 @@ class Transformer(keras.layers.Layer):
 
     def call(self, x, causal: bool = False):
         for block in self.resblocks:
-            x = block(x, causal=causal)
+            if self.grad_checkpointing:
+                x = keras.remat(functools.partial(block, causal=causal))(x)
+            else:
+                x = block(x, causal=causal)
         return x
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "layers": self.layers, "heads": self.heads,
                 "mlp_width": self.mlp_width, "quick_gelu": self.quick_gelu,
                 "ls_init_value": self.ls_init_value}
+
+
+def lock_groups(layer, groups, unlocked: int, what: str) -> None:
+    """Freeze every weight of ``layer`` except those in the last ``unlocked`` of ``groups`` (lists of weights).
+
+    open_clip's tower ``lock`` semantics: ``unlocked=0`` freezes the whole tower, a count larger than the
+    number of groups leaves it all trainable. Frozen weights drop out of ``trainable_variables``.
+
+    Example:
+        >>> lock_groups(tower, [[tower.proj]], 1, "image tower")  # doctest: +SKIP
+    """
+    if isinstance(unlocked, bool) or not isinstance(unlocked, (int, np.integer)) or unlocked < 0:
+        raise ValueError(f"{what}: the number of unlocked groups must be an integer >= 0, got {unlocked!r}")
+    layer.trainable = True
+    for var in layer.weights:
+        var.trainable = False
+    for group in (groups[-int(unlocked):] if unlocked else []):
+        for var in group:
+            var.trainable = True

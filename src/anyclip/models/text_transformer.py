@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from .config import TextConfig
-from .layers import Transformer, child_seed, dense, layer_norm, normal_init
+from .layers import Transformer, child_seed, dense, layer_norm, lock_groups, normal_init
 
 # open_clip key (relative to the text prefix: "" for CLIP, "text." for custom-text models)
 # -> attribute path on this tower, transform. Rows whose attribute is None are skipped.
@@ -103,6 +103,29 @@ class TextTransformer(keras.layers.Layer):
         if self.text_projection_dense is not None:
             return self.text_projection_dense(pooled)
         return ops.matmul(pooled, ops.cast(self.text_projection, pooled.dtype))
+
+    def lock(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
+        """Freeze the tower except its last ``unlocked_layers`` layer groups (open_clip's ``lock_text_tower``).
+
+        Groups, first to last: [token and position embeddings], each block but the last, [last block,
+        ln_final], [text projection]. LayerNorms are frozen like every other weight
+        (``freeze_layer_norm=False`` is refused, as in open_clip).
+
+        Example:
+            >>> model.text.lock(unlocked_layers=1)  # doctest: +SKIP
+        """
+        if not freeze_layer_norm:
+            raise ValueError("freeze_layer_norm=False is not supported: LayerNorms are locked like other weights")
+        blocks = self.transformer.resblocks
+        projection = self.text_projection_dense.weights if self.text_projection_dense is not None else [
+            self.text_projection]
+        groups = [self.token_embedding.weights + [self.positional_embedding], *[b.weights for b in blocks[:-1]],
+                  blocks[-1].weights + self.ln_final.weights, projection]
+        lock_groups(self, groups, unlocked_layers, "text tower")
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (see :class:`Transformer`)."""
+        self.transformer.grad_checkpointing = bool(enable)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.embed_dim)

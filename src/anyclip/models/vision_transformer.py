@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from .config import VisionConfig
-from .layers import Transformer, child_seed, layer_norm, normal_init
+from .layers import Transformer, child_seed, layer_norm, lock_groups, normal_init
 
 # open_clip key (relative to ``visual.``) -> attribute path on this tower, transform.
 # Rows whose attribute is None on a given config (ln_pre for CLIPA, layer scale) are skipped.
@@ -132,6 +132,26 @@ class VisionTransformer(keras.layers.Layer):
 
     def call(self, images, training: bool = False):
         return self.pool(self.transformer(self.embed(images, training=training)))
+
+    def lock(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """Freeze the tower except its last ``unlocked_groups`` layer groups (open_clip's ``lock``, LiT).
+
+        Groups, first to last: [conv1, class and position embeddings, ln_pre], each block but the last,
+        [last block, ln_post], [proj]. ``freeze_bn_stats`` is accepted for open_clip's signature; a ViT
+        has no batch norm, so it changes nothing.
+
+        Example:
+            >>> model.visual.lock(unlocked_groups=2)  # doctest: +SKIP
+        """
+        blocks = self.transformer.resblocks
+        first = self.conv1.weights + [self.class_embedding, self.positional_embedding]
+        first += self.ln_pre.weights if self.ln_pre is not None else []
+        groups = [first, *[b.weights for b in blocks[:-1]], blocks[-1].weights + self.ln_post.weights, [self.proj]]
+        lock_groups(self, groups, unlocked_groups, "image tower")
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (see :class:`Transformer`)."""
+        self.transformer.grad_checkpointing = bool(enable)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.embed_dim)

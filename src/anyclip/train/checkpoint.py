@@ -4,8 +4,8 @@ A checkpoint is a folder ``step_00001234/`` under the checkpoint directory holdi
 
 * ``open_clip_model.safetensors`` + ``open_clip_config.json`` -- the model, loadable as is by
   ``anyclip.create_model("local-dir:...")`` and by open_clip;
-* ``optimizer.safetensors`` -- every optimiser variable (moments, step counter) and the model's other
-  state (random-seed counters), each under its index and Keras path;
+* ``optimizer.safetensors`` -- every optimiser variable (moments, step counter, loss scale), the model's
+  other state (random-seed counters) and the EMA weights if any, each under its index and Keras path;
 * ``state.json`` -- the loop's position (step, epoch, samples of the epoch already seen, ...).
 
 The folder is written under a temporary name and renamed into place, so a crash while writing leaves the
@@ -43,10 +43,11 @@ def _extra_model_state(model) -> list:
 
 
 def save_training_checkpoint(directory: str | os.PathLike, model, optimizer, step: int,
-                             state: dict[str, Any] | None = None, keep: int | None = None) -> Path:
+                             state: dict[str, Any] | None = None, keep: int | None = None, ema=None) -> Path:
     """Write ``directory/step_<step>/`` atomically; keep only the newest ``keep`` checkpoints if given.
 
     ``state`` is any JSON-able dict (epoch, data position, metrics); ``step`` is stored in it too.
+    ``ema``: a :class:`~anyclip.train.weights_avg.ModelEMA` whose averages are saved too.
 
     Example:
         >>> save_training_checkpoint("logs/run/checkpoints", model, optimizer, step=100,
@@ -63,6 +64,9 @@ def save_training_checkpoint(directory: str | os.PathLike, model, optimizer, ste
         save_open_clip_checkpoint(model, tmp)
         tensors = {f"optimizer/{i:05d}/{v.path}": _numpy(v) for i, v in enumerate(optimizer.variables)}
         tensors.update({f"model/{i:05d}/{v.path}": _numpy(v) for i, v in enumerate(_extra_model_state(model))})
+        if ema is not None:
+            tensors.update({f"ema/{i:05d}/{src.path}": _numpy(avg)
+                            for i, (src, avg) in enumerate(zip(ema.sources, ema.averages))})
         save_file(tensors, str(tmp / OPTIMIZER_NAME))
         (tmp / STATE_NAME).write_text(json.dumps({**(state or {}), "step": int(step)}, indent=2) + "\n")
         for path in tmp.iterdir():
@@ -114,11 +118,12 @@ def resolve_checkpoint(directory: str | os.PathLike, which: str = "latest") -> P
     return found[-1]
 
 
-def load_training_checkpoint(path: str | os.PathLike, model, optimizer) -> dict[str, Any]:
-    """Restore weights, optimiser and seed state from a checkpoint folder; return its ``state`` dict.
+def load_training_checkpoint(path: str | os.PathLike, model, optimizer, ema=None) -> dict[str, Any]:
+    """Restore weights, optimiser and seed state (and ``ema``'s averages) from a checkpoint folder.
 
-    The optimiser must be built for the same trainable variables as when the checkpoint was written (the
-    same model and the same locked towers); a different layout is an error naming the first mismatch.
+    Returns the checkpoint's ``state`` dict. The optimiser must be built for the same trainable variables
+    as when the checkpoint was written (the same model, locked groups and precision); a different layout
+    is an error naming the first mismatch.
 
     Example:
         >>> state = load_training_checkpoint(resolve_checkpoint("logs/run/checkpoints"), model, optimizer)  # doctest: +SKIP
@@ -133,11 +138,15 @@ def load_training_checkpoint(path: str | os.PathLike, model, optimizer) -> dict[
     state = json.loads((path / STATE_NAME).read_text())
     load_checkpoint(model, path / SAFE_WEIGHTS_NAME)
     tensors = load_file(str(path / OPTIMIZER_NAME))
-    for prefix, variables in (("optimizer", optimizer.variables), ("model", _extra_model_state(model))):
+    groups = [("optimizer", optimizer.variables), ("model", _extra_model_state(model))]
+    if ema is not None:
+        groups.append(("ema", ema.averages))
+    for prefix, variables in groups:
         saved = sorted(k for k in tensors if k.startswith(prefix + "/"))
         if len(saved) != len(variables):
             raise ValueError(f"{path / OPTIMIZER_NAME}: {len(saved)} {prefix} variables saved, {len(variables)} "
-                             f"here (was the optimiser built for other variables, or a tower locked?)")
+                             f"here (was the optimiser built for other variables, a tower locked, the precision "
+                             f"or --ema changed?)")
         for key, var in zip(saved, variables):
             value = tensors[key]
             if tuple(value.shape) != tuple(var.shape):

@@ -1,7 +1,7 @@
-"""Training data: image-caption pairs from CSV or WebDataset shards, in resumable, seeded batches.
+"""Training data: image-caption pairs from CSV, WebDataset or TFRecord shards, in resumable, seeded batches.
 
-:class:`ImageTextSet` lists the pairs (a WebDataset shard is indexed once, so its members are read by
-offset, in any order). :class:`TrainBatches` yields fixed-size batches of one epoch: a permutation seeded
+:class:`ImageTextSet` lists the pairs (a WebDataset or TFRecord shard is indexed once, so its images are
+read by offset, in any order). :class:`TrainBatches` yields fixed-size batches of one epoch: a permutation seeded
 from ``(seed, epoch)``, images decoded and augmented in worker threads with a generator seeded from
 ``(seed, epoch, sample)`` -- so the result depends on neither worker count nor timing -- and captions
 tokenised. A sample that cannot be used (unreadable image, empty caption) is skipped, counted and
@@ -24,13 +24,19 @@ from ..data.common import (CAPTION_COLUMNS, IMAGE_COLUMNS, DatasetError, is_imag
                            resolve_path)
 from ..data.labelled import expand_shards
 from ..data.loader import load_and_preprocess, ordered_map
+from ..data.tfrecord import CAPTION_KEY, IMAGE_KEY, TFRECORD_SUFFIXES, read_image_text_records
 
 log = logging.getLogger("anyclip.train")
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardMember:
-    """An image stored in a tar shard: read ``size`` bytes at ``offset``."""
+    """An image stored in a shard (tar or TFRecord file): read ``size`` bytes at ``offset``.
+
+    Example:
+        >>> ShardMember("train/00000.tfrecord", "record 3", offset=4150, size=1790).read()  # doctest: +SKIP
+        ('train/00000.tfrecord:record 3', b'\\xff\\xd8...')
+    """
 
     shard: str
     name: str
@@ -115,6 +121,33 @@ class ImageTextSet:
                         caption_ext)
         return cls(os.fspath(spec), tuple(images), tuple(captions))
 
+    @classmethod
+    def from_tfrecord(cls, spec: str | os.PathLike, image_key: str = IMAGE_KEY,
+                      caption_key: str = CAPTION_KEY) -> "ImageTextSet":
+        """open_clip_jax's TFRecords (a folder of ``*.tfrecord`` files, a glob, brace patterns or ``::``-joined
+        files): ``tf.train.Example`` records with the image bytes under ``image_key`` and the caption under
+        ``caption_key``. Read without TensorFlow.
+
+        A record with a bad checksum, that is not an Example, or that lacks either key, is skipped and
+        counted in the log; a truncated file keeps the records before the cut; a file that is not a
+        TFRecord is an error naming it.
+
+        Example:
+            >>> data = ImageTextSet.from_tfrecord("train/", caption_key="txt")  # img2dataset's key  # doctest: +SKIP
+        """
+        images, captions, bad = [], [], 0
+        for path in expand_shards(spec, TFRECORD_SUFFIXES):
+            for record in read_image_text_records(path, image_key, caption_key):
+                if record.problem is not None:
+                    bad += 1
+                    log.warning("%s record %d left out: %s", path, record.index, record.problem)
+                    continue
+                images.append(ShardMember(path, f"record {record.index}", record.offset, record.size))
+                captions.append(record.caption)
+        if bad:
+            log.warning("%s: %d TFRecord record(s) could not be used and were left out", spec, bad)
+        return cls(os.fspath(spec), tuple(images), tuple(captions))
+
 
 @dataclasses.dataclass
 class TrainBatch:
@@ -159,14 +192,14 @@ class TrainBatches:
 
     def _load(self, item):
         epoch, index = item
+        if not self.data.captions[index].strip():
+            return None, "empty caption"
         source = self.data.images[index]
         if isinstance(source, ShardMember):
             try:
                 source = source.read()
             except OSError as e:
                 return None, f"cannot read {source.shard}: {e}"
-        if not self.data.captions[index].strip():
-            return None, "empty caption"
         rng = np.random.default_rng([self.seed, epoch, int(index)])
         return load_and_preprocess(source, lambda image: self.transform(image, rng=rng), None)
 
@@ -197,19 +230,37 @@ def _describe(source) -> str:
     return f"{source.shard}:{source.name}" if isinstance(source, ShardMember) else str(source)
 
 
-def open_train_data(spec: str, dataset_type: str = "auto", **csv_options) -> ImageTextSet:
-    """``--train-data`` + ``--dataset-type`` (``csv``, ``webdataset`` or ``auto``) -> :class:`ImageTextSet`.
+def open_train_data(spec: str, dataset_type: str = "auto", img_key: str | None = None,
+                    caption_key: str | None = None, **csv_options) -> ImageTextSet:
+    """``--train-data`` + ``--dataset-type`` (``csv``, ``webdataset``, ``tfrecord``, ``auto``) -> :class:`ImageTextSet`.
+
+    ``img_key`` / ``caption_key`` name the CSV columns, or the TFRecord features (default ``jpg`` /
+    ``caption``, open_clip_jax's). ``auto`` picks CSV for ``.csv`` / ``.tsv``, TFRecord for ``.tfrecord``
+    / ``.tfrec`` / ``.tfrecords`` paths and patterns and folders holding such files, else WebDataset.
 
     Example:
         >>> open_train_data("data/shapes/train/{00000..00019}.tar")  # doctest: +SKIP
+        >>> open_train_data("gcs_copy/train_tfrecords/", "tfrecord")  # doctest: +SKIP
     """
     if dataset_type == "auto":
-        dataset_type = "csv" if str(spec).lower().endswith((".csv", ".tsv")) else "webdataset"
+        dataset_type = _detect_type(os.fspath(spec))
     if dataset_type == "csv":
-        return ImageTextSet.from_csv(spec, **csv_options)
+        return ImageTextSet.from_csv(spec, img_key, caption_key, **csv_options)
     if dataset_type == "webdataset":
         return ImageTextSet.from_webdataset(spec)
-    raise ValueError(f"unknown dataset type {dataset_type!r}; choose from auto, csv, webdataset")
+    if dataset_type == "tfrecord":
+        return ImageTextSet.from_tfrecord(spec, img_key or IMAGE_KEY, caption_key or CAPTION_KEY)
+    raise ValueError(f"unknown dataset type {dataset_type!r}; choose from auto, csv, webdataset, tfrecord")
+
+
+def _detect_type(spec: str) -> str:
+    name = spec.lower().rstrip("/")
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    if name.endswith(TFRECORD_SUFFIXES) or (
+            os.path.isdir(spec) and any(p.name.lower().endswith(TFRECORD_SUFFIXES) for p in Path(spec).iterdir())):
+        return "tfrecord"
+    return "webdataset"
 
 
 __all__ = ["ImageTextSet", "ShardMember", "TrainBatch", "TrainBatches", "open_train_data"]

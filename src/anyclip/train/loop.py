@@ -1,8 +1,9 @@
 """``anyclip train``: the training loop on one device (flags follow open_clip_train's names).
 
-Writes ``<logs>/<name>/`` with ``params.json``, ``train.jsonl`` (one JSON object per logged step) and
-``checkpoints/step_*/`` (see :mod:`anyclip.train.checkpoint`); ``--resume latest`` continues the newest
-checkpoint from the exact sample where it stopped. The final weights are also exported to
+Writes ``<logs>/<name>/`` with ``params.json``, ``train.jsonl`` (one JSON object per logged step, see
+:mod:`anyclip.train.logs`; ``--report-to tensorboard`` adds ``tensorboard/``) and ``checkpoints/step_*/``
+(see :mod:`anyclip.train.checkpoint`); ``--resume latest`` continues the newest checkpoint from the exact
+sample where it stopped. The final weights are also exported to
 ``<logs>/<name>/final/`` in open_clip's folder layout.
 """
 
@@ -15,6 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from .evaluate import add_eval_arguments
+from .options import PRECISIONS, add_option_arguments, check_option_arguments
+
 log = logging.getLogger("anyclip.train")
 
 
@@ -24,10 +28,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     Example:
         >>> parser = argparse.ArgumentParser(); add_train_arguments(parser)
     """
-    p.add_argument("--train-data", required=True, help="CSV file or WebDataset shards (brace patterns, '::')")
-    p.add_argument("--dataset-type", default="auto", choices=["auto", "csv", "webdataset"])
-    p.add_argument("--csv-img-key", default=None, help="CSV column of image paths (default filepath)")
-    p.add_argument("--csv-caption-key", default=None, help="CSV column of captions (default title)")
+    p.add_argument("--train-data", required=True, help="CSV file, WebDataset shards (brace patterns, '::') or TFRecord files")
+    p.add_argument("--dataset-type", default="auto", choices=["auto", "csv", "webdataset", "tfrecord"])
+    p.add_argument("--csv-img-key", "--image-key", default=None,
+                   help="CSV column of image paths (default filepath); TFRecord feature of image bytes (default jpg)")
+    p.add_argument("--csv-caption-key", "--text-key", default=None,
+                   help="CSV column of captions (default title); TFRecord feature of captions (default caption)")
     p.add_argument("--csv-separator", default="\t", help="CSV separator (default tab, as open_clip)")
     p.add_argument("--model", default="ViT-B-32", help="architecture name, JSON config file, hf-hub: or local-dir:")
     p.add_argument("--pretrained", default=None, help="tag or checkpoint to fine-tune from")
@@ -55,7 +61,39 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept (newest)")
     p.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     p.add_argument("--log-every-n-steps", type=int, default=10)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "amp_bf16"])
+    p.add_argument("--report-to", default="jsonl",
+                   help="jsonl, tensorboard or both, comma-separated (train.jsonl is always written)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="amp/amp_fp16/fp16 add loss scaling")
+    add_option_arguments(p)
+    p.add_argument("--aug-cfg", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="train augmentation, open_clip's names: scale='(0.5,1.0)' ratio=... "
+                        "color_jitter='(0.4,0.4,0.4,0.1)' color_jitter_prob=0.8 gray_scale_prob=0.2")
+    add_eval_arguments(p)
+
+
+def parse_aug_cfg(items) -> dict:
+    """``--aug-cfg`` ``KEY=VALUE`` items (values are Python literals, as open_clip reads them) to a dict.
+
+    Example:
+        >>> parse_aug_cfg(["scale=(0.5, 1.0)", "gray_scale_prob=0.2"])
+        {'scale': (0.5, 1.0), 'gray_scale_prob': 0.2}
+    """
+    import ast
+    import dataclasses
+
+    from ..transforms import AugmentConfig
+    known = [f.name for f in dataclasses.fields(AugmentConfig)]
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"--aug-cfg {item!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"--aug-cfg {item!r}: {value!r} is not a Python literal") from None
+    AugmentConfig(**out)  # validates the values, naming the bad one
+    return out
 
 
 def _check(args) -> None:
@@ -64,8 +102,13 @@ def _check(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.workers < 0 or args.warmup < 0:
         raise ValueError("--workers and --warmup must be >= 0")
-    if args.lock_image and args.lock_text:
+    check_option_arguments(args)
+    parse_aug_cfg(getattr(args, "aug_cfg", []))
+    partial = args.lock_image_unlocked_groups or args.lock_text_unlocked_layers
+    if args.lock_image and args.lock_text and not partial:
         raise ValueError("--lock-image and --lock-text together leave nothing to train")
+    from .logs import parse_report_to
+    parse_report_to(getattr(args, "report_to", "jsonl"))  # an unknown name or a missing tensorboardX fails fast
 
 
 def run_train_command(args) -> int:
@@ -80,10 +123,13 @@ def run_train_command(args) -> int:
 
     import anyclip
 
-    from ..weights.export import save_open_clip_checkpoint
+    from ..weights.export import _atomic_write_text, pretrained_entry, save_open_clip_checkpoint
     from .checkpoint import load_training_checkpoint, resolve_checkpoint, save_training_checkpoint
     from .data import TrainBatches, open_train_data
-    from .losses import clip_loss, siglip_loss
+    from .evaluate import TrainEvaluator
+    from .logs import RunLog
+    from .losses import clip_loss, distill_clip_loss, siglip_loss
+    from .options import LOSS_SCALED, export_variants, prepare_model
     from .optim import WarmupSchedule, create_optimizer
     from .step import TrainStep
 
@@ -92,14 +138,17 @@ def run_train_command(args) -> int:
     ckpt_dir = run_dir / "checkpoints"
     data = open_train_data(args.train_data, args.dataset_type, img_key=args.csv_img_key,
                            caption_key=args.csv_caption_key, separator=args.csv_separator)
-    model, preprocess_train, _ = anyclip.create_model_and_transforms(args.model, args.pretrained,
+    model, preprocess_train, preprocess_val = anyclip.create_model_and_transforms(args.model, args.pretrained,
                                                                      precision=args.precision, seed=args.seed)
     tokenizer = anyclip.get_tokenizer(args.model)
     if args.siglip and model.logit_bias is None:
         raise ValueError(f"--siglip needs a model with a logit_bias (init_logit_bias in its config); "
                          f"{args.model} has none")
-    model.visual.trainable = not args.lock_image
-    model.text.trainable = not args.lock_text
+    extras = prepare_model(args, model)  # locks, grad checkpointing, teacher, EMA, zero-shot weights
+    evaluator = TrainEvaluator(args, tokenizer, preprocess_val, data_config_from=args.train_data)
+    if args.aug_cfg:
+        from ..transforms import train_transform
+        preprocess_train = train_transform(model.preprocess_cfg, parse_aug_cfg(args.aug_cfg))
     batches = TrainBatches(data, preprocess_train, tokenizer, args.batch_size * args.accum_freq, seed=args.seed,
                            workers=args.workers)
     steps_per_epoch = len(batches)
@@ -107,14 +156,17 @@ def run_train_command(args) -> int:
     cooldown = steps_per_epoch * (args.epochs_cooldown or 0)
     schedule = WarmupSchedule(args.lr, args.warmup, total, args.lr_scheduler, cooldown_steps=cooldown)
     optimizer = create_optimizer(model, args.lr, args.wd, args.beta1, args.beta2, args.eps, schedule,
-                                 args.grad_clip_norm)
+                                 args.grad_clip_norm, loss_scale=args.precision in LOSS_SCALED)
     loss_fn = (lambda o: siglip_loss(**o)) if args.siglip else (lambda o: clip_loss(**o))
-    step_fn = TrainStep(model, optimizer, loss_fn, accum_freq=args.accum_freq)
+    if extras.teacher is not None:
+        loss_fn = lambda o: distill_clip_loss(**o, output_dict=True)  # noqa: E731
+    step_fn = TrainStep(model, optimizer, loss_fn, accum_freq=args.accum_freq, teacher=extras.teacher,
+                        ema=extras.ema)
 
     state = {"epoch": 0, "position": 0, "step": 0}
     if args.resume:
         path = resolve_checkpoint(ckpt_dir, args.resume)
-        state = load_training_checkpoint(path, model, optimizer)
+        state = load_training_checkpoint(path, model, optimizer, ema=extras.ema)
         log.warning("resumed from %s (epoch %d, sample %d of the epoch)", path, state["epoch"], state["position"])
     params = {k: v for k, v in vars(args).items() if not callable(v)}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,16 +174,21 @@ def run_train_command(args) -> int:
 
     def save(epoch, position, step):
         save_training_checkpoint(ckpt_dir, model, optimizer, step,
-                                 {"epoch": epoch, "position": position, "args": params}, keep=args.keep)
+                                 {"epoch": epoch, "position": position, "args": params}, keep=args.keep,
+                                 ema=extras.ema)
 
     from tqdm.auto import tqdm
     step = state["step"]
-    with open(run_dir / "train.jsonl", "a", encoding="utf-8") as jsonl, \
+    with RunLog(run_dir, getattr(args, "report_to", "jsonl")) as run_log, \
             tqdm(total=total, initial=step, desc="train", unit="step", disable=not sys.stderr.isatty()) as bar:
         for epoch in range(state["epoch"], args.epochs):
             start = state["position"] if epoch == state["epoch"] else 0
             tick = time.perf_counter()
+            pending = None
             for batch in batches.epoch(epoch, start=start):
+                if pending:
+                    save(*pending)
+                    pending = None
                 try:
                     metrics = step_fn(batch.images, batch.texts)
                 except FloatingPointError as e:
@@ -147,14 +204,22 @@ def run_train_command(args) -> int:
                 if step % args.log_every_n_steps == 0 or step == total:
                     lr = float(keras.ops.convert_to_numpy(schedule(step - 1)))
                     scale = float(np.exp(keras.ops.convert_to_numpy(model.logit_scale)))
-                    jsonl.write(json.dumps({"step": step, "epoch": epoch, **metrics, "lr": lr, "logit_scale": scale,
-                                            "samples_per_second": rate, "skipped": batches.skipped_total}) + "\n")
-                    jsonl.flush()
+                    run_log.log({"step": step, "epoch": epoch, **metrics, "lr": lr, "logit_scale": scale,
+                                 "samples_per_second": rate, "skipped": batches.skipped_total})
                 if args.save_every_n_steps and step % args.save_every_n_steps == 0:
-                    save(epoch, batch.position, step)
-            if (epoch + 1) % args.save_frequency == 0 or epoch + 1 == args.epochs:
-                save(epoch + 1, 0, step)
+                    pending = (epoch, batch.position, step)  # saved once the epoch is known to go on
+            last = epoch + 1 == args.epochs
+            if (epoch + 1) % args.save_frequency == 0 or last or pending:
+                save(epoch + 1, 0, step)  # an epoch's last step is saved once, as the epoch's end
+            pending = None
+            if evaluator.due(epoch + 1, last):
+                results = evaluator(model, epoch + 1, last)
+                run_log.log({"step": step, "epoch": epoch + 1, **results}, kind="eval")
+                bar.write(f"eval after epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
     save_open_clip_checkpoint(model, run_dir / "final")
+    export_variants(args, run_dir, model, extras)  # final_ema/, final_wise_ft_<alpha>/
+    entry = pretrained_entry(run_dir / "final")
+    _atomic_write_text(run_dir / "final" / "pretrained_entry.json", json.dumps(entry, indent=1) + "\n")
     print(f"trained {step} steps; checkpoints in {ckpt_dir}, final model in {run_dir / 'final'}")
     return 0
 

@@ -76,12 +76,16 @@ def decays(variable) -> bool:
 def create_optimizer(model, lr: float = 5e-4, wd: float = 0.2, beta1: float = 0.9, beta2: float = 0.98,
                      eps: float = 1e-6, schedule: keras.optimizers.schedules.LearningRateSchedule | float | None = None,
                      grad_clip_norm: float | None = None, ema: bool = False,
-                     ema_momentum: float = 0.9999) -> keras.optimizers.AdamW:
+                     ema_momentum: float = 0.9999, loss_scale: bool = False) -> keras.optimizers.Optimizer:
     """AdamW as open_clip_train builds it (defaults are its ViT defaults), for ``model``'s trainable variables.
 
     ``schedule`` (e.g. :class:`WarmupSchedule`) replaces the constant ``lr``; ``grad_clip_norm`` clips the
     global gradient norm; ``ema`` keeps an exponential moving average of the weights (Keras's
-    ``use_ema``). Keras's Adam adds ``eps`` to ``sqrt(v)`` before the bias correction where torch adds it
+    ``use_ema``; :class:`~anyclip.train.weights_avg.ModelEMA` is timm's EMA, saved in checkpoints).
+    ``loss_scale`` wraps the optimiser in a ``keras.optimizers.LossScaleOptimizer`` with torch
+    ``GradScaler``'s defaults (scale 2**16, doubled after 2000 finite steps, halved and the step skipped
+    on non-finite gradients; clipping sees the unscaled gradients) for float16 training.
+    Keras's Adam adds ``eps`` to ``sqrt(v)`` before the bias correction where torch adds it
     after: the two differ by a factor ``sqrt(1 - beta2 ** t)`` on ``eps`` only.
 
     Example:
@@ -97,4 +101,6 @@ def create_optimizer(model, lr: float = 5e-4, wd: float = 0.2, beta1: float = 0.
         learning_rate=schedule if schedule is not None else lr, weight_decay=wd, beta_1=beta1, beta_2=beta2,
         epsilon=eps, global_clipnorm=grad_clip_norm, use_ema=ema, ema_momentum=ema_momentum)
     optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if not decays(v)])
+    if loss_scale:
+        return keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0 ** 16, dynamic_growth_steps=2000)
     return optimizer

@@ -12,6 +12,11 @@ differentiated. The summed gradients equal the gradient of one step on the whole
 model without dropout; patch dropout draws different patches in the two passes, as in open_clip). One
 deliberate difference: open_clip sums the temperature's (and SigLIP bias's) gradient over the micro-batches,
 ``accum_freq`` times the large-batch value; here it is counted once, so the update is the large-batch one.
+
+Options: a frozen ``teacher`` model for distillation (its outputs reach the loss as ``dist_*``), dynamic
+loss scaling for float16 (a ``keras.optimizers.LossScaleOptimizer``: the loss is multiplied by its scale,
+the optimiser unscales, skips steps with non-finite gradients and adapts the scale, as torch's
+``GradScaler``), and a :class:`~anyclip.train.weights_avg.ModelEMA` updated after every applied step.
 """
 
 from __future__ import annotations
@@ -99,6 +104,8 @@ def _write_back(state, values):
 def _detach(tree):
     if isinstance(tree, dict):
         return {k: _detach(v) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_detach(v) for v in tree)
     return tree.detach() if hasattr(tree, "detach") else tree
 
 
@@ -111,6 +118,12 @@ class TrainStep:
     batch into that many micro-batches and accumulates gradients as open_clip does (the update equals
     one step on the whole batch). After each update ``logit_scale`` is clamped to ``[0, ln(100)]``.
 
+    ``teacher``: a frozen model run in inference mode on the whole batch; its ``image_features``,
+    ``text_features`` and ``logit_scale`` join the outputs as ``dist_*`` (for :func:`distill_clip_loss`).
+    A ``keras.optimizers.LossScaleOptimizer`` turns on dynamic loss scaling (metrics then also hold
+    ``loss_scale`` and ``step_skipped``, 1.0 for a step dropped for non-finite gradients). ``ema``: a
+    :class:`~anyclip.train.weights_avg.ModelEMA` of the trainable weights, updated after each applied step.
+
     Example:
         >>> optimizer = keras.optimizers.AdamW(1e-4)  # doctest: +SKIP
         >>> step = TrainStep(model, optimizer, lambda out: clip_loss(**out))  # doctest: +SKIP
@@ -118,7 +131,7 @@ class TrainStep:
     """
 
     def __init__(self, model, optimizer: keras.optimizers.Optimizer, loss_fn: LossFn, accum_freq: int = 1,
-                 max_logit_scale: float | None = math.log(100)):
+                 max_logit_scale: float | None = math.log(100), teacher=None, ema=None):
         if int(accum_freq) != accum_freq or accum_freq < 1:
             raise ValueError(f"accum_freq must be a positive integer, got {accum_freq!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
@@ -132,22 +145,32 @@ class TrainStep:
         self._grad_micro = value_and_grad(self._micro, self.variables, state)
         self._features = None
         self._apply = _apply_fn(self.optimizer, self.variables)
+        self.scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self.ema = ema
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.trainable = False
+            self._teacher = _inference_fn(teacher, training=False)
 
     # Each function below is differentiated by value_and_grad; they only call the model and the loss.
     def _outputs(self, images, texts):
         return self.model({"images": images, "texts": texts}, training=True)
 
-    def _total(self, outputs):
+    def _total(self, outputs, extra):
+        """``(differentiated loss, (loss, parts))``: the loss times the loss scale when there is one."""
+        if extra["teacher"] is not None:
+            outputs = {**outputs, **{f"dist_{k}": v for k, v in extra["teacher"].items()}}
         losses = self.loss_fn(outputs)
         if not isinstance(losses, Mapping):
             losses = {"loss": losses}
         total = sum(losses.values()) if len(losses) > 1 else next(iter(losses.values()))
-        return total, dict(losses)
+        scaled = total if extra["scale"] is None else total * ops.cast(extra["scale"], total.dtype)
+        return scaled, (total, dict(losses))
 
-    def _single(self, images, texts):
-        return self._total(self._outputs(images, texts))
+    def _single(self, images, texts, extra):
+        return self._total(self._outputs(images, texts), extra)
 
-    def _micro(self, images, texts, cached_images, cached_texts, index):
+    def _micro(self, images, texts, cached_images, cached_texts, index, extra):
         outputs = dict(self._outputs(images, texts))
         for key, cached in (("image_features", cached_images), ("text_features", cached_texts)):
             outputs[key] = put_local_rows(cached, outputs[key], index, keep_grad=False)
@@ -156,39 +179,62 @@ class TrainStep:
         for key in ("logit_scale", "logit_bias"):
             if key in outputs:
                 outputs[key] = ops.where(index == 0, outputs[key], ops.stop_gradient(outputs[key]))
-        return self._total(outputs)
+        return self._total(outputs, extra)
 
     def _cached_features(self, images, texts):
         if self._features is None:
             self._features = _inference_fn(self.model)
-        return self._features(images, texts)
+        out = self._features(images, texts)
+        return out["image_features"], out["text_features"]
 
     def __call__(self, images, texts) -> dict[str, float]:
         metrics, grads = self.compute_gradients(images, texts)
+        before = self._iterations() if self.scaled else None
         self._apply(grads)
         if self.max_logit_scale is not None:
             clamp_logit_scale(self.model, 0.0, self.max_logit_scale)
+        applied = True
+        if self.scaled:  # the loss-scale optimiser skips the update (and halves the scale) on inf/nan grads
+            applied = self._iterations() != before
+            metrics["step_skipped"] = 0.0 if applied else 1.0
+        if self.ema is not None and applied:
+            self.ema.update(self._iterations())
         return metrics
 
+    def _iterations(self) -> int:
+        return int(ops.convert_to_numpy(self.optimizer.iterations))
+
     def compute_gradients(self, images, texts) -> tuple[dict[str, float], list]:
-        """``(metrics, grads)`` for one batch, before any update (grads follow ``self.variables``)."""
+        """``(metrics, grads)`` for one batch, before any update (grads follow ``self.variables``).
+
+        With a ``LossScaleOptimizer`` the grads are those of the scaled loss (``metrics["loss_scale"]``
+        times the true ones); its ``apply`` unscales them.
+        """
         images, texts = _as_array(images, "float32"), _as_array(texts, "int32")
         batch = ops.shape(images)[0]
         if ops.shape(texts)[0] != batch:
             raise ValueError(f"images and texts must have the same batch size, got {ops.shape(images)} "
                              f"and {ops.shape(texts)}")
+        extra = {"scale": self.optimizer.dynamic_scale.value if self.scaled else None,
+                 "teacher": None if self.teacher is None else self._teacher_outputs(images, texts)}
         if self.accum_freq == 1:
-            loss, parts, grads = self._grad_single(images, texts)
+            _, (loss, parts), grads = self._grad_single(images, texts, extra)
         else:
-            loss, parts, grads = self._accumulate(images, texts, batch)
+            loss, parts, grads = self._accumulate(images, texts, batch, extra)
         metrics = {k: float(ops.convert_to_numpy(v)) for k, v in parts.items()}
+        if self.scaled:
+            metrics["loss_scale"] = float(ops.convert_to_numpy(extra["scale"]))
         metrics["loss"] = float(ops.convert_to_numpy(loss))
         if not math.isfinite(metrics["loss"]):
             raise FloatingPointError(f"the loss is not finite ({metrics['loss']}); no update was applied "
                                      "(lower the learning rate, or check the data)")
         return metrics, grads
 
-    def _accumulate(self, images, texts, batch):
+    def _teacher_outputs(self, images, texts):
+        out = self._teacher(images, texts)
+        return {k: out[k] for k in ("image_features", "text_features", "logit_scale")}
+
+    def _accumulate(self, images, texts, batch, extra):
         if batch % self.accum_freq:
             raise ValueError(f"the batch of {batch} does not split into accum_freq={self.accum_freq} "
                              "equal micro-batches")
@@ -199,7 +245,7 @@ class TrainStep:
         all_texts = ops.concatenate([c[1] for c in cached], axis=0)
         total_grads, total_loss, parts = None, 0.0, {}
         for i, (imgs, txts) in enumerate(micro):
-            loss, parts_i, grads = self._grad_micro(imgs, txts, all_images, all_texts, np.int32(i))
+            _, (loss, parts_i), grads = self._grad_micro(imgs, txts, all_images, all_texts, np.int32(i), extra)
             total_grads = grads if total_grads is None else [a + b for a, b in zip(total_grads, grads)]
             total_loss = total_loss + loss
             parts = {k: parts.get(k, 0.0) + v for k, v in parts_i.items()}
@@ -222,14 +268,13 @@ def _apply_fn(optimizer, variables):
     return apply
 
 
-def _inference_fn(model):
-    """Features of a micro-batch in training mode without gradients (the cached copies)."""
+def _inference_fn(model, training=True):
+    """The model's outputs without gradients: the cached micro-batch features, or a frozen teacher's."""
     backend = keras.backend.backend()
     state = list(model.non_trainable_variables)
 
     def features(images, texts):
-        out = model({"images": images, "texts": texts}, training=True)
-        return out["image_features"], out["text_features"]
+        return dict(model({"images": images, "texts": texts}, training=training))
 
     if backend == "jax":
         import jax
@@ -248,7 +293,7 @@ def _inference_fn(model):
             with torch.no_grad():
                 return features(images, texts)
         return run
-    return lambda images, texts: tuple(ops.stop_gradient(f) for f in features(images, texts))
+    return lambda images, texts: {k: ops.stop_gradient(v) for k, v in features(images, texts).items()}
 
 
 def _as_array(x, dtype):

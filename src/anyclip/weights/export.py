@@ -45,6 +45,28 @@ def save_open_clip_checkpoint(model, out: str | os.PathLike) -> Path:
     return weights
 
 
+def pretrained_entry(folder: str | os.PathLike, file: str | None = None) -> dict:
+    """The ``pretrained.json`` entry for an exported folder: preprocessing, weights ``file`` and ``sha256``.
+
+    ``file`` is the weights' path as the registry should record it (relative to ``anyclip/weights`` for
+    weights shipped in the package); by default the weights file name. ``anyclip train`` writes this
+    entry as ``pretrained_entry.json`` beside the exported model.
+
+    Example:
+        >>> pretrained_entry("logs/shapes/final", "builtin/anyclip-shapes-v1.safetensors")  # doctest: +SKIP
+        {'file': 'builtin/anyclip-shapes-v1.safetensors', 'sha256': '4f1c...', 'mean': [...], ...}
+    """
+    import hashlib
+    folder = Path(folder)
+    weights = folder / SAFE_WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder}: no {SAFE_WEIGHTS_NAME}; export the model with save_open_clip_checkpoint")
+    config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    preprocess = {k: v for k, v in config.get("preprocess_cfg", {}).items() if k != "size"}
+    return {"file": file or weights.name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "url": "", "hf_hub": "", **preprocess}
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

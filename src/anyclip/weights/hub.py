@@ -39,7 +39,7 @@ def hf_download(repo_id: str, filename: str | None = None, revision: str | None 
         '.../snapshots/<rev>/open_clip_model.safetensors'
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     candidates = _safe_alternatives(filename or WEIGHTS_NAME)
     errors = []
@@ -47,6 +47,8 @@ def hf_download(repo_id: str, filename: str | None = None, revision: str | None 
         try:
             return hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
                                    library_name="anyclip")
+        except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError) offline, or the hub unreachable
+            errors.append(f"{name}: not in the local cache and the hub cannot be reached")
         except EntryNotFoundError as e:
             errors.append(f"{name}: not in the repo ({type(e).__name__})")
         except Exception as e:  # offline, not cached, repo missing, auth...

@@ -1,8 +1,10 @@
-"""The pretrained registry: every (model, tag) of open_clip 3.3.0 for the models anyclip ships.
+"""The pretrained registry: every (model, tag) of open_clip 3.3.0 for the models anyclip ships, plus
+anyclip's own weights.
 
 Entries live as data in ``pretrained.json`` beside this module: the Hugging Face hub location
-(``org/repo/`` or ``org/repo/file``), the original URL, the preprocessing the weights were trained
-with and whether they need QuickGELU.
+(``org/repo/`` or ``org/repo/file``) or, for weights shipped inside the package, a ``file`` relative to
+this folder with its ``sha256``; the original URL, the preprocessing the weights were trained with and
+whether they need QuickGELU.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ class PretrainedEntry:
     url: str
     quick_gelu: bool
     preprocess: PreprocessConfig
+    file: str = ""
+    sha256: str = ""
+
+    @property
+    def packaged_path(self):
+        """Path of weights shipped inside the package (``None`` for hub weights)."""
+        return resources.files("anyclip.weights").joinpath(self.file) if self.file else None
 
     @property
     def repo_id(self) -> str:
@@ -105,4 +114,5 @@ def get_pretrained_cfg(model: str, tag: str) -> PretrainedEntry:
     raw = tags[key]
     return PretrainedEntry(
         model=model, tag=key, hf_hub=raw.get("hf_hub", ""), url=raw.get("url", ""),
-        quick_gelu=bool(raw.get("quick_gelu", False)), preprocess=PreprocessConfig.from_dict(raw))
+        quick_gelu=bool(raw.get("quick_gelu", False)), preprocess=PreprocessConfig.from_dict(raw),
+        file=raw.get("file", ""), sha256=raw.get("sha256", ""))
