@@ -58,6 +58,16 @@ def test_classify_prints_a_table_and_json(tiny_model, capsys):
         assert pytest.approx(sum(p["prob"] for p in r["predictions"]), abs=1e-5) == 1.0
 
 
+def test_classify_table_shows_long_labels_whole_up_to_a_cap(tiny_model, capsys):
+    medium, huge = "a yellow triangle on a gradient background", "x" * 60
+    assert main(["classify", PHOTOS[0], "--labels", medium[:30], huge, "--top-k", "2", *tiny_model]) == 0
+    header, row = capsys.readouterr().out.splitlines()[-2:]
+    assert medium[:30] in row and huge not in row and "x" * 39 + "…" in row
+    second = header.index("top2")  # columns fit the longest label shown (40 characters) and "100.0%"
+    assert second == header.index("top1") + 40 + 7 + 2
+    assert row[second - 2:second] == "  " and row[second - 3] == "%" and row[second] in "ax"
+
+
 def test_classify_skips_unreadable_files_and_keeps_the_rest(tiny_model, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

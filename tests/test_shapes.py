@@ -143,6 +143,20 @@ def test_write_csv(tmp_path):
     assert json.loads((tmp_path / "out" / "info.json").read_text())["size"] == 30
 
 
+def test_config_round_trips_through_info_json(tmp_path):
+    cfg = ShapesConfig(shapes=("circle", "square", "star"), colours=("red", "blue"), max_count=2,
+                       held_out=[("red", "star")], seed=5)
+    path = write_csv(ShapesDataset(cfg, "train", 4), tmp_path / "d", progress=False)
+    for where in (path, path.parent, str(path)):
+        assert ShapesConfig.near(where) == cfg
+    assert ShapesConfig.near(tmp_path / "elsewhere.csv") is None
+    with pytest.raises(ValueError, match="unknown shapes config keys \\['colors'\\]"):
+        ShapesConfig.from_dict({"colors": ["red"]})
+    (path.parent / "info.json").write_text('{"config": {"max_count": 9}}')
+    with pytest.raises(ValueError, match="info.json: not a shapes info.json .*max_count"):
+        ShapesConfig.near(path)
+
+
 def test_write_webdataset_is_valid_and_independent_of_workers(tmp_path):
     ds = ShapesDataset(ShapesConfig(seed=1), "train", 25)
     one = write_webdataset(ds, tmp_path / "a", shard_size=10, workers=1, progress=False)

@@ -49,6 +49,24 @@ def test_csv_and_webdataset_hold_the_same_pairs(shapes):
     np.testing.assert_array_equal(a.images, b.images)
 
 
+def test_shard_members_feed_the_eval_loader_and_retrieval_sets(shapes):
+    from anyclip.data.loader import iter_image_batches
+    from anyclip.data.retrieval import RetrievalSet
+    from anyclip.transforms import image_transform
+    root, captions = shapes
+    csv_set = open_train_data(str(root / "csv" / "train.csv"))
+    wds_set = open_train_data(str(root / "wds" / "{00000..00002}.tar"))
+    missing = ShardMember(str(root / "no-such-shard.tar"), "x.jpg", 0, 10)
+    preprocess = image_transform(size=32)
+    got = list(iter_image_batches([*wds_set.images[:4], missing], preprocess, batch_size=8, workers=2, progress=False))
+    want = list(iter_image_batches(list(csv_set.images[:4]), preprocess, batch_size=8, workers=0, progress=False))
+    np.testing.assert_array_equal(got[0].pixels, want[0].pixels)
+    [skip] = got[0].skipped
+    assert skip.index == 4 and skip.name.endswith("no-such-shard.tar:x.jpg") and skip.reason.startswith("cannot read")
+    val = RetrievalSet.from_pairs(wds_set.images[:3], wds_set.captions[:3], name="shards")
+    assert val.images == wds_set.images[:3] and val.texts == captions[:3] and len(val.fingerprint()) == 64
+
+
 def test_batches_are_seeded_independent_of_workers_and_resume_exactly(shapes):
     root, _ = shapes
     data = open_train_data(str(root / "csv" / "train.csv"))

@@ -109,6 +109,13 @@ def cmd_models(args):
     return 0
 
 
+_MAX_LABEL_WIDTH = 40  # longer labels are shortened with an ellipsis in the table (never in --json)
+
+
+def _clip_label(label: str, width: int) -> str:
+    return label if len(label) <= width else label[:width - 1] + "…"
+
+
 def cmd_classify(args):
     labels = list(args.labels)
     if args.labels_file:
@@ -121,7 +128,8 @@ def cmd_classify(args):
     templates = args.template or ["a photo of a {}."]
     weights = build_zero_shot_classifier(model, tokenizer, labels, templates)
     features, ok, errors = embed_image_files(model, preprocess, args.images, args.batch_size)
-    scale = float(np.exp(np.asarray(__import__("keras").ops.convert_to_numpy(model.logit_scale))))
+    from keras import ops
+    scale = float(np.exp(ops.convert_to_numpy(model.logit_scale)))
     logits = scale * features @ weights
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
@@ -134,10 +142,13 @@ def cmd_classify(args):
         print(json.dumps({"results": rows, "errors": errors}, indent=2))
     else:
         width = max([len(Path(r["image"]).name) for r in rows] + [5])
-        print(f"{'image':<{width}}  " + "  ".join(f"top{i + 1:<19}" for i in range(top)))
+        label_width = min(max([len(q["label"]) for r in rows for q in r["predictions"]] + [4]), _MAX_LABEL_WIDTH)
+        cell = label_width + 7  # label, a space, "100.0%"
+        print(f"{'image':<{width}}  " + "  ".join(f"{f'top{i + 1}':<{cell}}" for i in range(top)).rstrip())
         for r in rows:
-            cells = [f"{q['label'][:14]:<14} {q['prob']:5.1%}" for q in r["predictions"]]
-            print(f"{Path(r['image']).name:<{width}}  " + "  ".join(f"{c:<22}" for c in cells))
+            cells = [f"{_clip_label(q['label'], label_width):<{label_width}} {q['prob']:6.1%}"
+                     for q in r["predictions"]]
+            print(f"{Path(r['image']).name:<{width}}  " + "  ".join(cells))
         for path, reason in errors.items():
             print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if rows else 1

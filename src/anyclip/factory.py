@@ -14,7 +14,7 @@ from .models.clip import CLIP
 from .models.config import CLIPConfig, ConfigError, builtin_config_names, get_model_config, load_config_file
 from .transforms.config import PreprocessConfig
 from .weights import hub
-from .weights.checkpoint import read_state_dict
+from .weights.checkpoint import file_sha256, read_state_dict
 from .weights.mapping import load_state_dict
 from .weights.pretrained import UnknownPretrainedError, get_pretrained_cfg, list_pretrained_tags_by_model
 
@@ -97,11 +97,10 @@ def _resolve(model_name: str, pretrained: str | None, cache_dir: str | None, loa
 
 def _packaged_weights(entry) -> Path:
     """Weights shipped in the package, checked against the registry's sha256 (a damaged install says so)."""
-    import hashlib
     path = Path(str(entry.packaged_path))
     if not path.is_file():
         raise FileNotFoundError(f"{entry.model}/{entry.tag}: the packaged weights {path} are missing; reinstall anyclip")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if entry.sha256 and digest != entry.sha256:
         raise ValueError(f"{entry.model}/{entry.tag}: {path} has sha256 {digest}, the registry expects "
                          f"{entry.sha256}; the file is damaged, reinstall anyclip")

@@ -59,6 +59,8 @@ def source_name(source) -> str:
         return str(source[0])
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
+    if isinstance(getattr(source, "label", None), str):  # a lazily read source such as a shard member
+        return source.label
     return f"<{type(source).__name__}>"
 
 
@@ -70,6 +72,11 @@ def load_and_preprocess(source, preprocess: Callable, max_pixels: int | None):
         (None, 'file not found')
     """
     name = source_name(source)
+    if callable(getattr(source, "read", None)) and not isinstance(source, (str, os.PathLike)):
+        try:  # a shard member: its bytes are read here, on the worker thread
+            source = source.read()
+        except OSError as e:
+            return None, f"cannot read: {e}"
     data = source[1] if isinstance(source, tuple) else source
     try:
         return np.asarray(preprocess(load_image(data, max_pixels=max_pixels)), dtype=np.float32), None
@@ -125,10 +132,11 @@ def iter_image_batches(sources: Iterable, preprocess: Callable, *, batch_size: i
                        max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[ImageBatch]:
     """Decode and preprocess images in parallel; yield :class:`ImageBatch` es in input order.
 
-    ``sources``: an iterable (consumed lazily, so a stream of shard members works) of paths or
-    ``(name, bytes)`` pairs. Each batch covers the next ``batch_size`` inputs; images that fail to load
-    are left out of ``pixels`` and listed in ``skipped``. ``workers=0`` decodes in the calling thread.
-    ``total`` (default ``len(sources)`` when it has one) sizes the progress bar.
+    ``sources``: an iterable (consumed lazily, so a stream of shard members works) of paths,
+    ``(name, bytes)`` pairs, or objects whose ``read()`` gives such a pair, like a training set's shard
+    members (read on the worker threads). Each batch covers the next ``batch_size`` inputs; images that
+    fail to load are left out of ``pixels`` and listed in ``skipped``. ``workers=0`` decodes in the calling
+    thread. ``total`` (default ``len(sources)`` when it has one) sizes the progress bar.
 
     Example:
         >>> from anyclip.transforms import image_transform

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .common import CAPTION_COLUMNS, IMAGE_COLUMNS, DatasetError, pick_column, read_csv, resolve_path
+from .loader import source_name
 
 _JSON_IMAGE_KEYS = ("image", "filepath", "file_name", "filename", "path", "image_path", "img")
 _JSON_CAPTION_KEYS = ("caption", "captions", "text", "texts", "sentences")
@@ -34,7 +35,7 @@ _JSON_CAPTION_KEYS = ("caption", "captions", "text", "texts", "sentences")
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalSet:
-    """Images (paths) and, per image, its captions.
+    """Images (paths, or shard members that ``read()`` their bytes) and, per image, its captions.
 
     Example:
         >>> data = RetrievalSet.from_pairs(["a.jpg", "b.jpg"], [["a cat", "a kitten"], "a dog"])
@@ -43,7 +44,7 @@ class RetrievalSet:
     """
 
     name: str
-    images: tuple[str, ...]
+    images: tuple
     captions: tuple[tuple[str, ...], ...]
 
     @classmethod
@@ -53,9 +54,10 @@ class RetrievalSet:
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} caption entries")
         grouped = [[c] if isinstance(c, str) else list(c) for c in captions]
+        images = tuple(p if callable(getattr(p, "read", None)) else os.fspath(p) for p in images)
         for i, (image, caps) in enumerate(zip(images, grouped)):
-            _check_captions(f"{name} entry {i}", os.fspath(image), caps)
-        return cls(name, tuple(os.fspath(p) for p in images), tuple(tuple(c) for c in grouped))
+            _check_captions(f"{name} entry {i}", source_name(image), caps)
+        return cls(name, images, tuple(tuple(c) for c in grouped))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -74,7 +76,8 @@ class RetrievalSet:
         """A hash of the image paths and captions."""
         h = hashlib.sha256()
         for image, caps in zip(self.images, self.captions):
-            h.update(json.dumps([os.path.abspath(image), list(caps)], ensure_ascii=False).encode())
+            where = os.path.abspath(image) if isinstance(image, str) else source_name(image)
+            h.update(json.dumps([where, list(caps)], ensure_ascii=False).encode())
         return h.hexdigest()
 
 

@@ -24,7 +24,7 @@ import re
 import sys
 import tarfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -119,6 +119,43 @@ class ShapesConfig:
                 raise ValueError(f"held_out leaves no training example of {field} {missing}")
         if bad := [c for c in self.colours if not self._backgrounds_for(c)]:
             raise ValueError(f"backgrounds: none of {self.backgrounds} contrasts with colour {bad[0]!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ShapesConfig:
+        """The config stored as JSON (``info.json``'s ``"config"``): lists become tuples, unknown keys are errors.
+
+        Example:
+            >>> ShapesConfig.from_dict({"max_count": 2, "held_out": [["red", "triangle"]]}).held_out
+            (('red', 'triangle'),)
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a shapes config must be a JSON object, got {type(data).__name__}")
+        if unknown := sorted(set(data) - {f.name for f in fields(cls)}):
+            raise ValueError(f"unknown shapes config keys {unknown}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if isinstance(data.get("held_out"), list):
+            values["held_out"] = tuple(tuple(p) if isinstance(p, list) else p for p in data["held_out"])
+        return cls(**values)
+
+    @classmethod
+    def near(cls, data_path: str | os.PathLike) -> ShapesConfig | None:
+        """The config in the ``info.json`` that :func:`make_shapes` wrote beside ``data_path`` (a CSV, a
+        shard pattern or their folder), or ``None`` when there is none.
+
+        Example:
+            >>> ShapesConfig.near("data/shapes/train/train.csv")  # doctest: +SKIP
+            ShapesConfig(image_size=64, ...)
+        """
+        base = Path(str(data_path).split("::")[0].split("{")[0])
+        for folder in (base, base.parent):
+            info = folder / "info.json"
+            if folder.is_dir() and info.is_file():
+                try:
+                    config = json.loads(info.read_text(encoding="utf-8")).get("config")
+                    return cls.from_dict(config) if config else None
+                except (ValueError, AttributeError) as e:
+                    raise ValueError(f"{info}: not a shapes info.json ({e})") from None
+        return None
 
     def combinations(self, split: str = "train") -> tuple:
         """``(colour, shape)`` pairs of a split (held-out ones only in ``test_heldout``): ``combinations("test")``."""

@@ -23,7 +23,7 @@ import numpy as np
 from ..data.common import (CAPTION_COLUMNS, IMAGE_COLUMNS, DatasetError, is_image_file, pick_column, read_csv,
                            resolve_path)
 from ..data.labelled import expand_shards
-from ..data.loader import load_and_preprocess, ordered_map
+from ..data.loader import load_and_preprocess, ordered_map, source_name
 from ..data.tfrecord import CAPTION_KEY, IMAGE_KEY, TFRECORD_SUFFIXES, read_image_text_records
 
 log = logging.getLogger("anyclip.train")
@@ -43,10 +43,15 @@ class ShardMember:
     offset: int
     size: int
 
+    @property
+    def label(self) -> str:
+        """``shard:name``, how messages name this image."""
+        return f"{self.shard}:{self.name}"
+
     def read(self) -> tuple[str, bytes]:
         with open(self.shard, "rb") as f:
             f.seek(self.offset)
-            return f"{self.shard}:{self.name}", f.read(self.size)
+            return self.label, f.read(self.size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,14 +199,8 @@ class TrainBatches:
         epoch, index = item
         if not self.data.captions[index].strip():
             return None, "empty caption"
-        source = self.data.images[index]
-        if isinstance(source, ShardMember):
-            try:
-                source = source.read()
-            except OSError as e:
-                return None, f"cannot read {source.shard}: {e}"
         rng = np.random.default_rng([self.seed, epoch, int(index)])
-        return load_and_preprocess(source, lambda image: self.transform(image, rng=rng), None)
+        return load_and_preprocess(self.data.images[index], lambda image: self.transform(image, rng=rng), None)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[TrainBatch]:
         """Batches of ``epoch`` from position ``start`` of its order (a checkpoint's ``position``)."""
@@ -216,7 +215,7 @@ class TrainBatches:
             if array is None:
                 skipped.append((index, reason))
                 self.skipped_total += 1
-                log.warning("skipped sample %d (%s): %s", index, _describe(self.data.images[index]), reason)
+                log.warning("skipped sample %d (%s): %s", index, source_name(self.data.images[index]), reason)
                 continue
             pixels.append(array)
             indices.append(index)
@@ -224,10 +223,6 @@ class TrainBatches:
                 texts = np.asarray(self.tokenizer([self.data.captions[i] for i in indices]), dtype=np.int32)
                 yield TrainBatch(np.stack(pixels), texts, np.asarray(indices), position, skipped)
                 pixels, indices, skipped = [], [], []
-
-
-def _describe(source) -> str:
-    return f"{source.shard}:{source.name}" if isinstance(source, ShardMember) else str(source)
 
 
 def open_train_data(spec: str, dataset_type: str = "auto", img_key: str | None = None,

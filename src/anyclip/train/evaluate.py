@@ -14,11 +14,8 @@ Results come back as one flat dict, ``{"<set>/<metric>": value}``, ready for the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
-
-import numpy as np
 
 log = logging.getLogger("anyclip.train")
 
@@ -66,10 +63,16 @@ class TrainEvaluator:
             self.zeroshot.append(("imagenet-val",) + _labelled(args.imagenet_val, "imagenet", "imagenet"))
         self.val = None
         if args.val_data:
+            from ..data.retrieval import RetrievalSet
             from .data import open_train_data
-            self.val = open_train_data(args.val_data, args.dataset_type, img_key=args.csv_img_key,
-                                       caption_key=args.csv_caption_key, separator=args.csv_separator)
-        self.shapes_config = _shapes_config(data_config_from) if args.zeroshot_shapes else None
+            pairs = open_train_data(args.val_data, args.dataset_type, img_key=args.csv_img_key,
+                                    caption_key=args.csv_caption_key, separator=args.csv_separator)
+            keep = [i for i, caption in enumerate(pairs.captions) if caption.strip()]  # as training skips them
+            if not keep:
+                raise ValueError(f"--val-data {args.val_data}: every caption is empty")
+            self.val = RetrievalSet.from_pairs([pairs.images[i] for i in keep], [pairs.captions[i] for i in keep],
+                                               name=f"--val-data {args.val_data}")
+        self.shapes_config = _shapes_config_near(data_config_from) if args.zeroshot_shapes else None
 
     @property
     def active(self) -> bool:
@@ -102,19 +105,12 @@ class TrainEvaluator:
         return {k: float(v) for k, v in out.items()}
 
     def _retrieval(self, model) -> dict:
-        from ..eval.features import encode_images, encode_texts
-        from ..eval.metrics import retrieval_metrics
-        images = self.val.images
-        sources = (img.read() if hasattr(img, "read") else img for img in images)
-        feats = encode_images(model, sources, self.preprocess, workers=self.args.workers, progress=False,
-                              total=len(images), desc="val images")
-        if not len(feats.features):
-            raise ValueError(f"--val-data {self.args.val_data}: no image could be read")
-        keep = [i for i in feats.indices.tolist() if self.val.captions[i].strip()]
-        rows = {i: r for r, i in enumerate(feats.indices.tolist())}
-        texts = encode_texts(model, self.tokenizer, [self.val.captions[i] for i in keep], progress=False)
-        image_feats = feats.features[[rows[i] for i in keep]]
-        return retrieval_metrics(image_feats, texts, np.arange(len(keep)))
+        from ..eval.retrieval import zero_shot_retrieval
+        result = zero_shot_retrieval(model, self.tokenizer, self.val, preprocess=self.preprocess,
+                                     workers=self.args.workers, progress=False)
+        if result.skipped:
+            log.warning("--val-data: %d unreadable images left out", len(result.skipped))
+        return result.metrics
 
 
 def _labelled(path, classnames, templates):
@@ -136,21 +132,10 @@ def _labelled(path, classnames, templates):
     return data, names, read_templates(templates, names, folder)
 
 
-def _shapes_config(train_data: str | None):
-    """The ShapesConfig recorded in ``info.json`` beside the training data, else the default one."""
+def _shapes_config_near(train_data: str | None):
+    """The ShapesConfig recorded beside the training data, else the default one."""
     from ..data.shapes import ShapesConfig
-    if train_data:
-        base = Path(train_data.split("::")[0].split("{")[0])
-        for folder in (base, base.parent):
-            info = folder / "info.json"
-            if folder.is_dir() and info.is_file():
-                config = json.loads(info.read_text(encoding="utf-8")).get("config")
-                if config:
-                    held = config.get("held_out")
-                    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-                    config["held_out"] = None if held is None else tuple(tuple(p) for p in held)
-                    return ShapesConfig(**config)
-    return ShapesConfig()
+    return (ShapesConfig.near(train_data) if train_data else None) or ShapesConfig()
 
 
 __all__ = ["TrainEvaluator", "add_eval_arguments"]

@@ -147,6 +147,7 @@ class TrainStep:
         self._apply = _apply_fn(self.optimizer, self.variables)
         self.scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self.ema = ema
+        self._updates = None  # optimiser updates so far, mirrored on the host
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
@@ -189,16 +190,17 @@ class TrainStep:
 
     def __call__(self, images, texts) -> dict[str, float]:
         metrics, grads = self.compute_gradients(images, texts)
-        before = self._iterations() if self.scaled else None
+        # The update count lives on the host: read from the device once (it may come from a checkpoint),
+        # then again only where the loss-scale optimiser may have skipped the update.
+        before = self._iterations() if self.scaled or self._updates is None else self._updates
         self._apply(grads)
         if self.max_logit_scale is not None:
             clamp_logit_scale(self.model, 0.0, self.max_logit_scale)
-        applied = True
+        self._updates = self._iterations() if self.scaled else before + 1
         if self.scaled:  # the loss-scale optimiser skips the update (and halves the scale) on inf/nan grads
-            applied = self._iterations() != before
-            metrics["step_skipped"] = 0.0 if applied else 1.0
-        if self.ema is not None and applied:
-            self.ema.update(self._iterations())
+            metrics["step_skipped"] = 0.0 if self._updates != before else 1.0
+        if self.ema is not None and self._updates != before:
+            self.ema.update(self._updates)
         return metrics
 
     def _iterations(self) -> int:

@@ -8,6 +8,7 @@ torch is installed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -25,6 +26,20 @@ _OPENAI_JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read or is not a state dict."""
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in chunks (a checkpoint need not fit in memory twice).
+
+    Example:
+        >>> file_sha256("open_clip_model.safetensors")  # doctest: +SKIP
+        'c13eddff3a74...'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:

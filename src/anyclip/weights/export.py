@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .checkpoint import read_state_dict, save_safetensors
+from .checkpoint import file_sha256, read_state_dict, save_safetensors
 from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from .mapping import export_state_dict, load_state_dict
 
@@ -56,14 +56,13 @@ def pretrained_entry(folder: str | os.PathLike, file: str | None = None) -> dict
         >>> pretrained_entry("logs/shapes/final", "builtin/anyclip-shapes-v1.safetensors")  # doctest: +SKIP
         {'file': 'builtin/anyclip-shapes-v1.safetensors', 'sha256': '4f1c...', 'mean': [...], ...}
     """
-    import hashlib
     folder = Path(folder)
     weights = folder / SAFE_WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{folder}: no {SAFE_WEIGHTS_NAME}; export the model with save_open_clip_checkpoint")
     config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     preprocess = {k: v for k, v in config.get("preprocess_cfg", {}).items() if k != "size"}
-    return {"file": file or weights.name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    return {"file": file or weights.name, "sha256": file_sha256(weights),
             "url": "", "hf_hub": "", **preprocess}
 
 
