@@ -7,10 +7,23 @@ import numpy as np
 from keras import ops
 
 from ..runtime import compiled
-from .config import CLIPConfig
+from .config import CLIPConfig, TextConfig, VisionConfig
 from .layers import child_seed, constant_init
 from .text_transformer import TextTransformer, needed_length
 from .vision_transformer import VisionTransformer
+
+
+# Tower config class -> the Keras layer that builds it. Each tower class carries its ``WEIGHT_TABLE``
+# (open_clip key -> attribute, see anyclip.weights.mapping) and the lock / grad-checkpointing methods.
+_TOWERS = {VisionConfig: VisionTransformer, TextConfig: TextTransformer}
+
+
+def tower_class(tower_cfg):
+    """The tower layer class for a tower config: ``tower_class(VisionConfig())`` is ``VisionTransformer``."""
+    try:
+        return _TOWERS[type(tower_cfg)]
+    except KeyError:
+        raise TypeError(f"no tower is registered for config type {type(tower_cfg).__name__}") from None
 
 
 def l2_normalize(x, axis=-1):
@@ -42,10 +55,10 @@ class CLIP(keras.Model):
         self.seed = seed
         cfg = self.config
         policy = self.dtype_policy
-        self.visual = VisionTransformer(cfg.vision_cfg, cfg.embed_dim, cfg.quick_gelu, child_seed(seed, "visual"),
-                                        name="visual", dtype=policy)
-        self.text = TextTransformer(cfg.text_cfg, cfg.embed_dim, cfg.quick_gelu, child_seed(seed, "text"),
-                                    name="text", dtype=policy)
+        self.visual = tower_class(cfg.vision_cfg)(cfg.vision_cfg, cfg.embed_dim, cfg.quick_gelu,
+                                                  child_seed(seed, "visual"), name="visual", dtype=policy)
+        self.text = tower_class(cfg.text_cfg)(cfg.text_cfg, cfg.embed_dim, cfg.quick_gelu, child_seed(seed, "text"),
+                                              name="text", dtype=policy)
         self.logit_bias = None
         self.pretrained_cfg: dict = {}
         self.build()

@@ -213,8 +213,8 @@ class CLIPConfig:
             if not isinstance(top[key], Mapping):
                 raise ConfigError(f"config.{key} must be an object, got {type(top[key]).__name__}")
         try:
-            top["vision_cfg"] = VisionConfig(**_check_fields(VisionConfig, top["vision_cfg"], "vision_cfg"))
-            top["text_cfg"] = TextConfig(**_check_fields(TextConfig, top["text_cfg"], "text_cfg"))
+            top["vision_cfg"] = vision_config(top["vision_cfg"])
+            top["text_cfg"] = text_config(top["text_cfg"])
             return cls(**top)
         except TypeError as e:  # wrong types that dataclass construction itself rejects
             raise ConfigError(str(e)) from None
@@ -227,6 +227,26 @@ class CLIPConfig:
         if out["init_logit_bias"] is None:
             del out["init_logit_bias"]
         return out
+
+
+def vision_config(values: Mapping[str, Any]):
+    """The vision tower config class that ``vision_cfg`` describes, validated (one class per tower family).
+
+    Example:
+        >>> vision_config({"layers": 2, "width": 64, "patch_size": 8, "image_size": 32}).grid_size
+        (4, 4)
+    """
+    return VisionConfig(**_check_fields(VisionConfig, values, "vision_cfg"))
+
+
+def text_config(values: Mapping[str, Any]):
+    """The text tower config class that ``text_cfg`` describes, validated (one class per tower family).
+
+    Example:
+        >>> text_config({"layers": 2, "width": 64, "heads": 2}).mlp_width
+        256
+    """
+    return TextConfig(**_check_fields(TextConfig, values, "text_cfg"))
 
 
 def builtin_config_names() -> list[str]:

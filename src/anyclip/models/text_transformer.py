@@ -45,6 +45,8 @@ class TextTransformer(keras.layers.Layer):
         (2, 8)
     """
 
+    WEIGHT_TABLE = WEIGHT_TABLE  # how open_clip names this tower's weights (anyclip.weights.mapping)
+
     def __init__(self, config: TextConfig | dict, embed_dim: int, quick_gelu: bool = False,
                  seed: int | None = 0, **kwargs):
         super().__init__(**kwargs)

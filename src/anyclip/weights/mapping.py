@@ -71,10 +71,9 @@ def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | No
 
 def model_entries(model) -> dict[str, tuple[object, str | None]]:
     """``{open_clip key: (variable, transform)}`` for a whole CLIP model."""
-    from ..models import text_transformer, vision_transformer
     text_prefix = "text." if model.config.custom_text else ""
-    entries = table_entries(model.visual, vision_transformer.WEIGHT_TABLE, "visual.")
-    entries.update(table_entries(model.text, text_transformer.WEIGHT_TABLE, text_prefix))
+    entries = table_entries(model.visual, model.visual.WEIGHT_TABLE, "visual.")
+    entries.update(table_entries(model.text, model.text.WEIGHT_TABLE, text_prefix))
     entries["logit_scale"] = (model.logit_scale, None)
     if model.logit_bias is not None:
         entries["logit_bias"] = (model.logit_bias, None)
@@ -104,15 +103,15 @@ def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.nda
     if "logit_bias" not in state and model.logit_bias is not None and "logit_scale" in state:
         state["logit_bias"] = np.zeros_like(state["logit_scale"])
     key = "visual.positional_embedding"
-    want = tuple(model.visual.positional_embedding.shape)
-    if key in state and state[key].ndim == 2 and state[key].shape[1] == want[1] and state[key].shape[0] != want[0]:
+    want = tuple(getattr(model.visual, "positional_embedding", np.empty(0)).shape)
+    if len(want) == 2 and key in state and state[key].ndim == 2 and state[key].shape[1] == want[1] and state[key].shape[0] != want[0]:
         grid = model.config.vision_cfg.grid_size
         old = state[key].shape[0] - 1
         if math.isqrt(old) ** 2 == old:
             state[key] = resize_image_pos_embed(state[key], grid)
     tkey = "text.positional_embedding" if custom else "positional_embedding"
-    want = tuple(model.text.positional_embedding.shape)
-    if tkey in state and state[tkey].ndim == 2 and state[tkey].shape[1] == want[1] and state[tkey].shape[0] != want[0]:
+    want = tuple(getattr(model.text, "positional_embedding", np.empty(0)).shape)
+    if len(want) == 2 and tkey in state and state[tkey].ndim == 2 and state[tkey].shape[1] == want[1] and state[tkey].shape[0] != want[0]:
         state[tkey] = resize_text_pos_embed(state[tkey], want[0])
     return state
 
