@@ -58,7 +58,12 @@ def retrain(record, out):
     for command in record["commands"]:
         start = time.perf_counter()
         print(f"$ {command}", flush=True)
-        subprocess.run(shlex.split(command), cwd=out, check=True)
+        words = shlex.split(command)
+        env = dict(os.environ)
+        while words and "=" in words[0]:  # leading NAME=value words set the environment, as in a shell
+            name, value = words.pop(0).split("=", 1)
+            env[name] = value
+        subprocess.run(words, cwd=out, env=env, check=True)
         timings.append(time.perf_counter() - start)
     return out / record["final_folder"], timings
 
@@ -81,14 +86,16 @@ def main():
     record = json.loads(record_file.read_text())
     print("\nshipped training record:")
     print(f"  machine: {record['machine']}")
+    rates = ", ".join(f"{r:.0f}" for r in record["samples_per_second_by_stage"])
     print(f"  training: {record['train_seconds'] / 60:.1f} min for {record['steps']} steps "
-          f"({record['samples_per_second']:.0f} samples/s)")
+          f"({rates} samples/s by stage)")
     for command in record["commands"]:
         print(f"  $ {command}")
     if args.retrain is None:
         return
     folder, timings = retrain(record, args.retrain)
-    print(f"\nretrained: data {timings[0]:.0f} s, training {sum(timings[1:]) / 60:.1f} min "
+    training = [t for c, t in zip(record["commands"], timings) if " train " in f" {c} "]
+    print(f"\nretrained: data {sum(timings) - sum(training):.0f} s, training {sum(training) / 60:.1f} min "
           f"(shipped record: {record['train_seconds'] / 60:.1f} min)")
     new_results, seconds = score(f"local-dir:{folder}", None, args.n)
     print_scores(f"retrained ({folder})", new_results, seconds, args.n)
