@@ -1,9 +1,13 @@
 """Reference artefacts for parity tests: random open_clip models saved in open_clip's own format.
 
-Every floating tensor is re-drawn at random (LayerNorm gains around 1, others around 0) so that a wrong
-mapping of a zero- or one-initialised tensor cannot pass unnoticed. Configs larger than ViT-L are cut
-to 2 blocks per tower; text vocabularies above 100k entries are cut to 8,192 rows (the embedding
-lookup has no size-dependent code path) to keep the giant multilingual tables out of memory.
+Every floating tensor is re-drawn at random (LayerNorm and BatchNorm gains around 1, BatchNorm running
+variances positive around 1, others around 0) so that a wrong mapping of a zero- or one-initialised tensor
+cannot pass unnoticed. Configs larger than ViT-L are cut to 2 blocks per tower; ResNets other than RN50
+(full size) to 1 block per stage and 2 text blocks, and those with images above 288 px to 224 px and half
+their width; text vocabularies above 100k entries are cut to 8,192 rows (the embedding lookup has no
+size-dependent code path) to keep the giant multilingual tables out of memory.
+Hugging Face text-tower configs are built offline from a local, reduced HF config.json (reductions in
+``hf_reference.py`` and each case's notes).
 """
 
 from __future__ import annotations
@@ -25,15 +29,39 @@ BPE_TEXTS = [
 ]
 
 
-def reduced_config(name: str) -> tuple[dict, list[str]]:
-    """open_clip's config for ``name`` with the test reductions applied, and a list of what changed."""
+def reduced_config(name: str, hf_dir: Path | None = None) -> tuple[dict, list[str]]:
+    """open_clip's config for ``name`` with the test reductions applied, and a list of what changed.
+
+    Hugging Face text towers get a local, reduced HF config written to ``hf_dir`` (see ``hf_reference``).
+    """
     import open_clip
     cfg = copy.deepcopy(open_clip.get_model_config(name) or _anyclip_own_config(name))
     notes = []
     vision, text = cfg["vision_cfg"], cfg["text_cfg"]
-    if vision["width"] > 1024 or text["width"] > 768:
+    if text.get("hf_model_name"):
+        import tempfile
+
+        from hf_reference import hf_reduced_config
+        return hf_reduced_config(name, cfg, Path(hf_dir or tempfile.mkdtemp(prefix="anyclip-hf-")))
+    if isinstance(vision["layers"], list):  # ModifiedResNet: RN50 is the full-size case, the others are cut
+        if name != "RN50":  # one (shortcut) block per stage keeps each stage's widths; RN50 has the rest
+            notes.append(f"resnet blocks {vision['layers']} -> [1, 1, 1, 1], text layers {text['layers']} -> 2")
+            vision["layers"], text["layers"] = [1, 1, 1, 1], 2
+        if vision["image_size"] > 288:  # RN50x16, RN50x64: giant images and widths
+            notes.append(f"image size {vision['image_size']} -> 224, width {vision['width']} -> "
+                         f"{vision['width'] // 2}")
+            vision["image_size"], vision["width"] = 224, vision["width"] // 2
+    elif vision["width"] > 1024 or text["width"] > 768:
         notes.append(f"layers {vision['layers']}/{text['layers']} -> 2/2")
         vision["layers"], text["layers"] = 2, 2
+    if "multimodal_cfg" in cfg:  # CoCa: parity compares embeddings; tests/test_coca.py checks the decoder
+        mm = cfg["multimodal_cfg"]
+        if mm["layers"] > 2:
+            notes.append(f"decoder layers {mm['layers']} -> 2")
+            mm["layers"] = 2
+        if vision["width"] > 768 and vision["layers"] > 2:  # coca_ViT-L-14: ViT-L-14 itself runs at full size
+            notes.append(f"layers {vision['layers']}/{text['layers']} -> 2/2")
+            vision["layers"], text["layers"] = 2, 2
     if text.get("vocab_size", 49408) > 100_000:
         notes.append(f"vocab {text['vocab_size']} -> {MAX_VOCAB}")
         text["vocab_size"] = MAX_VOCAB
@@ -57,12 +85,20 @@ def randomize(state: dict, seed: int) -> dict:
         noise = torch.randn(value.shape, generator=gen)
         leaf = key.rsplit(".", 1)[-1]
         module = key.rsplit(".", 2)[-2] if key.count(".") >= 1 else ""
+        bn = key[:-len(leaf)] + "running_var" in state  # a BatchNorm2d (ModifiedResNet)
         if key == "logit_scale":
             new = torch.tensor(math.log(1 / 0.07)) + 0.1 * noise
-        elif module.startswith("ln") and leaf == "weight":
+        elif bn and leaf == "weight":
+            new = 1.0 + 0.1 * noise
+        elif leaf == "running_var":
+            new = torch.exp(0.3 * noise)
+        elif (module.startswith("ln") or "norm" in module.lower()) and leaf == "weight":  # + HF LayerNorms
             new = 1.0 + 0.1 * noise
         elif leaf == "gamma":  # layer scale
             new = 0.2 + 0.05 * noise
+        elif key.endswith("SelfAttention.q.weight"):  # T5 folds the 1/sqrt(head_dim) logit scale into q
+            from hf_reference import t5_q_std
+            new = noise * t5_q_std(state, value)
         elif value.ndim >= 2 and leaf == "weight" or key.endswith("in_proj_weight"):
             fan_in = int(np.prod(value.shape[1:]))
             new = noise / math.sqrt(fan_in)
@@ -83,8 +119,8 @@ def build_reference_case(name: str, folder: Path, seed: int = 0) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    cfg, notes = reduced_config(name)
     folder.mkdir(parents=True, exist_ok=True)
+    cfg, notes = reduced_config(name, hf_dir=folder / "hf-config")
     if name in open_clip.list_models():
         model = open_clip.create_model(name, pretrained=None, **_overrides(cfg)).eval()
     else:  # an anyclip-only config: open_clip's own CLIP class built from the same JSON
@@ -111,7 +147,10 @@ def build_reference_case(name: str, folder: Path, seed: int = 0) -> dict:
 
 def _overrides(cfg: dict) -> dict:
     # open_clip.create_model merges top-level kwargs into the config: pass the reduced towers.
-    return {"vision_cfg": cfg["vision_cfg"], "text_cfg": cfg["text_cfg"]}
+    out = {"vision_cfg": cfg["vision_cfg"], "text_cfg": cfg["text_cfg"]}
+    if "multimodal_cfg" in cfg:  # CoCa's decoder
+        out["multimodal_cfg"] = cfg["multimodal_cfg"]
+    return out
 
 
 def make_tokens(name: str, text_cfg: dict, rng) -> np.ndarray:
@@ -120,6 +159,9 @@ def make_tokens(name: str, text_cfg: dict, rng) -> np.ndarray:
     ctx = text_cfg.get("context_length", 77)
     if not text_cfg.get("hf_tokenizer_name"):
         return open_clip.get_tokenizer(name, context_length=ctx)(BPE_TEXTS).numpy().astype(np.int32)
+    if text_cfg.get("hf_model_name"):
+        from hf_reference import hf_tokens
+        return hf_tokens(text_cfg, rng)
     vocab = text_cfg.get("vocab_size")
     eos = text_cfg.get("eos_id", 2)
     tokens = np.zeros((4, ctx), dtype=np.int32)

@@ -25,6 +25,8 @@ def tiny_json(tmp_path):
 
 
 ANYCLIP_OWN_MODELS = ("anyclip-shapes",)  # anyclip's own configs (parity-tested through open_clip.CLIP)
+HF_TEXT_MODELS = ("roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14",  # hf_model_name
+                  "mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base", "nllb-clip-large")  # test_hf_text.py
 
 
 def _open_clip_native_configs():
@@ -33,8 +35,8 @@ def _open_clip_native_configs():
     for name in open_clip.list_models():
         cfg = open_clip.get_model_config(name)
         vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
-        if (isinstance(vision.get("layers"), int) and not vision.get("timm_model_name")
-                and not text.get("hf_model_name") and "multimodal_cfg" not in cfg):
+        if (isinstance(vision.get("layers"), (int, list)) and not vision.get("timm_model_name")
+                and not text.get("hf_model_name")):  # CoCa's decoder (multimodal_cfg) is native too
             names.append(name)
     return names
 
@@ -42,24 +44,27 @@ def _open_clip_native_configs():
 def test_every_native_vit_config_is_shipped_and_equal():
     import open_clip
     names = _open_clip_native_configs()
-    assert len(names) == 45
-    assert sorted(anyclip.list_models()) == sorted(names + list(ANYCLIP_OWN_MODELS))
+    assert len(names) == 58  # 45 ViTs, 10 ModifiedResNets, 3 CoCa
+    assert sorted(anyclip.list_models()) == sorted(names + list(ANYCLIP_OWN_MODELS) + list(HF_TEXT_MODELS))
     for name in names:
         ours = get_model_config(name).to_dict()
         theirs = open_clip.get_model_config(name)
         for tower in ("vision_cfg", "text_cfg"):
             for key, value in theirs[tower].items():
-                assert ours[tower][key] == value, (name, tower, key)
+                if value is not None or key in ours[tower]:  # a null (ResNet patch_size) means unset
+                    assert ours[tower][key] == value, (name, tower, key)
+        for key, value in theirs.get("multimodal_cfg", {}).items():
+            assert ours["multimodal_cfg"][key] == value, (name, "multimodal_cfg", key)
         assert ours["embed_dim"] == theirs["embed_dim"]
         assert ours["quick_gelu"] == theirs.get("quick_gelu", False)
 
 
 def test_registry_has_every_pretrained_pair_with_open_clip_settings():
     import open_clip
-    names = set(_open_clip_native_configs())
+    names = set(_open_clip_native_configs()) | set(HF_TEXT_MODELS)
     theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in names]
     assert sorted(anyclip.list_pretrained()) == sorted(theirs + [("anyclip-shapes", "v1")])
-    assert len(theirs) == 92
+    assert len(theirs) == 117  # 92 ViT pairs, 16 ModifiedResNet pairs, 4 CoCa pairs, 5 HF-text pairs
     for model, tag in theirs:
         ref = open_clip.get_pretrained_cfg(model, tag)
         entry = anyclip.get_pretrained_cfg(model, tag)
@@ -78,8 +83,8 @@ def test_registry_has_every_pretrained_pair_with_open_clip_settings():
     (lambda c: c["vision_cfg"].update(head_width=7), r"not divisible by head_width 7"),
     (lambda c: c["text_cfg"].update(pool_type="mean"), r"text_cfg.pool_type"),
     (lambda c: c["vision_cfg"].update(timm_model_name="vit_base"), r"timm vision towers"),
-    (lambda c: c["text_cfg"].update(hf_model_name="roberta-base"), r"Hugging Face text towers"),
-    (lambda c: c["vision_cfg"].update(layers=[3, 4, 6, 3]), r"ModifiedResNet"),
+    (lambda c: c.update(text_cfg={"hf_model_name": "no/such-model"}), r"text_cfg.hf_model_name='no/such-model'"),
+    (lambda c: c["vision_cfg"].update(layers=[3, 4, 6]), r"vision_cfg.layers: a list selects the ModifiedResNet"),
     (lambda c: c.pop("text_cfg"), r"missing required key 'text_cfg'"),
     (lambda c: c["vision_cfg"].update(patch_dropout=1.5), r"patch_dropout"),
 ])

@@ -23,7 +23,7 @@ from .factory import (  # noqa: E402
     get_tokenizer,
     list_models,
 )
-from .models import CLIP, CLIPConfig, ConfigError, TextConfig, VisionConfig  # noqa: E402
+from .models import CLIP, CLIPConfig, CoCa, ConfigError, TextConfig, VisionConfig, decode_captions  # noqa: E402
 from .weights import (  # noqa: E402
     WeightMismatchError,
     WeightsUnavailableError,
@@ -50,10 +50,10 @@ from .transforms import ImageLoadError, PreprocessConfig, image_transform, load_
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLIP", "CLIPConfig", "CLIPTokenizer", "ConfigError", "HFTokenizer", "IMAGENET_CLASSNAMES", "ImageLoadError",
+    "CLIP", "CLIPConfig", "CLIPTokenizer", "CoCa", "ConfigError", "HFTokenizer", "IMAGENET_CLASSNAMES", "ImageLoadError",
     "OPENAI_IMAGENET_TEMPLATES", "PreprocessConfig", "SIMPLE_IMAGENET_TEMPLATES", "SimpleTokenizer", "TextConfig",
     "VisionConfig", "WeightMismatchError", "WeightsUnavailableError", "build_zero_shot_classifier",
-    "create_model", "create_model_and_transforms", "create_model_from_pretrained", "export_state_dict",
+    "create_model", "create_model_and_transforms", "create_model_from_pretrained", "decode_captions", "export_state_dict",
     "get_pretrained_cfg", "get_tokenizer", "image_transform", "list_models", "list_pretrained",
     "list_pretrained_models_by_tag", "list_pretrained_tags_by_model", "load_checkpoint", "load_image",
     "read_state_dict", "save_open_clip_checkpoint", "zero_shot_probs",

@@ -161,8 +161,8 @@ def create_model(
     if require_pretrained and not resolved.checkpoint:
         raise ValueError(f"require_pretrained=True but no weights were found for {model_name} "
                          f"(pretrained={pretrained!r})")
-    model = CLIP(clip_config, seed=None if resolved.checkpoint else seed, name=_layer_name(resolved.name),
-                 dtype=_PRECISIONS[precision])
+    model = _model_class(clip_config)(clip_config, seed=None if resolved.checkpoint else seed,
+                                      name=_layer_name(resolved.name), dtype=_PRECISIONS[precision])
     if resolved.checkpoint:
         log.info("loading weights from %s", resolved.checkpoint)
         load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint))
@@ -172,6 +172,15 @@ def create_model(
     model.preprocess_cfg = PreprocessConfig.from_dict(preprocess)
     model.pretrained_cfg = {"model": model_name, "pretrained": pretrained, "checkpoint": resolved.checkpoint}
     return model
+
+
+def _model_class(config):
+    """CoCa for configs with ``multimodal_cfg`` (open_clip's rule), else CLIP."""
+    from .models.coca_config import CoCaConfig
+    if isinstance(config, CoCaConfig):
+        from .models.coca import CoCa
+        return CoCa
+    return CLIP
 
 
 def _layer_name(name: str) -> str:
@@ -233,8 +242,11 @@ def get_tokenizer(model_name: str = "ViT-B-32", context_length: int | None = Non
     context_length = context_length or text_cfg.get("context_length", 77)
     tokenizer_kwargs = {**(text_cfg.get("tokenizer_kwargs") or {}), **kwargs}
     if text_cfg.get("hf_tokenizer_name"):
-        return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context_length, cache_dir=cache_dir,
-                           **tokenizer_kwargs)
+        # as open_clip: a local-dir model's tokenizer files live in that folder
+        source = str(folder) if model_name.startswith(LOCAL_DIR_PREFIX) else text_cfg["hf_tokenizer_name"]
+        if text_cfg.get("tokenizer_mode"):
+            tokenizer_kwargs.setdefault("tokenizer_mode", text_cfg["tokenizer_mode"])
+        return HFTokenizer(source, context_length=context_length, cache_dir=cache_dir, **tokenizer_kwargs)
     return CLIPTokenizer(context_length=context_length, **tokenizer_kwargs)
 
 

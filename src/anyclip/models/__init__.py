@@ -1,9 +1,15 @@
 """Model towers and configs. One module per tower; configs ship as JSON in ``configs/``."""
 
 from .clip import CLIP, l2_normalize
-from .config import CLIPConfig, ConfigError, TextConfig, VisionConfig, get_model_config
+from .coca import CoCa
+from .coca_config import CoCaConfig, MultimodalConfig
+from .coca_generate import decode_captions
+from .config import CLIPConfig, ConfigError, ModifiedResNetConfig, TextConfig, VisionConfig, get_model_config
+from .hf_configs import HFTextConfig
+from .hf_text import HFTextEncoder
+from .modified_resnet import ModifiedResNet
 from .text_transformer import TextTransformer
 from .vision_transformer import VisionTransformer
 
-__all__ = ["CLIP", "CLIPConfig", "ConfigError", "TextConfig", "TextTransformer", "VisionConfig",
-           "VisionTransformer", "get_model_config", "l2_normalize"]
+__all__ = ["CLIP", "CLIPConfig", "CoCa", "CoCaConfig", "ConfigError", "MultimodalConfig", "decode_captions", "HFTextConfig", "HFTextEncoder", "ModifiedResNet", "ModifiedResNetConfig", "TextConfig",
+           "TextTransformer", "VisionConfig", "VisionTransformer", "get_model_config", "l2_normalize"]

@@ -7,15 +7,19 @@ import numpy as np
 from keras import ops
 
 from ..runtime import compiled
-from .config import CLIPConfig, TextConfig, VisionConfig
+from .config import CLIPConfig, ModifiedResNetConfig, TextConfig, VisionConfig
 from .layers import child_seed, constant_init
 from .text_transformer import TextTransformer, needed_length
+from .hf_configs import HFTextConfig
+from .hf_text import HFTextEncoder
+from .modified_resnet import ModifiedResNet
 from .vision_transformer import VisionTransformer
 
 
 # Tower config class -> the Keras layer that builds it. Each tower class carries its ``WEIGHT_TABLE``
 # (open_clip key -> attribute, see anyclip.weights.mapping) and the lock / grad-checkpointing methods.
-_TOWERS = {VisionConfig: VisionTransformer, TextConfig: TextTransformer}
+_TOWERS = {VisionConfig: VisionTransformer, TextConfig: TextTransformer, ModifiedResNetConfig: ModifiedResNet,
+           HFTextConfig: HFTextEncoder}
 
 
 def tower_class(tower_cfg):
@@ -110,10 +114,13 @@ class CLIP(keras.Model):
                 raise ValueError(f"texts must be token ids of shape [batch, length], got shape {tokens.shape}")
             if not np.issubdtype(tokens.dtype, np.integer):
                 raise TypeError(f"texts must be integer token ids, got dtype {tokens.dtype}")
-            if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.text_cfg.vocab_size):
-                raise ValueError(f"token ids must lie in [0, {self.config.text_cfg.vocab_size}), got "
+            vocab = getattr(self.text, "vocab_size", None) or self.config.text_cfg.vocab_size
+            if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab):
+                raise ValueError(f"token ids must lie in [0, {vocab}), got "
                                  f"[{tokens.min()}, {tokens.max()}]")
-            texts = tokens[:, :needed_length(tokens, self.config.text_cfg)].astype("int32")
+            if isinstance(self.config.text_cfg, TextConfig):  # HF towers attend both ways: never cut
+                tokens = tokens[:, :needed_length(tokens, self.config.text_cfg)]
+            texts = tokens.astype("int32")
         return compiled(self.text, normalize)(texts)
 
     def get_logits(self, images, texts):

@@ -30,11 +30,6 @@ _OTHER_FAMILY_KEYS = {
     "timm_proj_bias": "timm vision towers",
     "timm_drop": "timm vision towers",
     "timm_drop_path": "timm vision towers",
-    "hf_model_name": "Hugging Face text towers",
-    "hf_model_pretrained": "Hugging Face text towers",
-    "hf_proj_type": "Hugging Face text towers",
-    "hf_pooler_type": "Hugging Face text towers",
-    "multimodal_cfg": "CoCa models",
 }
 # Accepted when they hold their open_clip default; any other value needs another block type.
 _DEFAULT_ONLY = {
@@ -101,11 +96,25 @@ class VisionConfig:
     no_ln_pre: bool = False
     final_ln_after_pool: bool = False
     pool_type: str = "tok"
+    attentional_pool: bool = False  # CoCa: queries attend to the tokens; pool_type then picks among the queries
+    attn_pooler_queries: int = 256
+    attn_pooler_heads: int = 8
+    output_tokens: bool = False  # kept for open_clip's schema; CoCa reads tokens through ``forward_tokens``
 
     def __post_init__(self):
         w = "vision_cfg"
+        _require(isinstance(self.attentional_pool, bool), f"{w}.attentional_pool",
+                 f"must be true/false (open_clip's experimental 'parallel'/'cascade' pools are not supported), "
+                 f"got {self.attentional_pool!r}")
+        _require(isinstance(self.output_tokens, bool), f"{w}.output_tokens",
+                 f"must be true/false, got {self.output_tokens!r}")
+        _pos_int(self.attn_pooler_heads, f"{w}.attn_pooler_heads")
+        _pos_int(self.attn_pooler_queries, f"{w}.attn_pooler_queries")
+        _require(not self.attentional_pool or self.pool_type == "avg" or self.attn_pooler_queries >= 2,
+                 f"{w}.attn_pooler_queries", "token pooling over the attentional pool needs >= 2 queries "
+                 "(the first is pooled, the others are the tokens)")
         _require(isinstance(self.layers, int) and self.layers > 0, f"{w}.layers",
-                 f"must be a positive integer (lists select ModifiedResNet, not implemented yet), got {self.layers!r}")
+                 f"must be a positive integer (a list of 4 selects ModifiedResNetConfig), got {self.layers!r}")
         _pos_int(self.width, f"{w}.width")
         _pos_int(self.head_width, f"{w}.head_width")
         _require(self.width % self.head_width == 0, f"{w}.head_width",
@@ -136,6 +145,71 @@ class VisionConfig:
         return int(self.width * self.mlp_ratio)
 
 
+# CLIPVisionCfg keys a ModifiedResNet does not use: accepted only at these values (open_clip ignores them).
+_RESNET_UNUSED = {"patch_size": (None, 16), "mlp_ratio": (4.0,), "ls_init_value": (None,), "patch_dropout": (0.0,),
+                  "no_ln_pre": (False,), "final_ln_after_pool": (False,), "pool_type": ("tok",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModifiedResNetConfig:
+    """OpenAI's ModifiedResNet image tower (RN50...); open_clip picks it when ``vision_cfg.layers`` is a list.
+
+    ``layers``: Bottleneck blocks in each of the 4 stages; ``width``: stem width (stage widths are
+    ``width * 4, 8, 16, 32``); the attention pool has ``width * 32 // head_width`` heads over a
+    ``image_size // 32`` square grid.
+
+    Example:
+        >>> ModifiedResNetConfig(layers=[3, 4, 6, 3], width=64, image_size=224).grid_size
+        (7, 7)
+    """
+
+    layers: list = dataclasses.field(default_factory=lambda: [3, 4, 6, 3])
+    width: int = 64
+    head_width: int = 64
+    image_size: int = 224
+
+    def __post_init__(self):
+        w = "vision_cfg"
+        ok = isinstance(self.layers, (list, tuple)) and len(self.layers) == 4 and all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in self.layers)
+        _require(ok, f"{w}.layers", f"a list selects the ModifiedResNet tower and must hold 4 positive integers "
+                 f"(blocks per stage), got {self.layers!r}")
+        object.__setattr__(self, "layers", [int(n) for n in self.layers])
+        _require(isinstance(self.width, int) and not isinstance(self.width, bool) and self.width >= 2,
+                 f"{w}.width", f"must be an integer >= 2, got {self.width!r}")
+        _pos_int(self.head_width, f"{w}.head_width")
+        embed = self.width * 32
+        _require(self.head_width <= embed and embed % (embed // self.head_width) == 0, f"{w}.head_width",
+                 f"{self.head_width} gives {embed // max(self.head_width, 1)} heads, which do not divide the "
+                 f"attention-pool width {embed} (width * 32)")
+        _require(isinstance(self.image_size, int) and not isinstance(self.image_size, bool), f"{w}.image_size",
+                 f"ModifiedResNet takes one integer size, got {self.image_size!r}")
+        _pos_int(self.image_size, f"{w}.image_size")
+        grid = -(-self.image_size // 2) // 16  # stem conv (stride 2, padding 1), then four 2x poolings
+        _require(self.image_size >= 32 and grid == self.image_size // 32, f"{w}.image_size",
+                 f"{self.image_size} gives a {grid}x{grid} feature grid but an attention-pool grid of "
+                 f"{self.image_size // 32}x{self.image_size // 32}; use a size >= 32 whose grids agree "
+                 "(any multiple of 32 does)")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "ModifiedResNetConfig":
+        """Validate a ``vision_cfg`` dict whose ``layers`` is a list (unused ViT keys must hold their defaults)."""
+        values = dict(values)
+        for key, allowed in _RESNET_UNUSED.items():
+            if key in values and values.pop(key) not in allowed:
+                raise ConfigError(f"vision_cfg.{key} is not used by the ModifiedResNet tower (layers is a list); "
+                                  f"only {' or '.join(map(repr, allowed))} is accepted")
+        return cls(**_check_fields(cls, values, "vision_cfg"))
+
+    @property
+    def heads(self) -> int:
+        return self.width * 32 // self.head_width
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return self.image_size // 32, self.image_size // 32
+
+
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
     """Native text transformer tower (open_clip ``CLIPTextCfg`` fields)."""
@@ -154,11 +228,16 @@ class TextConfig:
     proj_bias: bool = False
     hf_tokenizer_name: str | None = None
     tokenizer_kwargs: dict | None = None
+    embed_cls: bool = False  # CoCa: a learned token appended after the text, pooled (pool_type is then unused)
+    output_tokens: bool = False  # kept for open_clip's schema; CoCa reads tokens through ``forward_tokens``
 
     def __post_init__(self):
         w = "text_cfg"
         for name in ("context_length", "vocab_size", "width", "heads", "layers"):
             _pos_int(getattr(self, name), f"{w}.{name}")
+        for name in ("embed_cls", "output_tokens"):
+            _require(isinstance(getattr(self, name), bool), f"{w}.{name}",
+                     f"must be true/false, got {getattr(self, name)!r}")
         _require(self.width % self.heads == 0, f"{w}.heads",
                  f"width {self.width} is not divisible by heads {self.heads}")
         _require(isinstance(self.mlp_ratio, (int, float)) and self.mlp_ratio > 0, f"{w}.mlp_ratio",
@@ -205,6 +284,9 @@ class CLIPConfig:
         """
         if not isinstance(values, Mapping):
             raise ConfigError(f"a model config must be a JSON object, got {type(values).__name__}")
+        if cls is CLIPConfig and "multimodal_cfg" in values:  # open_clip builds CoCa for these
+            from .coca_config import CoCaConfig
+            return CoCaConfig.from_dict(values)
         top = _check_fields(cls, values, "config")
         for key in ("embed_dim", "vision_cfg", "text_cfg"):
             if key not in top:
@@ -223,7 +305,8 @@ class CLIPConfig:
         """The open_clip-schema dict (round-trips through :meth:`from_dict`)."""
         out = dataclasses.asdict(self)
         for key in ("vision_cfg", "text_cfg"):
-            out[key] = {k: v for k, v in out[key].items() if v is not None}
+            # null hf_proj_type / hf_pooler_type differ from their defaults: keep them
+            out[key] = {k: v for k, v in out[key].items() if v is not None or k in ("hf_proj_type", "hf_pooler_type")}
         if out["init_logit_bias"] is None:
             del out["init_logit_bias"]
         return out
@@ -236,6 +319,8 @@ def vision_config(values: Mapping[str, Any]):
         >>> vision_config({"layers": 2, "width": 64, "patch_size": 8, "image_size": 32}).grid_size
         (4, 4)
     """
+    if isinstance(values.get("layers"), (list, tuple)):  # open_clip's rule: a list of stage depths is a ResNet
+        return ModifiedResNetConfig.from_values(values)
     return VisionConfig(**_check_fields(VisionConfig, values, "vision_cfg"))
 
 
@@ -246,6 +331,14 @@ def text_config(values: Mapping[str, Any]):
         >>> text_config({"layers": 2, "width": 64, "heads": 2}).mlp_width
         256
     """
+    if values.get("hf_model_name"):  # open_clip's rule: a Hugging Face model name selects HFTextEncoder
+        from .hf_configs import HFTextConfig
+        return HFTextConfig.from_dict(values)
+    values = dict(values)
+    for key, default in (("hf_model_name", None), ("hf_model_pretrained", True), ("hf_proj_type", "mlp"),
+                         ("hf_pooler_type", "mean_pooler")):  # open_clip's defaults, unused without a model name
+        if key in values and values.pop(key) not in (default, None, False, ""):
+            raise ConfigError(f"text_cfg.{key} is only used by Hugging Face text towers; set text_cfg.hf_model_name")
     return TextConfig(**_check_fields(TextConfig, values, "text_cfg"))
 
 

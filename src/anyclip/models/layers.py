@@ -118,7 +118,8 @@ class Attention(keras.layers.Layer):
         self.out_proj.build(tuple(input_shape[:-1]) + (self.width,))
         self.built = True
 
-    def call(self, x, causal: bool = False):
+    def call(self, x, causal: bool = False, attn_mask=None):
+        """``attn_mask``: optional boolean ``[batch, 1, length, length]`` (True = may attend), and ``causal``."""
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.in_proj(x), (batch, length, 3, self.heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
@@ -126,9 +127,9 @@ class Attention(keras.layers.Layer):
             # XLA:CPU has no float16 dot with float32 accumulation, which jax's attention (and its gradient)
             # asks for: run this one op in float32 there. GPUs and the other backends stay in float16.
             out = ops.cast(ops.dot_product_attention(*(ops.cast(t, "float32") for t in (q, k, v)),
-                                                     is_causal=causal), "float16")
+                                                     mask=attn_mask, is_causal=causal), "float16")
         else:
-            out = ops.dot_product_attention(q, k, v, is_causal=causal)
+            out = ops.dot_product_attention(q, k, v, mask=attn_mask, is_causal=causal)
         return self.out_proj(ops.reshape(out, (batch, length, self.width)))
 
     def get_config(self):
@@ -205,8 +206,8 @@ class ResidualBlock(keras.layers.Layer):
                 layer.build(input_shape)
         self.built = True
 
-    def call(self, x, causal: bool = False):
-        h = self.attn(self.ln_1(x), causal=causal)
+    def call(self, x, causal: bool = False, attn_mask=None):
+        h = self.attn(self.ln_1(x), causal=causal, attn_mask=attn_mask)
         x = x + (self.ls_1(h) if self.ls_1 is not None else h)
         h = self.mlp(self.ln_2(x))
         return x + (self.ls_2(h) if self.ls_2 is not None else h)
@@ -244,12 +245,12 @@ class Transformer(keras.layers.Layer):
             block.build(input_shape)
         self.built = True
 
-    def call(self, x, causal: bool = False):
+    def call(self, x, causal: bool = False, attn_mask=None):
         for block in self.resblocks:
             if self.grad_checkpointing:
-                x = keras.remat(functools.partial(block, causal=causal))(x)
+                x = keras.remat(functools.partial(block, causal=causal, attn_mask=attn_mask))(x)
             else:
-                x = block(x, causal=causal)
+                x = block(x, causal=causal, attn_mask=attn_mask)
         return x
 
     def get_config(self):

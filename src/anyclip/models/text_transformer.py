@@ -20,6 +20,7 @@ from .layers import Transformer, child_seed, dense, layer_norm, lock_groups, nor
 WEIGHT_TABLE = (
     ("token_embedding.weight", "token_embedding.embeddings", None),
     ("positional_embedding", "positional_embedding", None),
+    ("cls_emb", "cls_emb", None),
     ("transformer.resblocks.{i}.", "transformer.resblocks.{i}.", "block"),
     ("ln_final.weight", "ln_final.gamma", None),
     ("ln_final.bias", "ln_final.beta", None),
@@ -37,6 +38,11 @@ class TextTransformer(keras.layers.Layer):
     ``eos_id``), ``first`` or ``last``. With a causal mask and argmax/eos/first pooling the result does
     not depend on tokens after the pooled position, so callers may pass ids cut after the last eot
     (see :func:`needed_length`).
+
+    ``embed_cls`` (CoCa): a learned ``cls_emb`` token is appended after the text with its own position;
+    its output, after ``ln_final``, is the pooled feature, and the text positions (before ``ln_final``)
+    are the tokens. Keys are masked as open_clip does it for CoCa checkpoints: key ``j > 0`` is hidden
+    when token ``j - 1`` is ``pad_id`` (open_clip's legacy, shifted class-token mask).
 
     Example:
         >>> cfg = TextConfig(context_length=8, vocab_size=100, width=32, heads=2, layers=1)
@@ -61,6 +67,7 @@ class TextTransformer(keras.layers.Layer):
                                        cfg.ls_init_value, child_seed(seed, "transformer"), name="transformer",
                                        dtype=policy)
         self.ln_final = layer_norm("ln_final", policy)
+        self.cls_emb = None
         self.text_projection_dense = (
             dense(embed_dim, cfg.width ** -0.5, seed, "text_projection_dense", policy) if cfg.proj_bias else None)
         self.text_projection = None
@@ -68,10 +75,14 @@ class TextTransformer(keras.layers.Layer):
     def build(self, input_shape=None):
         cfg = self.config
         self.token_embedding.build((None, None))
+        positions = cfg.context_length + int(cfg.embed_cls)
         self.positional_embedding = self.add_weight(
-            name="positional_embedding", shape=(cfg.context_length, cfg.width),
+            name="positional_embedding", shape=(positions, cfg.width),
             initializer=normal_init(0.01, self.seed, "positional_embedding"))
-        self.transformer.build((None, cfg.context_length, cfg.width))
+        if cfg.embed_cls:
+            self.cls_emb = self.add_weight(name="cls_emb", shape=(cfg.width,),
+                                           initializer=normal_init(0.01, self.seed, "cls_emb"))
+        self.transformer.build((None, positions, cfg.width))
         self.ln_final.build((None, cfg.width))
         if self.text_projection_dense is not None:
             self.text_projection_dense.build((None, cfg.width))
@@ -91,25 +102,60 @@ class TextTransformer(keras.layers.Layer):
         length = ops.shape(tokens)[1]
         return ops.zeros((ops.shape(tokens)[0],), "int32") + (0 if cfg.pool_type == "first" else length - 1)
 
-    def call(self, tokens, training: bool = False):
+    def _cls_mask(self, tokens, length: int):
+        """CoCa's key mask ``[batch, 1, length, length]``: key 0 always, key j if token j-1 is not pad."""
+        cfg = self.config
+        valid = ops.not_equal(tokens[:, :length - 1], cfg.pad_id)
+        valid = ops.concatenate([ops.ones_like(valid[:, :1]), valid], axis=1)[:, None, None, :]
+        if not cfg.causal:
+            return ops.broadcast_to(valid, (ops.shape(tokens)[0], 1, length, length))
+        pos = ops.arange(length, dtype="int32")
+        return ops.logical_and(valid, (pos[None, :] <= pos[:, None])[None, None])
+
+    def forward_tokens(self, tokens, training: bool = False, with_cls: bool = True):
+        """``(features [batch, embed_dim], tokens [batch, length, width])``: open_clip's ``output_tokens`` result.
+
+        With ``embed_cls`` the tokens are the text positions before ``ln_final``; ``with_cls=False`` skips
+        the class token (features are then ``None``), which leaves the tokens unchanged under the causal
+        mask (CoCa's caption generation uses it).
+
+        Example:
+            >>> feats, tokens = model.text.forward_tokens(ids)  # doctest: +SKIP
+        """
         cfg = self.config
         length = tokens.shape[1]
         if isinstance(length, int) and length > cfg.context_length:
             raise ValueError(f"text of {length} tokens is longer than context_length={cfg.context_length}")
         x = self.token_embedding(tokens)
+        if cfg.embed_cls:
+            if with_cls:
+                cls = ops.broadcast_to(ops.cast(self.cls_emb, x.dtype), (ops.shape(x)[0], 1, cfg.width))
+                x = ops.concatenate([x, cls], axis=1)
+            n = x.shape[1]
+            x = x + ops.cast(self.positional_embedding[:n], x.dtype)
+            x = self.transformer(x, attn_mask=self._cls_mask(tokens, n))
+            if not with_cls:
+                return None, x
+            return self.project(self.ln_final(x[:, -1])), x[:, :-1]
         x = x + ops.cast(self.positional_embedding[:length], x.dtype)
-        x = self.transformer(x, causal=cfg.causal)
-        x = self.ln_final(x)
+        x = self.ln_final(self.transformer(x, causal=cfg.causal))
         idx = self.pool_index(tokens)
         pooled = ops.take_along_axis(x, idx[:, None, None], axis=1)[:, 0]
+        return self.project(pooled), x
+
+    def project(self, pooled):
+        """The text projection of pooled features."""
         if self.text_projection_dense is not None:
             return self.text_projection_dense(pooled)
         return ops.matmul(pooled, ops.cast(self.text_projection, pooled.dtype))
 
+    def call(self, tokens, training: bool = False):
+        return self.forward_tokens(tokens, training=training)[0]
+
     def lock(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """Freeze the tower except its last ``unlocked_layers`` layer groups (open_clip's ``lock_text_tower``).
 
-        Groups, first to last: [token and position embeddings], each block but the last, [last block,
+        Groups, first to last: [token and position embeddings, cls_emb], each block but the last, [last block,
         ln_final], [text projection]. LayerNorms are frozen like every other weight
         (``freeze_layer_norm=False`` is refused, as in open_clip).
 
@@ -121,7 +167,9 @@ class TextTransformer(keras.layers.Layer):
         blocks = self.transformer.resblocks
         projection = self.text_projection_dense.weights if self.text_projection_dense is not None else [
             self.text_projection]
-        groups = [self.token_embedding.weights + [self.positional_embedding], *[b.weights for b in blocks[:-1]],
+        embeddings = self.token_embedding.weights + [self.positional_embedding]
+        embeddings += [self.cls_emb] if self.cls_emb is not None else []
+        groups = [embeddings, *[b.weights for b in blocks[:-1]],
                   blocks[-1].weights + self.ln_final.weights, projection]
         lock_groups(self, groups, unlocked_layers, "text tower")
 
@@ -147,8 +195,8 @@ def needed_length(tokens: np.ndarray, config: TextConfig, multiple: int = 8) -> 
         4
     """
     full = tokens.shape[1]
-    if not config.causal or config.pool_type == "last" or full == 0:
-        return full
+    if not config.causal or config.pool_type == "last" or config.embed_cls or full == 0:
+        return full  # (the class token of embed_cls sits after the full text and attends to all of it)
     if config.pool_type == "first":
         last = 0
     elif config.pool_type == "argmax":

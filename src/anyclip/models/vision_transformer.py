@@ -10,10 +10,29 @@ import keras
 from keras import ops
 
 from .config import VisionConfig
+from .cross_attention import AttentionalPooler
 from .layers import Transformer, child_seed, layer_norm, lock_groups, normal_init
 
+# The attentional pooler (CoCa), relative to ``visual.attn_pool.``; the q/k/v kernels are separate when the
+# token width differs from embed_dim (torch MultiheadAttention with kdim != embed_dim).
+ATTN_POOL_TABLE = (
+    ("query", "query", None),
+    ("attn.in_proj_weight", "attn.in_proj.kernel", "linear"),
+    ("attn.in_proj_bias", "attn.in_proj.bias", None),
+    ("attn.q_proj_weight", "attn.q_proj_weight", "linear"),
+    ("attn.k_proj_weight", "attn.k_proj_weight", "linear"),
+    ("attn.v_proj_weight", "attn.v_proj_weight", "linear"),
+    ("attn.in_proj_bias", "attn.in_proj_bias", None),
+    ("attn.out_proj.weight", "attn.out_proj.kernel", "linear"),
+    ("attn.out_proj.bias", "attn.out_proj.bias", None),
+    ("ln_q.weight", "ln_q.gamma", None),
+    ("ln_q.bias", "ln_q.beta", None),
+    ("ln_k.weight", "ln_k.gamma", None),
+    ("ln_k.bias", "ln_k.beta", None),
+)
+
 # open_clip key (relative to ``visual.``) -> attribute path on this tower, transform.
-# Rows whose attribute is None on a given config (ln_pre for CLIPA, layer scale) are skipped.
+# Rows whose attribute is None on a given config (ln_pre for CLIPA, layer scale, attn_pool) are skipped.
 WEIGHT_TABLE = (
     ("conv1.weight", "conv1.kernel", "conv"),
     ("class_embedding", "class_embedding", None),
@@ -21,6 +40,7 @@ WEIGHT_TABLE = (
     ("ln_pre.weight", "ln_pre.gamma", None),
     ("ln_pre.bias", "ln_pre.beta", None),
     ("transformer.resblocks.{i}.", "transformer.resblocks.{i}.", "block"),
+    ("attn_pool.", "attn_pool", ATTN_POOL_TABLE),
     ("ln_post.weight", "ln_post.gamma", None),
     ("ln_post.bias", "ln_post.beta", None),
     ("proj", "proj", None),
@@ -56,6 +76,11 @@ class VisionTransformer(keras.layers.Layer):
         self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_width, quick_gelu,
                                        cfg.ls_init_value, child_seed(seed, "transformer"), name="transformer",
                                        dtype=policy)
+        # CoCa's attentional pool: queries of width embed_dim, then ln_post/proj act on that width.
+        self.attn_pool = AttentionalPooler(embed_dim, cfg.width, cfg.attn_pooler_heads, cfg.attn_pooler_queries,
+                                           child_seed(seed, "attn_pool"), name="attn_pool",
+                                           dtype=policy) if cfg.attentional_pool else None
+        self.pool_width = embed_dim if cfg.attentional_pool else cfg.width
         self.ln_post = layer_norm("ln_post", policy)
         self.num_tokens = cfg.grid_size[0] * cfg.grid_size[1] + 1
         self.seed_generator = keras.random.SeedGenerator(0) if cfg.patch_dropout > 0 else None
@@ -73,8 +98,10 @@ class VisionTransformer(keras.layers.Layer):
         if self.ln_pre is not None:
             self.ln_pre.build(token_shape)
         self.transformer.build(token_shape)
-        self.ln_post.build((None, cfg.width))
-        self.proj = self.add_weight(name="proj", shape=(cfg.width, self.embed_dim),
+        if self.attn_pool is not None:
+            self.attn_pool.build()
+        self.ln_post.build((None, self.pool_width))
+        self.proj = self.add_weight(name="proj", shape=(self.pool_width, self.embed_dim),
                                     initializer=normal_init(scale, self.seed, "proj"))
         self.built = True
 
@@ -121,16 +148,36 @@ class VisionTransformer(keras.layers.Layer):
         patches = ops.take_along_axis(patches, idx[:, :, None], axis=1)
         return ops.concatenate([cls, patches], axis=1)
 
-    def pool(self, x):
-        """Token or average pooling, with ``ln_post`` before or after pooling, then projection."""
+    def pool_tokens(self, x):
+        """``(pooled, tokens)`` before projection, as open_clip's ``_pool``.
+
+        Token or average pooling with ``ln_post`` before or after it; with an attentional pool the
+        queries' outputs go through ``ln_post`` and are then pooled the same way (first query, or the
+        mean of the others), the other queries being the tokens.
+        """
         cfg = self.config
-        if cfg.final_ln_after_pool:
-            pooled = ops.mean(x[:, 1:], axis=1) if cfg.pool_type == "avg" else x[:, 0]
-            pooled = self.ln_post(pooled)
-        else:
+        if self.attn_pool is not None:
+            x = self.ln_post(self.attn_pool(x))
+        elif not cfg.final_ln_after_pool:
             x = self.ln_post(x)
-            pooled = ops.mean(x[:, 1:], axis=1) if cfg.pool_type == "avg" else x[:, 0]
+        pooled = ops.mean(x[:, 1:], axis=1) if cfg.pool_type == "avg" else x[:, 0]
+        if self.attn_pool is None and cfg.final_ln_after_pool:
+            pooled = self.ln_post(pooled)
+        return pooled, x[:, 1:]
+
+    def pool(self, x):
+        """Pooled and projected features ``[batch, embed_dim]`` from the transformer's output."""
+        pooled, _ = self.pool_tokens(x)
         return ops.matmul(pooled, ops.cast(self.proj, pooled.dtype))
+
+    def forward_tokens(self, images, training: bool = False):
+        """``(features [batch, embed_dim], tokens [batch, n, width])``: open_clip's ``output_tokens`` result.
+
+        Example:
+            >>> feats, tokens = model.visual.forward_tokens(images)  # doctest: +SKIP
+        """
+        pooled, tokens = self.pool_tokens(self.transformer(self.embed(images, training=training)))
+        return ops.matmul(pooled, ops.cast(self.proj, pooled.dtype)), tokens
 
     def call(self, images, training: bool = False):
         return self.pool(self.transformer(self.embed(images, training=training)))

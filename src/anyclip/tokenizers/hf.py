@@ -36,7 +36,10 @@ class HFTokenizer:
         context_length: default row length.
         clean: ``"whitespace"`` (default), ``"lower"`` or ``"canonicalize"``, as open_clip.
         strip_sep_token: replace the separator token id (e.g. BERT's ``[SEP]``) with 0.
-        language: source language for tokenizers that have one (NLLB: ``"fra_Latn"`` ...).
+        language: source language for tokenizers that have one (NLLB: ``"fra_Latn"`` ...), set as open_clip
+            does (``set_src_lang_special_tokens``). With ``transformers`` NLLB tokenizers this has no effect
+            (each call re-applies the tokenizer's ``src_lang``), in open_clip too; pass ``src_lang="fra_Latn"``
+            (a ``from_pretrained`` keyword) to select the language.
         cache_dir: Hugging Face cache folder.
         tokenizer_mode: ``None`` or ``"clips"`` (open_clip's CLIPS layout).
         **kwargs: passed to ``AutoTokenizer.from_pretrained``.

@@ -13,14 +13,16 @@ from .checkpoint import (list_training_checkpoints, load_training_checkpoint, re
 from .data import ImageTextSet, TrainBatch, TrainBatches, open_train_data
 from .evaluate import TrainEvaluator
 from .logs import RunLog, read_log
-from .losses import LOGIT_SCALE_MAX, clamp_logit_scale, clip_loss, distill_clip_loss, put_local_rows, siglip_loss
+from .losses import (LOGIT_SCALE_MAX, CoCaLoss, caption_loss, clamp_logit_scale, clip_loss, coca_loss,
+                     distill_clip_loss, put_local_rows, siglip_loss)
 from .optim import WarmupSchedule, create_optimizer, decays
 from .plot import plot_run, plot_runs
 from .step import TrainStep, value_and_grad
 from .weights_avg import ModelEMA, wise_ft
 
-__all__ = ["ImageTextSet", "LOGIT_SCALE_MAX", "ModelEMA", "RunLog", "TrainBatch", "TrainBatches", "TrainEvaluator",
-           "TrainStep", "WarmupSchedule", "clamp_logit_scale", "clip_loss", "create_optimizer", "decays",
+__all__ = ["CoCaLoss", "ImageTextSet", "LOGIT_SCALE_MAX", "ModelEMA", "RunLog", "TrainBatch", "TrainBatches", "TrainEvaluator",
+           "TrainStep", "WarmupSchedule", "caption_loss", "clamp_logit_scale", "clip_loss", "coca_loss",
+           "create_optimizer", "decays",
            "distill_clip_loss", "list_training_checkpoints", "load_training_checkpoint", "open_train_data",
            "plot_run", "plot_runs", "put_local_rows", "read_log", "resolve_checkpoint", "save_training_checkpoint",
            "siglip_loss", "value_and_grad", "wise_ft"]

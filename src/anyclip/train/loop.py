@@ -50,6 +50,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs-cooldown", type=int, default=None, help="const-cooldown: epochs of cooldown")
     p.add_argument("--grad-clip-norm", type=float, default=None)
     p.add_argument("--siglip", action="store_true", help="sigmoid loss (needs a model with logit_bias)")
+    p.add_argument("--coca", action="store_true",
+                   help="CoCa loss: contrastive + captioning (needs a CoCa model; CoCa models always use it)")
+    p.add_argument("--coca-caption-loss-weight", type=float, default=2.0, help="weight of CoCa's caption loss")
+    p.add_argument("--coca-contrastive-loss-weight", type=float, default=1.0,
+                   help="weight of CoCa's contrastive loss (0 trains captioning only)")
     p.add_argument("--lock-image", action="store_true", help="freeze the image tower")
     p.add_argument("--lock-text", action="store_true", help="freeze the text tower")
     p.add_argument("--workers", type=int, default=4, help="image decoding threads")
@@ -111,6 +116,19 @@ def _check(args) -> None:
     parse_report_to(getattr(args, "report_to", "jsonl"))  # an unknown name or a missing tensorboardX fails fast
 
 
+def _check_coca(args, coca: bool) -> None:
+    """``--coca`` needs a CoCa model; CoCa's loss does not combine with the other loss options."""
+    if args.coca and not coca:
+        raise ValueError(f"--coca needs a CoCa model (a config with multimodal_cfg, e.g. coca_ViT-B-32); "
+                         f"{args.model} is not one")
+    if not coca:
+        return
+    for flag, used in (("--siglip", args.siglip), ("--distill-model", args.distill_model is not None),
+                       ("--accum-freq > 1", args.accum_freq > 1)):
+        if used:
+            raise ValueError(f"{flag} does not work with a CoCa model ({args.model}), which trains with CoCa's loss")
+
+
 def run_train_command(args) -> int:
     """Run ``anyclip train`` from parsed arguments; returns the exit status.
 
@@ -128,7 +146,7 @@ def run_train_command(args) -> int:
     from .data import TrainBatches, open_train_data
     from .evaluate import TrainEvaluator
     from .logs import RunLog
-    from .losses import clip_loss, distill_clip_loss, siglip_loss
+    from .losses import clip_loss, coca_loss, distill_clip_loss, siglip_loss
     from .options import LOSS_SCALED, export_variants, prepare_model
     from .optim import WarmupSchedule, create_optimizer
     from .step import TrainStep
@@ -144,6 +162,8 @@ def run_train_command(args) -> int:
     if args.siglip and model.logit_bias is None:
         raise ValueError(f"--siglip needs a model with a logit_bias (init_logit_bias in its config); "
                          f"{args.model} has none")
+    coca = hasattr(model, "text_decoder")  # a CoCa model trains with CoCa's loss, as in open_clip_train
+    _check_coca(args, coca)
     extras = prepare_model(args, model)  # locks, grad checkpointing, teacher, EMA, zero-shot weights
     evaluator = TrainEvaluator(args, tokenizer, preprocess_val, data_config_from=args.train_data)
     if args.aug_cfg:
@@ -160,6 +180,9 @@ def run_train_command(args) -> int:
     loss_fn = (lambda o: siglip_loss(**o)) if args.siglip else (lambda o: clip_loss(**o))
     if extras.teacher is not None:
         loss_fn = lambda o: distill_clip_loss(**o, output_dict=True)  # noqa: E731
+    if coca:  # texts reach the model, which returns teacher-forced caption logits and labels
+        loss_fn = lambda o: coca_loss(**o, caption_loss_weight=args.coca_caption_loss_weight,  # noqa: E731
+                                      clip_loss_weight=args.coca_contrastive_loss_weight, output_dict=True)
     step_fn = TrainStep(model, optimizer, loss_fn, accum_freq=args.accum_freq, teacher=extras.teacher,
                         ema=extras.ema)
 

@@ -4,6 +4,8 @@
 * :func:`siglip_loss` -- pairwise sigmoid loss with logit bias, as ``open_clip.SigLipLoss``, optionally
   computed over text chunks so that memory is ``batch x chunk`` instead of ``batch x batch``.
 * :func:`distill_clip_loss` -- contrastive + soft-label distillation, as ``open_clip.DistillClipLoss``.
+* :func:`coca_loss` / :class:`CoCaLoss` -- weighted contrastive + captioning cross-entropy, as
+  ``open_clip.CoCaLoss``.
 * :func:`clamp_logit_scale` -- keeps the learned log-temperature in ``[0, ln 100]`` after each step.
 
 Conventions shared by every loss (they mirror open_clip's training loop):
@@ -27,7 +29,8 @@ from keras import ops
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
-__all__ = ["LOGIT_SCALE_MAX", "clamp_logit_scale", "clip_loss", "distill_clip_loss", "siglip_loss"]
+__all__ = ["CoCaLoss", "LOGIT_SCALE_MAX", "caption_loss", "clamp_logit_scale", "clip_loss", "coca_loss",
+           "distill_clip_loss", "siglip_loss"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -286,6 +289,75 @@ def distill_clip_loss(image_features, text_features, logit_scale, dist_image_fea
     if output_dict:
         return {"contrastive_loss": contrastive, "distill_loss": distill}
     return contrastive, distill
+
+
+def caption_loss(logits, labels, pad_id=0):
+    """Mean next-token cross-entropy over the label positions that are not ``pad_id``.
+
+    ``torch.nn.CrossEntropyLoss(ignore_index=pad_id)`` on ``logits [batch, length, vocab]`` and
+    ``labels [batch, length]`` (NaN when every label is padding, as in torch).
+
+    Example:
+        >>> caption_loss(out["logits"], out["labels"])  # doctest: +SKIP
+    """
+    logits, labels = _f32(logits), ops.cast(labels, "int32")
+    if len(_shape(logits)) != 3 or _shape(logits)[:2] != _shape(labels):
+        raise ValueError(f"caption_loss: logits have shape {_shape(logits)} and labels {_shape(labels)}; "
+                         "need [batch, length, vocab] and [batch, length]")
+    keep = ops.not_equal(labels, pad_id)
+    safe = ops.where(keep, labels, 0)
+    nll = -ops.take_along_axis(ops.log_softmax(logits, axis=-1), safe[..., None], axis=-1)[..., 0]
+    count = ops.sum(ops.cast(keep, "float32"))
+    return ops.sum(ops.where(keep, nll, 0.0)) / count
+
+
+def coca_loss(image_features, text_features, logits, labels, logit_scale, caption_loss_weight=2.0,
+              clip_loss_weight=1.0, pad_id=0, output_dict=False, **clip_kwargs):
+    """CoCa's loss: ``clip_loss_weight * clip_loss + caption_loss_weight * caption_loss`` (``CoCaLoss``).
+
+    Args:
+        image_features, text_features, logit_scale: as :func:`clip_loss` (``clip_kwargs`` too: gathered
+            features, ``local_loss``, ``rank``...). A ``clip_loss_weight`` of 0 skips the contrastive part.
+        logits, labels: the model's teacher-forced ``[batch, length, vocab]`` logits and ``[batch, length]``
+            next tokens; ``pad_id`` labels are ignored.
+        caption_loss_weight, clip_loss_weight: open_clip_train's ``--coca-caption-loss-weight`` (2.0) and
+            ``--coca-contrastive-loss-weight`` (1.0) defaults.
+
+    Returns:
+        ``(contrastive_loss, caption_loss)`` float32 scalars (open_clip's order), or
+        ``{"contrastive_loss": ..., "caption_loss": ...}`` when ``output_dict``.
+
+    Example:
+        >>> out = model({"images": images, "texts": tokens}, training=True)  # doctest: +SKIP
+        >>> parts = coca_loss(**out, output_dict=True)  # doctest: +SKIP
+    """
+    clip_kwargs.pop("logit_bias", None)  # open_clip's CoCaLoss uses no bias either
+    if clip_loss_weight:
+        contrastive = clip_loss_weight * clip_loss(image_features, text_features, logit_scale, **clip_kwargs)
+    else:
+        contrastive = ops.zeros((), "float32")
+    caption = caption_loss_weight * caption_loss(logits, labels, pad_id)
+    if output_dict:
+        return {"contrastive_loss": contrastive, "caption_loss": caption}
+    return contrastive, caption
+
+
+class CoCaLoss:
+    """:func:`coca_loss` with open_clip's ``CoCaLoss`` constructor: ``CoCaLoss(caption_loss_weight, clip_loss_weight)``.
+
+    Example:
+        >>> loss = CoCaLoss(caption_loss_weight=2.0, clip_loss_weight=1.0)
+        >>> parts = loss(**model({"images": images, "texts": tokens}), output_dict=True)  # doctest: +SKIP
+    """
+
+    def __init__(self, caption_loss_weight, clip_loss_weight, pad_id=0, local_loss=False, gather_with_grad=False):
+        self.caption_loss_weight, self.clip_loss_weight, self.pad_id = caption_loss_weight, clip_loss_weight, pad_id
+        self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
+
+    def __call__(self, image_features, text_features, logits, labels, logit_scale, output_dict=False, **kwargs):
+        return coca_loss(image_features, text_features, logits, labels, logit_scale, self.caption_loss_weight,
+                         self.clip_loss_weight, self.pad_id, output_dict, local_loss=self.local_loss,
+                         gather_with_grad=self.gather_with_grad, **kwargs)
 
 
 # ----------------------------------------------------------------------------- temperature

@@ -53,7 +53,11 @@ def _resolve(obj, path: str):
 
 
 def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | None]]:
-    """Expand a tower's table into ``{open_clip key: (variable, transform)}``."""
+    """Expand a tower's table into ``{open_clip key: (variable, transform)}``.
+
+    A row whose transform is itself a tuple of rows is a sub-table: its keys are appended to the row's key
+    for the sub-layer at the row's attribute, or for each sub-layer of that list when the key holds ``{i}``.
+    """
     entries = {}
     for key, attr, transform in table:
         if transform == "block":
@@ -63,6 +67,12 @@ def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | No
                     if var is not None:
                         entries[prefix + key.format(i=i) + bkey] = (var, btransform)
             continue
+        if isinstance(transform, tuple):  # a sub-table for the sub-layer at attr (for each one, if key has {i})
+            layers = _resolve(tower, attr)
+            for i, layer in enumerate(layers if "{i}" in key else [layers]):
+                if layer is not None:
+                    entries.update(table_entries(layer, transform, prefix + key.format(i=i)))
+            continue
         var = _resolve(tower, attr)
         if var is not None:
             entries[prefix + key] = (var, transform)
@@ -71,9 +81,14 @@ def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | No
 
 def model_entries(model) -> dict[str, tuple[object, str | None]]:
     """``{open_clip key: (variable, transform)}`` for a whole CLIP model."""
-    text_prefix = "text." if model.config.custom_text else ""
+    # Hugging Face text towers are always open_clip CustomTextCLIP towers (keys under "text.")
+    custom = model.config.custom_text or getattr(model.text, "ALWAYS_CUSTOM_TEXT", False)
+    text_prefix = "text." if custom else ""
     entries = table_entries(model.visual, model.visual.WEIGHT_TABLE, "visual.")
     entries.update(table_entries(model.text, model.text.WEIGHT_TABLE, text_prefix))
+    decoder = getattr(model, "text_decoder", None)  # CoCa's caption decoder
+    if decoder is not None:
+        entries.update(table_entries(decoder, decoder.WEIGHT_TABLE, "text_decoder."))
     entries["logit_scale"] = (model.logit_scale, None)
     if model.logit_bias is not None:
         entries["logit_bias"] = (model.logit_bias, None)
@@ -90,6 +105,8 @@ def _check_coverage(model, entries):
 def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """open_clip's load-time fix-ups: text-tower prefix, scalar logit scale/bias, position resizes."""
     state = dict(state)
+    # open_clip drops this buffer, saved by transformers < 4.31 with RoBERTa-family towers
+    state.pop("text.transformer.embeddings.position_ids", None)
     custom = model.config.custom_text
     has_root_text = "positional_embedding" in state
     if custom and has_root_text:  # old-style checkpoint into a custom-text model
@@ -102,6 +119,11 @@ def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.nda
                 state[key] = state[key].reshape(())
     if "logit_bias" not in state and model.logit_bias is not None and "logit_scale" in state:
         state["logit_bias"] = np.zeros_like(state["logit_scale"])
+    # torch fills a missing BatchNorm num_batches_tracked with the module's current count when the state dict
+    # has no version metadata (checkpoint files, FrozenBatchNorm2d saves): keep the variable's current value.
+    for key, (var, _) in model_entries(model).items():
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = np.asarray(_to_numpy(var), dtype=np.int64)
     key = "visual.positional_embedding"
     want = tuple(getattr(model.visual, "positional_embedding", np.empty(0)).shape)
     if len(want) == 2 and key in state and state[key].ndim == 2 and state[key].shape[1] == want[1] and state[key].shape[0] != want[0]:
@@ -114,6 +136,11 @@ def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.nda
     if len(want) == 2 and tkey in state and state[tkey].ndim == 2 and state[tkey].shape[1] == want[1] and state[tkey].shape[0] != want[0]:
         state[tkey] = resize_text_pos_embed(state[tkey], want[0])
     return state
+
+
+def _to_numpy(var) -> np.ndarray:
+    import keras
+    return np.asarray(keras.ops.convert_to_numpy(var.value))
 
 
 def _is_text_key(key: str) -> bool:
@@ -188,6 +215,8 @@ def export_state_dict(model) -> dict[str, np.ndarray]:
     _check_coverage(model, entries)
     out = {}
     for key, (var, transform) in entries.items():
-        value = np.asarray(keras.ops.convert_to_numpy(var.value), dtype=np.float32)
-        out[key] = np.ascontiguousarray(TRANSFORMS[transform][1](value))
+        value = np.asarray(keras.ops.convert_to_numpy(var.value))
+        value = value.astype(np.int64 if np.issubdtype(value.dtype, np.integer) else np.float32)  # torch's dtypes
+        value = TRANSFORMS[transform][1](value)
+        out[key] = np.ascontiguousarray(value).reshape(value.shape)  # keep 0-d scalars 0-d, as torch saves them
     return out
