@@ -44,7 +44,9 @@ def test_models_lists_architectures_and_tags(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "ViT-B-32\t" in out and "laion2b_s34b_b79k" in out and "anyclip-shapes\tv1" in out
-    assert len(out.strip().splitlines()) == 46
+    assert "RN50\topenai, yfcc15m, cc12m" in out and "coca_ViT-B-32\t" in out and "nllb-clip-base\t" in out
+    shipped = sorted(p.stem for p in (ROOT / "src" / "anyclip" / "models" / "configs").glob("*.json"))
+    assert sorted(line.split("\t")[0] for line in out.strip().splitlines()) == shipped
 
 
 def test_classify_prints_a_table_and_json(tiny_model, capsys):

@@ -195,6 +195,17 @@ def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="unknown key multimodal_cfg.'widht'"):
         CLIPConfig.from_dict(bad)
     assert CLIPConfig.from_dict(TINY).to_dict()["multimodal_cfg"]["layers"] == 2
+    bad = json.loads(json.dumps(TINY))
+    bad["vision_cfg"] = {"layers": [1, 1, 1, 1], "width": 32, "image_size": 64}
+    with pytest.raises(ConfigError, match="vision_cfg: CoCa with a ModifiedResNet image tower is not implemented"):
+        CLIPConfig.from_dict(bad)
+
+
+def test_coca_with_a_hugging_face_text_tower_says_it_is_not_implemented():
+    import open_clip
+    from anyclip.models.config import CLIPConfig, ConfigError
+    with pytest.raises(ConfigError, match="output_tokens.*coca_roberta-ViT-B-32.*not implemented yet"):
+        CLIPConfig.from_dict(open_clip.get_model_config("coca_roberta-ViT-B-32"))
 
 
 def test_coca_loss_matches_open_clip():

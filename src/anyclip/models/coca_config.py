@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from .config import CLIPConfig, ConfigError, _check_fields, _pos_int, _require
+from .config import CLIPConfig, ConfigError, TextConfig, VisionConfig, _check_fields, _pos_int, _require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,10 @@ class CoCaConfig(CLIPConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        _require(type(self.vision_cfg) is VisionConfig, "vision_cfg",
+                 "CoCa with a ModifiedResNet image tower is not implemented (open_clip has no such model)")
+        _require(type(self.text_cfg) is TextConfig, "text_cfg",
+                 "CoCa with a Hugging Face text tower (coca_roberta-ViT-B-32) is not implemented yet")
         _require(self.custom_text is True, "custom_text",
                  "a config with multimodal_cfg (CoCa) needs custom_text: true, as in open_clip")
         vision, text, mm = self.vision_cfg, self.text_cfg, self.multimodal_cfg

@@ -48,6 +48,8 @@ def generate(model, images, text=None, seq_len: int = 30, max_seq_len: int = 77,
                     fixed_output_length)
     prompt = _prompt(text, images.shape[0], opts)
     run = _compiled(model, opts)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
+        raise ValueError(f"generate: seed must be an integer in [0, 2**31), got {seed!r}")
     tokens, length = run(images, prompt, np.asarray(seed, dtype="int32"))
     tokens = np.asarray(ops.convert_to_numpy(tokens))[:, :int(ops.convert_to_numpy(length))]
     if opts["beam"] and fixed_output_length and tokens.shape[1] < seq_len:

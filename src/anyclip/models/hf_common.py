@@ -101,7 +101,7 @@ def masked_attention(q, k, v, key_mask, bias=None, scale: float | None = None):
     if bias is None:
         out = ops.dot_product_attention(q, k, v, mask=mask, scale=scale)
     else:
-        lowest = _LOWEST.get(str(q.dtype), _LOWEST["float32"])
+        lowest = _LOWEST.get(keras.backend.standardize_dtype(q.dtype), _LOWEST["float32"])
         bias = ops.where(mask, ops.cast(bias, q.dtype), lowest)
         out = ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
     if upcast:

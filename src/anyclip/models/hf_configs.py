@@ -234,7 +234,8 @@ class HFTextConfig:
                  "must be an object")
         _require(self.tokenizer_mode in (None, "", "clips"), f"{w}.tokenizer_mode",
                  f"must be null or 'clips', got {self.tokenizer_mode!r}")
-        _require(self.output_tokens is False, f"{w}.output_tokens", "true needs CoCa models, not implemented yet")
+        _require(self.output_tokens is False, f"{w}.output_tokens", "true (CoCa with a Hugging Face text tower, as in "
+                 "coca_roberta-ViT-B-32) is not implemented yet")
         self.arch  # reads config.json: a bad name fails here, at the edge
 
     @functools.cached_property

@@ -16,6 +16,25 @@ from keras import ops
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm default, used by every open_clip tower
 
+# open_clip key (relative to a residual block, ``…resblocks.{i}.``) -> attribute path, transform; see
+# anyclip.weights.mapping. Rows whose attribute a block lacks (layer scale) are skipped.
+BLOCK_TABLE = (
+    ("ln_1.weight", "ln_1.gamma", None),
+    ("ln_1.bias", "ln_1.beta", None),
+    ("attn.in_proj_weight", "attn.in_proj.kernel", "linear"),
+    ("attn.in_proj_bias", "attn.in_proj.bias", None),
+    ("attn.out_proj.weight", "attn.out_proj.kernel", "linear"),
+    ("attn.out_proj.bias", "attn.out_proj.bias", None),
+    ("ls_1.gamma", "ls_1.gamma", None),
+    ("ln_2.weight", "ln_2.gamma", None),
+    ("ln_2.bias", "ln_2.beta", None),
+    ("mlp.c_fc.weight", "mlp.c_fc.kernel", "linear"),
+    ("mlp.c_fc.bias", "mlp.c_fc.bias", None),
+    ("mlp.c_proj.weight", "mlp.c_proj.kernel", "linear"),
+    ("mlp.c_proj.bias", "mlp.c_proj.bias", None),
+    ("ls_2.gamma", "ls_2.gamma", None),
+)
+
 
 @keras.saving.register_keras_serializable(package="anyclip")
 class HostInit(keras.initializers.Initializer):

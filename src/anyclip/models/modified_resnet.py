@@ -265,7 +265,7 @@ class AttentionPool(keras.layers.Layer):
     def call(self, x):
         shape = ops.shape(x)
         batch, tokens = shape[0], shape[1] * shape[2]
-        if isinstance(tokens, int) and tokens + 1 != self.grid * self.grid + 1:
+        if isinstance(tokens, int) and (shape[1], shape[2]) != (self.grid, self.grid):
             raise ValueError(f"the image gives a {shape[1]}x{shape[2]} feature grid, but this model's attention "
                              f"pool expects {self.grid}x{self.grid} (images of {self.grid * 32} pixels)")
         x = ops.reshape(x, (batch, tokens, self.width))

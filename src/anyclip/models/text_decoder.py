@@ -15,8 +15,7 @@ from keras import ops
 
 from .coca_config import MultimodalConfig
 from .cross_attention import CrossAttentionBlock
-from .layers import Transformer, child_seed, layer_norm, normal_init
-from ..weights.mapping import BLOCK_TABLE
+from .layers import BLOCK_TABLE, Transformer, child_seed, layer_norm, normal_init
 
 # One cross-attention block (relative to ``text_decoder.cross_attn.{i}.``): a standard block plus ``ln_1_kv``.
 CROSS_BLOCK_TABLE = (*BLOCK_TABLE[:2], ("ln_1_kv.weight", "ln_1_kv.gamma", None),

@@ -13,24 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ..models.layers import BLOCK_TABLE
 from .resize import resize_image_pos_embed, resize_text_pos_embed
-
-BLOCK_TABLE = (
-    ("ln_1.weight", "ln_1.gamma", None),
-    ("ln_1.bias", "ln_1.beta", None),
-    ("attn.in_proj_weight", "attn.in_proj.kernel", "linear"),
-    ("attn.in_proj_bias", "attn.in_proj.bias", None),
-    ("attn.out_proj.weight", "attn.out_proj.kernel", "linear"),
-    ("attn.out_proj.bias", "attn.out_proj.bias", None),
-    ("ls_1.gamma", "ls_1.gamma", None),
-    ("ln_2.weight", "ln_2.gamma", None),
-    ("ln_2.bias", "ln_2.beta", None),
-    ("mlp.c_fc.weight", "mlp.c_fc.kernel", "linear"),
-    ("mlp.c_fc.bias", "mlp.c_fc.bias", None),
-    ("mlp.c_proj.weight", "mlp.c_proj.kernel", "linear"),
-    ("mlp.c_proj.bias", "mlp.c_proj.bias", None),
-    ("ls_2.gamma", "ls_2.gamma", None),
-)
 
 # name -> (open_clip array -> ours, ours -> open_clip array)
 TRANSFORMS = {
