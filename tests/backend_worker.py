@@ -1,6 +1,7 @@
 """Run anyclip on parity cases under one Keras backend (a subprocess of the test session).
 
 Usage: KERAS_BACKEND=torch python tests/backend_worker.py CASE_FOLDER...
+       KERAS_BACKEND=torch python tests/backend_worker.py - < folders.txt   (one folder per line, as they come)
 Writes ``CASE_FOLDER/out_<backend>.npz`` (or ``error_<backend>.txt``) for each case.
 """
 
@@ -36,4 +37,5 @@ def main(folders):
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    main((line.strip() for line in sys.stdin if line.strip()) if args == ["-"] else args)
