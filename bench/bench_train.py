@@ -140,7 +140,7 @@ def main():
     if missing := [m for m in ("pandas", "webdataset") if importlib.util.find_spec(m) is None]:
         sys.exit(f"open_clip_train's data.py imports {' and '.join(missing)}: pip install {' '.join(missing)}")
 
-    from anyclip.data.shapes import ShapesConfig, make_shapes
+    from anyclip.data import ShapesConfig, make_shapes
 
     machine = {"cpus": len(os.sched_getaffinity(0)), "processor": processor(), "python": platform.python_version(),
                **{p: metadata.version(p) for p in PACKAGES}}

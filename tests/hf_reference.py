@@ -43,6 +43,10 @@ def hf_reduced_config(name: str, cfg: dict, hf_dir: Path) -> tuple[dict, list[st
     if vision["layers"] > 2:
         notes.append(f"vision layers {vision['layers']} -> 2")
         vision["layers"] = 2
+    mm = cfg.get("multimodal_cfg")
+    if mm and mm["layers"] > 2:  # CoCa: tests/test_coca.py checks the decoder
+        notes.append(f"decoder layers {mm['layers']} -> 2")
+        mm["layers"] = 2
     AutoConfig.for_model(values.pop("model_type"), **values).save_pretrained(str(hf_dir))
     text["hf_model_name"] = str(hf_dir)
     text["hf_model_pretrained"] = False  # random weights: nothing to download

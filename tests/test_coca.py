@@ -52,33 +52,44 @@ def _open_clip_generate_ready():
     coca_model._has_transformers = True
 
 
-@pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    """A random open_clip CoCa saved in open_clip's folder layout, its inputs and its outputs."""
+def _reference_case(cfg, folder, seed, eos, images, tokens, generate, worker, worker_cases):
+    """Save a random open_clip CoCa built from ``cfg`` in ``folder``; its outputs, captions and a torch job.
+
+    ``generate`` maps case names to open_clip ``generate`` options; the end token's logit is boosted so that
+    captions end at different lengths.
+    """
     import open_clip
     import torch
     from safetensors.torch import save_file
     _open_clip_generate_ready()
-    folder = tmp_path_factory.mktemp("coca")
-    model = open_clip.CoCa(**{k: v for k, v in TINY.items() if k != "custom_text"}).eval()
-    state = randomize(model.state_dict(), 0)
-    state["text_decoder.text_projection"][:, EOT] *= 8  # captions end at different lengths
+    model = open_clip.CoCa(**{k: v for k, v in cfg.items() if k != "custom_text"}).eval()
+    state = randomize(model.state_dict(), seed)
+    state["text_decoder.text_projection"][:, eos] *= 8
     model.load_state_dict(state, strict=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "open_clip_model.safetensors"))
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY, "preprocess_cfg": {"size": 32}}))
-    images = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype(np.float32)
-    texts = ["a photo of a cat", "", "two dogs and a cat on a sofa near a window at night, " * 3, "a"]
-    tokens = open_clip.get_tokenizer("coca_ViT-B-32", context_length=20)(texts).numpy().astype(np.int32)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {"size": 32}}))
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
     with torch.no_grad():
         out = {k: v.numpy() for k, v in model(pixels, torch.from_numpy(tokens).long()).items()}
-        refs = {name: model.generate(pixels, **_torch_options(opts, len(images))).numpy()
-                for name, opts in {**GREEDY, **BEAM}.items()}
-    job = start_in_backend("torch", "test_coca:torch_worker", {"images": images},
-                           {"folder": str(folder), "cases": TORCH_CASES})
-    yield {"folder": folder, "images": images, "tokens": tokens, "out": out, "refs": refs, "state": state,
-           "torch": job}
-    job.kill()
+        refs = {name: model.generate(pixels, **opts).numpy() for name, opts in generate.items()}
+    job = start_in_backend("torch", f"test_coca:{worker}", {"images": images},
+                           {"folder": str(folder), "cases": worker_cases})
+    return {"folder": folder, "images": images, "tokens": tokens, "out": out, "refs": refs, "state": state,
+            "torch": job}
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A random open_clip CoCa saved in open_clip's folder layout, its inputs and its outputs."""
+    import open_clip
+    images = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype(np.float32)
+    texts = ["a photo of a cat", "", "two dogs and a cat on a sofa near a window at night, " * 3, "a"]
+    tokens = open_clip.get_tokenizer("coca_ViT-B-32", context_length=20)(texts).numpy().astype(np.int32)
+    generate = {name: _torch_options(opts, len(images)) for name, opts in {**GREEDY, **BEAM}.items()}
+    out = _reference_case(TINY, tmp_path_factory.mktemp("coca"), 0, EOT, images, tokens, generate, "torch_worker",
+                          TORCH_CASES)
+    yield out
+    out["torch"].kill()
 
 
 def _torch_options(opts, batch):
@@ -201,11 +212,73 @@ def test_config_errors_name_the_key():
         CLIPConfig.from_dict(bad)
 
 
-def test_coca_with_a_hugging_face_text_tower_says_it_is_not_implemented():
-    import open_clip
-    from anyclip.models.config import CLIPConfig, ConfigError
-    with pytest.raises(ConfigError, match="output_tokens.*coca_roberta-ViT-B-32.*not implemented yet"):
-        CLIPConfig.from_dict(open_clip.get_model_config("coca_roberta-ViT-B-32"))
+# ----------------------------------------------------------------------------- CoCa with a RoBERTa text tower
+# coca_roberta-ViT-B-32 in small: the decoder's vocabulary is text_cfg.vocab_size (here 100, inside RoBERTa's
+# 120, as CLIP's 49,408 is inside roberta-base's 50,265); RoBERTa's own ids: <s>=0, pad=1, </s>=2.
+ROBERTA = dict(model_type="roberta", vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+               intermediate_size=96, max_position_embeddings=40, type_vocab_size=1, layer_norm_eps=1e-5)
+ROBERTA_IDS = dict(sot_token_id=0, eos_token_id=2, pad_token_id=1)
+ROBERTA_GEN = {
+    "greedy": dict(generation_type="top_k", top_k=1, seq_len=12, **ROBERTA_IDS),
+    "greedy_window": dict(generation_type="top_k", top_k=1, seq_len=16, max_seq_len=6, min_seq_len=2,
+                          repetition_penalty=1.3, **ROBERTA_IDS),  # the window slides: RoBERTa positions shift
+    "beam_3": dict(seq_len=12, num_beams=3, num_beam_groups=1, min_seq_len=2, **ROBERTA_IDS),
+}
+
+
+@pytest.fixture(scope="module")
+def roberta_case(tmp_path_factory):
+    """A random open_clip CoCa whose text tower is a tiny RoBERTa (HFTextEncoder with output_tokens)."""
+    from transformers import AutoConfig
+    folder = tmp_path_factory.mktemp("coca-roberta")
+    values = dict(ROBERTA)
+    AutoConfig.for_model(values.pop("model_type"), **values).save_pretrained(str(folder / "hf"))
+    cfg = json.loads(json.dumps(TINY))
+    cfg["text_cfg"] = {"hf_model_name": str(folder / "hf"), "hf_model_pretrained": False, "hf_proj_type": "linear",
+                       "output_tokens": True, "vocab_size": 100, "context_length": 20}
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((3, 32, 32, 3)).astype(np.float32)
+    tokens = np.ones((3, 20), np.int32)  # <s> words </s> <pad>...; one row without padding
+    for row, length in enumerate((6, 20, 2)):
+        tokens[row, :length] = np.concatenate([[0], rng.integers(3, 100, length - 2), [2]])
+    out = _reference_case(cfg, folder, 5, 2, images, tokens, ROBERTA_GEN, "roberta_torch_worker", ROBERTA_GEN)
+    yield out
+    out["torch"].kill()
+
+
+def roberta_torch_worker(arrays, params):
+    """(torch subprocess) the RoBERTa CoCa's features and captions."""
+    model = anyclip.create_model(f"local-dir:{params['folder']}")
+    out = {f"gen/{name}": model.generate(arrays["images"], **opts) for name, opts in params["cases"].items()}
+    out["image"] = keras.ops.convert_to_numpy(model.encode_image(arrays["images"]))
+    return out
+
+
+def test_coca_with_a_roberta_text_tower_matches_open_clip(roberta_case):
+    case = roberta_case
+    model = anyclip.create_model(f"local-dir:{case['folder']}")
+    out = model({"images": case["images"], "texts": case["tokens"]})
+    ref = case["out"]
+    for key, tol in (("image_features", 1e-5), ("text_features", 1e-5), ("logits", 1e-4)):
+        err = np.abs(keras.ops.convert_to_numpy(out[key]) - ref[key]).max()
+        assert err <= tol, f"{key} differs from open_clip by {err:.2e}"
+    assert out["logits"].shape[-1] == 100  # text_cfg.vocab_size, not RoBERTa's 120
+    exported = anyclip.export_state_dict(model)
+    assert sorted(exported) == sorted(case["state"])
+    for name, opts in ROBERTA_GEN.items():
+        np.testing.assert_array_equal(model.generate(case["images"], **opts), case["refs"][name], err_msg=name)
+    ended = [(case["refs"][name] == 2).any(axis=1) for name in ROBERTA_GEN]
+    assert all(e.any() for e in ended) and not all(e.all() for e in ended)  # guards the fixture
+    torch_out = case["torch"].result(timeout=900)
+    for name in ROBERTA_GEN:
+        np.testing.assert_array_equal(torch_out[f"gen/{name}"], case["refs"][name], err_msg=f"torch {name}")
+    np.testing.assert_allclose(torch_out["image"], ref["image_features"], atol=1e-5)
+
+
+def test_coca_roberta_config_is_shipped():
+    from anyclip.models.config import get_model_config
+    cfg = get_model_config("coca_roberta-ViT-B-32")
+    assert cfg.text_cfg.output_tokens and cfg.text_cfg.arch.width == cfg.multimodal_cfg.width == 768
 
 
 def test_coca_loss_matches_open_clip():

@@ -270,7 +270,7 @@ def test_shipped_hf_configs_resolve_offline_and_equal_open_clip(name):
     ({"hf_proj_type": "none"}, ConfigError, r"text_cfg.hf_proj_type: must be 'mlp', 'linear' or null"),
     ({"hf_pooler_type": "avg"}, ConfigError, r"text_cfg.hf_pooler_type: must be one of mean_pooler"),
     ({"hf_poler_type": "x"}, ConfigError, r"unknown key text_cfg.'hf_poler_type'; did you mean 'hf_pooler_type'"),
-    ({"output_tokens": True}, ConfigError, r"text_cfg.output_tokens"),
+    ({"output_tokens": "yes"}, ConfigError, r"text_cfg.output_tokens: must be true/false"),
     ({"context_length": 0}, ConfigError, r"text_cfg.context_length: must be a positive integer"),
     ({"hf_model_name": "no-such-org/no-such-model"}, ConfigError,
      r"hf_model_name='no-such-org/no-such-model' is not a local folder with a config.json"),

@@ -26,7 +26,8 @@ def tiny_json(tmp_path):
 
 ANYCLIP_OWN_MODELS = ("anyclip-shapes",)  # anyclip's own configs (parity-tested through open_clip.CLIP)
 HF_TEXT_MODELS = ("roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14",  # hf_model_name
-                  "mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base", "nllb-clip-large")  # test_hf_text.py
+                  "mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base", "nllb-clip-large",  # test_hf_text.py
+                  "coca_roberta-ViT-B-32")  # test_coca.py
 
 
 def _open_clip_native_configs():

@@ -141,3 +141,23 @@ def test_option_flags_are_checked(setup, capsys):
     for extra, message in cases:
         assert main(base + extra) == 2, extra
         assert message in capsys.readouterr().err, extra
+
+
+def test_fp16_skipped_steps_still_move_the_lr_schedule(setup):
+    """open_clip_train sets the LR from the loop's step, so steps the float16 loss scaler skips move it on."""
+    import math
+
+    from safetensors.numpy import load_file
+    run = ["train", "--train-data", str(setup / "data" / "train.csv"), "--model", str(setup / "student.json"),
+           "--batch-size", str(BATCH), "--epochs", "2", "--lr", "1e-3", "--warmup", "2", "--workers", "1",
+           "--logs", str(setup / "logs"), "--name", "fp16", "--log-every-n-steps", "1", "--precision", "amp_fp16"]
+    assert main(run) == 0
+    lines = [json.loads(line) for line in (setup / "logs" / "fp16" / "train.jsonl").read_text().splitlines()]
+    skipped = sum(line["step_skipped"] for line in lines)
+    assert len(lines) == 6 and 1 <= skipped < 6  # the first steps overflow at the initial scale of 2**16
+    state = load_file(str(setup / "logs" / "fp16" / "checkpoints" / "step_00000006" / "optimizer.safetensors"))
+    inner = {k.rsplit("/", 1)[-1]: v for k, v in state.items() if "/adam_w" in k}  # not the loss-scale wrapper's
+    lr, iterations = inner["learning_rate"], inner["iteration"]
+    assert int(iterations) == 6 - skipped
+    # open_clip_train's cosine_lr at loop step 5 of 6, after 2 warmup steps: 0.5 (1 + cos(pi * 3 / 4)) * lr
+    np.testing.assert_allclose(float(lr), 0.5 * (1 + math.cos(math.pi * 3 / 4)) * 1e-3, rtol=1e-6)

@@ -181,7 +181,8 @@ def cmd_embed(args):
 
 
 def cmd_data_shapes(args):
-    from .data.shapes import ShapesConfig, make_shapes
+    from .data.shapes import ShapesConfig
+    from .data.shapes_io import make_shapes
     try:
         config = ShapesConfig(image_size=args.image_size, max_count=args.max_count, seed=args.seed)
         out = make_shapes(args.out, args.split, args.num_samples, args.format, config=config,

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from .atomic import atomic_write
 
 
 def write_embeddings(path: str | os.PathLike, embeddings: np.ndarray, ids: Sequence[str],
@@ -48,15 +36,15 @@ def write_embeddings(path: str | os.PathLike, embeddings: np.ndarray, ids: Seque
         for key, value in metadata.items():
             columns[key] = pa.array([None if value is None else str(value)] * len(ids), type=pa.string())
         table = pa.table(columns)
-        _atomic(path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     elif path.suffix == ".npy":
         def save(tmp):
             with open(tmp, "wb") as f:
                 np.save(f, embeddings)
-        _atomic(path, save)
+        atomic_write(path, save)
         sidecar = path.with_name(path.stem + ".ids.json")
         text = json.dumps({"ids": list(map(str, ids)), **{k: v for k, v in metadata.items()}}, ensure_ascii=False)
-        _atomic(sidecar, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write(sidecar, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     else:
         raise ValueError(f"output {path} must end in .npy or .parquet")
     return path
@@ -66,5 +54,5 @@ def write_errors(path: str | os.PathLike, errors: Mapping[str, str]) -> Path:
     """One JSON object per line: ``{"path": ..., "error": ...}``."""
     path = Path(path)
     text = "".join(json.dumps({"path": p, "error": e}, ensure_ascii=False) + "\n" for p, e in errors.items())
-    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path

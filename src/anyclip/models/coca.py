@@ -39,7 +39,9 @@ class CoCa(CLIP):
         if self.built:
             return
         cfg = self.config
-        vocab = getattr(cfg.text_cfg, "vocab_size", 49408)  # open_clip: the text tower's vocabulary
+        # open_clip sizes the decoder's output by text_cfg.vocab_size, whose default (49,408, CLIP's) also
+        # holds for Hugging Face text towers: their own vocabulary does not enter.
+        vocab = cfg.text_cfg.vocab_size or 49408
         self.text_decoder = MultimodalTransformer(cfg.multimodal_cfg, vocab, cfg.quick_gelu,
                                                   child_seed(self.seed, "text_decoder"), name="text_decoder",
                                                   dtype=self.dtype_policy)

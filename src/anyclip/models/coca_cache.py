@@ -16,11 +16,12 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from .layers import _jax_on_cpu
+from .layers import attention
 
 
 def make_stepper(model, context, rows: int, opts, slide: bool):
-    """Cached one-token steps for the native text tower; a rerun window when the window slides (or HF towers)."""
+    """Cached one-token steps for the native text tower; a rerun window when the window slides, and for HF
+    towers (bidirectional: each new token changes the earlier ones' states, as in open_clip's full reruns)."""
     from .text_transformer import TextTransformer
     if isinstance(model.text, TextTransformer) and not slide:
         return CachedStepper(model, context, rows, opts["seq_len"])
@@ -66,6 +67,9 @@ class WindowStepper:
     def step(self, state, buf, n):
         first = ops.maximum(n - self.window, 0) if self.slide else 0
         x = ops.slice(buf, (0, first), (ops.shape(buf)[0], self.window))
+        pad = getattr(self.model.text, "pad_token_id", None)
+        if pad is not None:  # a bidirectional (HF) tower: the positions not generated yet are masked as padding
+            x = ops.where(ops.arange(self.window, dtype="int32")[None] < n - first, x, pad)
         _, tokens = self.model.text.forward_tokens(x, with_cls=False)
         hidden = ops.take(self.model.text_decoder.hidden(tokens, self.context), n - 1 - first, axis=1)
         return ops.cast(self.model.text_decoder.project(hidden), "float32"), state
@@ -139,11 +143,7 @@ def _block(block, x, cache, pos, mask):
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     keys = ops.slice_update(cache[0], (0, pos, 0, 0), ops.cast(k, cache[0].dtype))
     values = ops.slice_update(cache[1], (0, pos, 0, 0), ops.cast(v, cache[1].dtype))
-    if q.dtype == "float16" and _jax_on_cpu():  # as layers.Attention: XLA:CPU attention in float32
-        h = ops.cast(ops.dot_product_attention(*(ops.cast(t, "float32") for t in (q, keys, values)), mask=mask),
-                     "float16")
-    else:
-        h = ops.dot_product_attention(q, keys, values, mask=mask)
+    h = attention(q, keys, values, mask=mask)
     h = attn.out_proj(ops.reshape(h, (rows, 1, attn.width)))
     x = x + (block.ls_1(h) if block.ls_1 is not None else h)
     h = block.mlp(block.ln_2(x))

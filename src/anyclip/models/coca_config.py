@@ -72,8 +72,6 @@ class CoCaConfig(CLIPConfig):
         super().__post_init__()
         _require(type(self.vision_cfg) is VisionConfig, "vision_cfg",
                  "CoCa with a ModifiedResNet image tower is not implemented (open_clip has no such model)")
-        _require(type(self.text_cfg) is TextConfig, "text_cfg",
-                 "CoCa with a Hugging Face text tower (coca_roberta-ViT-B-32) is not implemented yet")
         _require(self.custom_text is True, "custom_text",
                  "a config with multimodal_cfg (CoCa) needs custom_text: true, as in open_clip")
         vision, text, mm = self.vision_cfg, self.text_cfg, self.multimodal_cfg
@@ -83,8 +81,10 @@ class CoCaConfig(CLIPConfig):
                  f"the decoder attends to image tokens of width {image_width} "
                  f"({'embed_dim, attentional_pool' if pooled else 'vision_cfg.width'}), so its width must be "
                  f"{image_width}, got {mm.width}")
-        _require(text.width == mm.width, "multimodal_cfg.width",
-                 f"the decoder reads the text tower's tokens (text_cfg.width={text.width}); got {mm.width}")
+        text_width, what = (text.width, "text_cfg.width") if isinstance(text, TextConfig) else \
+            (text.arch.width, f"the width of {text.hf_model_name}")
+        _require(text_width == mm.width, "multimodal_cfg.width",
+                 f"the decoder reads the text tower's tokens ({what}={text_width}); got {mm.width}")
         if pooled:
             _require(self.embed_dim % vision.attn_pooler_heads == 0, "vision_cfg.attn_pooler_heads",
                      f"embed_dim {self.embed_dim} is not divisible by {vision.attn_pooler_heads} heads")

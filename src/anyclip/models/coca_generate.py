@@ -126,8 +126,10 @@ def _options(model, text, seq_len, max_seq_len, temperature, generation_type, to
             hint = "seq_len" if beam else "seq_len or max_seq_len"
             raise ValueError(f"generate: seq_len={seq_len}, max_seq_len={max_seq_len} feed up to {window} tokens to "
                              f"the {what}, whose context_length is {ctx}; lower {hint}")
-    if not text_cfg.causal:
+    if not getattr(text_cfg, "causal", True):
         raise ValueError("generate needs a causal text tower (text_cfg.no_causal_mask is set)")
+    if getattr(text_cfg, "pooler", None) == "cls_pooler":  # its tokens leave out the first position
+        raise ValueError("generate does not support a Hugging Face text tower with hf_pooler_type='cls_pooler'")
     return {"beam": beam, "type": generation_type, "seq_len": seq_len, "window": window, "min_len": min_seq_len,
             "temperature": float(temperature), "top_k": top_k, "top_p": float(top_p), "group": group,
             "penalty": float(repetition_penalty), "fixed": bool(fixed_output_length), **ids}
@@ -147,11 +149,17 @@ def _prompt(text, batch: int, opts) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- compiled entry
+_COMPILED_KEPT = 8  # compiled generate loops kept per model (one per distinct set of options)
+
+
 def _compiled(model, opts):
     cache = model.__dict__.setdefault("_anyclip_generate", {})
     key = tuple(sorted(opts.items()))
     if key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
         return cache[key]
+    while len(cache) >= _COMPILED_KEPT:
+        cache.pop(next(iter(cache)))
     loop = beam_search if opts["beam"] else _sample
 
     def fn(images, prompt, seed):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .layers import MLP, LayerScale, child_seed, constant_init, dense, layer_norm, normal_init
+from .layers import MLP, LayerScale, attention, child_seed, constant_init, dense, layer_norm, normal_init
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -73,7 +73,7 @@ class CrossAttention(keras.layers.Layer):
         q = self._project(x, 0)
         if k.dtype != q.dtype:
             k, v = ops.cast(k, q.dtype), ops.cast(v, q.dtype)
-        out = ops.dot_product_attention(q, k, v)
+        out = attention(q, k, v)
         shape = ops.shape(x)
         return self.out_proj(ops.reshape(out, (shape[0], shape[1], self.width)))
 

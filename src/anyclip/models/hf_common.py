@@ -1,4 +1,4 @@
-"""Pieces shared by the Hugging Face text encoders: activations, dense/LayerNorm builders, masked attention.
+"""Pieces shared by the Hugging Face text encoders: activations, embeddings, masked attention.
 
 Tensors are batch-first; attention takes ``[batch, tokens, heads, head_dim]`` and a key mask
 ``[batch, tokens]`` (True = a real token, as the HF ``attention_mask``).
@@ -6,14 +6,13 @@ Tensors are batch-first; attention takes ``[batch, tokens, heads, head_dim]`` an
 
 from __future__ import annotations
 
-import functools
 import math
 
 import keras
 import numpy as np
 from keras import ops
 
-from .layers import Linear, _jax_on_cpu, constant_init, normal_init
+from .layers import attention, attention_dtype, normal_init
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 # torch.finfo(dtype).min: the additive "masked" value of HF attention masks
@@ -41,36 +40,10 @@ def hf_activation(name: str):
     raise ValueError(f"unsupported Hugging Face activation {name!r}")
 
 
-def linear(units: int, std: float, seed: int | None, name: str, dtype=None, bias: bool = True) -> Linear:
-    """A torch ``nn.Linear`` as a Dense layer (kernel normal(std), zero bias), initialised on the host.
-
-    Example:
-        >>> linear(4, 0.02, 0, "q").units
-        4
-    """
-    return Linear(units, use_bias=bias, kernel_initializer=normal_init(std, seed, name),
-                  bias_initializer=constant_init(0.0), name=name, dtype=dtype)
-
-
-def layer_norm(eps: float, name: str, dtype=None) -> keras.layers.LayerNormalization:
-    """A torch ``nn.LayerNorm`` with epsilon ``eps`` (``gamma``/``beta`` = torch ``weight``/``bias``)."""
-    return keras.layers.LayerNormalization(epsilon=eps, name=name, dtype=dtype, gamma_initializer=constant_init(1.0),
-                                           beta_initializer=constant_init(0.0))
-
-
 def embedding(rows: int, width: int, std: float, seed: int | None, name: str, dtype=None) -> keras.layers.Embedding:
     """A torch ``nn.Embedding`` (weights normal(std)), initialised on the host."""
     return keras.layers.Embedding(rows, width, embeddings_initializer=normal_init(std, seed, name), name=name,
                                   dtype=dtype)
-
-
-def call_layer(layer, *args, remat: bool = False):
-    """``layer(*args)``, rematerialised in the backward pass when ``remat`` (``keras.remat``).
-
-    A fresh wrapper per call: JAX caches checkpointed traces per function object, and a cached trace of
-    the same layer object would carry the previous trace's weights (a leaked tracer).
-    """
-    return keras.remat(functools.partial(layer))(*args) if remat else layer(*args)
 
 
 def split_heads(x, heads: int):
@@ -93,17 +66,11 @@ def masked_attention(q, k, v, key_mask, bias=None, scale: float | None = None):
     """
     batch, length = ops.shape(q)[0], ops.shape(q)[1]
     width = q.shape[2] * q.shape[3]
-    dtype = q.dtype
-    upcast = dtype == "float16" and _jax_on_cpu()  # XLA:CPU lacks float16 dots with float32 accumulation
-    if upcast:
-        q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
     mask = ops.reshape(key_mask, (batch, 1, 1, length))
     if bias is None:
-        out = ops.dot_product_attention(q, k, v, mask=mask, scale=scale)
-    else:
-        lowest = _LOWEST.get(keras.backend.standardize_dtype(q.dtype), _LOWEST["float32"])
-        bias = ops.where(mask, ops.cast(bias, q.dtype), lowest)
-        out = ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
-    if upcast:
-        out = ops.cast(out, dtype)
+        out = attention(q, k, v, mask=mask, scale=scale)
+    else:  # the masked value is the minimum of the dtype the scores are computed in
+        compute = attention_dtype(q.dtype)
+        bias = ops.where(mask, ops.cast(bias, compute), _LOWEST.get(compute, _LOWEST["float32"]))
+        out = attention(q, k, v, bias=bias, scale=scale)
     return ops.reshape(out, (batch, length, width))

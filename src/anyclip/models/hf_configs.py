@@ -234,8 +234,8 @@ class HFTextConfig:
                  "must be an object")
         _require(self.tokenizer_mode in (None, "", "clips"), f"{w}.tokenizer_mode",
                  f"must be null or 'clips', got {self.tokenizer_mode!r}")
-        _require(self.output_tokens is False, f"{w}.output_tokens", "true (CoCa with a Hugging Face text tower, as in "
-                 "coca_roberta-ViT-B-32) is not implemented yet")
+        _require(isinstance(self.output_tokens, bool), f"{w}.output_tokens", f"must be true/false, got "
+                 f"{self.output_tokens!r}")
         self.arch  # reads config.json: a bad name fails here, at the edge
 
     @functools.cached_property
@@ -261,9 +261,10 @@ class HFTextConfig:
             'mean_pooler'
         """
         values = dict(values)
-        for key in [k for k in values if k in _NATIVE_DEFAULTS]:
-            value = values.pop(key)
-            if value != _NATIVE_DEFAULTS[key]:
+        ignored = {k: values.pop(k) for k in [k for k in values if k in _NATIVE_DEFAULTS]}
+        cfg = cls(**_check_fields(cls, values, "text_cfg"))
+        for key, value in ignored.items():
+            if value != _NATIVE_DEFAULTS[key] and not (key == "width" and value == cfg.arch.width):
                 warnings.warn(f"text_cfg.{key}={value!r} has no effect on a Hugging Face text tower (the architecture "
                               f"comes from hf_model_name's config.json); ignored, as open_clip does", stacklevel=3)
-        return cls(**_check_fields(cls, values, "text_cfg"))
+        return cfg

@@ -13,10 +13,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from .hf_common import call_layer, embedding, hf_activation, layer_norm, linear, masked_attention, split_heads
+from .hf_common import embedding, hf_activation, masked_attention, split_heads
 from .hf_configs import HFArch
 from .hf_roberta import position_ids
-from .layers import child_seed
+from .layers import call_layer, child_seed, dense, layer_norm
 
 LAYER_TABLE = tuple(
     row for name in ("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj", "self_attn.out_proj", "fc1", "fc2")
@@ -61,14 +61,14 @@ class M2M100Layer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.arch = arch
         w, policy, std = arch.width, self.dtype_policy, 0.02
-        self.self_attn_layer_norm = layer_norm(arch.eps, "self_attn_layer_norm", policy)
-        self.q_proj = linear(w, std, seed, "q_proj", policy)
-        self.k_proj = linear(w, std, seed, "k_proj", policy)
-        self.v_proj = linear(w, std, seed, "v_proj", policy)
-        self.out_proj = linear(w, std, seed, "out_proj", policy)
-        self.final_layer_norm = layer_norm(arch.eps, "final_layer_norm", policy)
-        self.fc1 = linear(arch.ffn_width, std, seed, "fc1", policy)
-        self.fc2 = linear(w, std, seed, "fc2", policy)
+        self.self_attn_layer_norm = layer_norm("self_attn_layer_norm", policy, eps=arch.eps)
+        self.q_proj = dense(w, std, seed, "q_proj", policy)
+        self.k_proj = dense(w, std, seed, "k_proj", policy)
+        self.v_proj = dense(w, std, seed, "v_proj", policy)
+        self.out_proj = dense(w, std, seed, "out_proj", policy)
+        self.final_layer_norm = layer_norm("final_layer_norm", policy, eps=arch.eps)
+        self.fc1 = dense(arch.ffn_width, std, seed, "fc1", policy)
+        self.fc2 = dense(w, std, seed, "fc2", policy)
         self.act = hf_activation(arch.act)
 
     def build(self, input_shape=None):
@@ -112,7 +112,7 @@ class M2M100Encoder(keras.layers.Layer):
         self.embed_scale = math.sqrt(arch.width) if arch.scale_embedding else 1.0
         self.layers = [M2M100Layer(arch, child_seed(seed, f"layer{i}"), name=f"layer_{i}", dtype=policy)
                        for i in range(arch.layers)]
-        self.layer_norm = layer_norm(arch.eps, "layer_norm", policy)
+        self.layer_norm = layer_norm("layer_norm", policy, eps=arch.eps)
         self.grad_checkpointing = False
 
     def build(self, input_shape=None):
@@ -123,8 +123,10 @@ class M2M100Encoder(keras.layers.Layer):
         self.built = True
 
     def call(self, tokens, mask):
-        pad = self.arch.pad_token_id
-        table = sinusoidal_table(pad + 1 + tokens.shape[1], self.arch.width, pad)
+        pad, length = self.arch.pad_token_id, tokens.shape[1]
+        # positions run up to pad + length; a length unknown until run time gets HF's max_position_embeddings
+        rows = length if isinstance(length, int) else self.arch.max_positions
+        table = sinusoidal_table(pad + 1 + rows, self.arch.width, pad)
         x = self.embed_tokens(tokens) * self.embed_scale
         x = x + ops.cast(ops.take(ops.convert_to_tensor(table), position_ids(mask, pad), axis=0), x.dtype)
         for layer in self.layers:

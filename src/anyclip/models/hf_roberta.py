@@ -10,9 +10,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .hf_common import call_layer, embedding, hf_activation, layer_norm, linear, masked_attention, split_heads
+from .hf_common import embedding, hf_activation, masked_attention, split_heads
 from .hf_configs import HFArch
-from .layers import child_seed
+from .layers import call_layer, child_seed, dense, layer_norm
 
 # open_clip key (under "text.") -> attribute on the tower (see anyclip.weights.mapping)
 LAYER_TABLE = tuple(
@@ -52,14 +52,14 @@ class RobertaLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.arch = arch
         w, policy, std = arch.width, self.dtype_policy, 0.02
-        self.query = linear(w, std, seed, "query", policy)
-        self.key = linear(w, std, seed, "key", policy)
-        self.value = linear(w, std, seed, "value", policy)
-        self.attention_output = linear(w, std, seed, "attention_output", policy)
-        self.attention_norm = layer_norm(arch.eps, "attention_norm", policy)
-        self.intermediate = linear(arch.ffn_width, std, seed, "intermediate", policy)
-        self.output_dense = linear(w, std, seed, "output_dense", policy)
-        self.output_norm = layer_norm(arch.eps, "output_norm", policy)
+        self.query = dense(w, std, seed, "query", policy)
+        self.key = dense(w, std, seed, "key", policy)
+        self.value = dense(w, std, seed, "value", policy)
+        self.attention_output = dense(w, std, seed, "attention_output", policy)
+        self.attention_norm = layer_norm("attention_norm", policy, eps=arch.eps)
+        self.intermediate = dense(arch.ffn_width, std, seed, "intermediate", policy)
+        self.output_dense = dense(w, std, seed, "output_dense", policy)
+        self.output_norm = layer_norm("output_norm", policy, eps=arch.eps)
         self.act = hf_activation(arch.act)
 
     def build(self, input_shape):
@@ -105,10 +105,10 @@ class RobertaEncoder(keras.layers.Layer):
         self.position_embeddings = embedding(arch.max_positions, arch.width, std, seed, "position_embeddings", policy)
         self.token_type_embeddings = embedding(arch.type_vocab_size, arch.width, std, seed, "token_type_embeddings",
                                                policy)
-        self.embeddings_norm = layer_norm(arch.eps, "embeddings_norm", policy)
+        self.embeddings_norm = layer_norm("embeddings_norm", policy, eps=arch.eps)
         self.layers = [RobertaLayer(arch, child_seed(seed, f"layer{i}"), name=f"layer_{i}", dtype=policy)
                        for i in range(arch.layers)]
-        self.pooler = linear(arch.width, std, seed, "pooler", policy) if with_pooler else None
+        self.pooler = dense(arch.width, std, seed, "pooler", policy) if with_pooler else None
         self.grad_checkpointing = False
 
     def build(self, input_shape=None):

@@ -13,9 +13,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from .hf_common import call_layer, embedding, hf_activation, linear, masked_attention, split_heads
+from .hf_common import embedding, hf_activation, masked_attention, split_heads
 from .hf_configs import HFArch
-from .layers import child_seed, constant_init
+from .layers import call_layer, child_seed, constant_init, dense
 
 BLOCK_TABLE = tuple(
     (f"layer.0.SelfAttention.{n}.weight", f"{n}.kernel", "linear") for n in ("q", "k", "v", "o")
@@ -46,7 +46,10 @@ def relative_position_buckets(length: int, num_buckets: int, max_distance: int) 
         [0, 17, 18]
     """
     pos = np.arange(length, dtype=np.int64)
-    relative = pos[None, :] - pos[:, None]
+    return _bucket(pos[None, :] - pos[:, None], num_buckets, max_distance)
+
+
+def _bucket(relative: np.ndarray, num_buckets: int, max_distance: int) -> np.ndarray:
     half = num_buckets // 2
     buckets = (relative > 0).astype(np.int64) * half
     distance = np.abs(relative)
@@ -56,6 +59,20 @@ def relative_position_buckets(length: int, num_buckets: int, max_distance: int) 
               / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact))
     large = np.minimum(max_exact + scaled.astype(np.int64), half - 1)
     return (buckets + np.where(distance < max_exact, distance, large)).astype(np.int32)
+
+
+def bucket_table(num_buckets: int, max_distance: int) -> tuple[np.ndarray, int]:
+    """``(table, reach)``: ``table[d + reach]`` is the bucket of ``key - query = d`` for ``|d| <= reach``; every
+    farther distance falls in the same bucket as ``±reach`` (the buckets are monotonic and saturate by
+    ``max_distance``). Lets :meth:`T5Block.position_bias` take a length known only at run time.
+
+    Example:
+        >>> table, reach = bucket_table(32, 128)
+        >>> table[reach:reach + 3].tolist()
+        [0, 17, 18]
+    """
+    reach = 2 * max_distance
+    return _bucket(np.arange(-reach, reach + 1, dtype=np.int64), num_buckets, max_distance), reach
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -85,22 +102,22 @@ class T5Block(keras.layers.Layer):
         self.arch = arch
         d, inner, ff, policy = arch.width, arch.heads * arch.head_dim, arch.ffn_width, self.dtype_policy
         self.attention_norm = T5LayerNorm(d, arch.eps, name="attention_norm", dtype=policy)
-        self.q = linear(inner, (d * arch.head_dim) ** -0.5, seed, "q", policy, bias=False)
-        self.k = linear(inner, d ** -0.5, seed, "k", policy, bias=False)
-        self.v = linear(inner, d ** -0.5, seed, "v", policy, bias=False)
-        self.o = linear(d, inner ** -0.5, seed, "o", policy, bias=False)
+        self.q = dense(inner, (d * arch.head_dim) ** -0.5, seed, "q", policy, bias=False)
+        self.k = dense(inner, d ** -0.5, seed, "k", policy, bias=False)
+        self.v = dense(inner, d ** -0.5, seed, "v", policy, bias=False)
+        self.o = dense(d, inner ** -0.5, seed, "o", policy, bias=False)
         self.relative_attention_bias = (
             embedding(arch.num_buckets, arch.heads, d ** -0.5, seed, "relative_attention_bias", policy)
             if has_bias_table else None)
         self.ffn_norm = T5LayerNorm(d, arch.eps, name="ffn_norm", dtype=policy)
         if arch.gated:
             self.wi = None
-            self.wi_0 = linear(ff, d ** -0.5, seed, "wi_0", policy, bias=False)
-            self.wi_1 = linear(ff, d ** -0.5, seed, "wi_1", policy, bias=False)
+            self.wi_0 = dense(ff, d ** -0.5, seed, "wi_0", policy, bias=False)
+            self.wi_1 = dense(ff, d ** -0.5, seed, "wi_1", policy, bias=False)
         else:
-            self.wi = linear(ff, d ** -0.5, seed, "wi", policy, bias=False)
+            self.wi = dense(ff, d ** -0.5, seed, "wi", policy, bias=False)
             self.wi_0 = self.wi_1 = None
-        self.wo = linear(d, ff ** -0.5, seed, "wo", policy, bias=False)
+        self.wo = dense(d, ff ** -0.5, seed, "wo", policy, bias=False)
         self.act = hf_activation(arch.act)
 
     def build(self, input_shape=None):
@@ -115,10 +132,14 @@ class T5Block(keras.layers.Layer):
             self.relative_attention_bias.build((None, None))
         self.built = True
 
-    def position_bias(self, length: int):
-        """``[1, heads, length, length]`` additive bias from this block's bucket table."""
-        buckets = relative_position_buckets(length, self.arch.num_buckets, self.arch.max_distance)
-        values = self.relative_attention_bias(ops.convert_to_tensor(buckets))  # [q, k, heads]
+    def position_bias(self, length):
+        """``[1, heads, length, length]`` additive bias from this block's bucket table (``length``: an int or a
+        scalar tensor, e.g. ``ops.shape(tokens)[1]`` of a length unknown until run time)."""
+        table, reach = bucket_table(self.arch.num_buckets, self.arch.max_distance)
+        pos = ops.arange(length, dtype="int32")
+        relative = ops.clip(pos[None, :] - pos[:, None], -reach, reach) + reach
+        buckets = ops.take(ops.convert_to_tensor(table), relative, axis=0)  # = relative_position_buckets(length)
+        values = self.relative_attention_bias(buckets)  # [q, k, heads]
         return ops.expand_dims(ops.transpose(values, (2, 0, 1)), 0)
 
     def call(self, x, bias, mask):
@@ -167,7 +188,7 @@ class T5Encoder(keras.layers.Layer):
 
     def call(self, tokens, mask):
         x = self.embed_tokens(tokens)
-        bias = self.blocks[0].position_bias(tokens.shape[1])
+        bias = self.blocks[0].position_bias(ops.shape(tokens)[1])
         for block in self.blocks:
             x = call_layer(block, x, bias, mask, remat=self.grad_checkpointing)
         return self.final_layer_norm(x)

@@ -15,12 +15,11 @@ import keras
 from keras import ops
 
 from .config import ConfigError
-from .hf_common import linear
 from .hf_configs import HFTextConfig
 from .hf_m2m100 import M2M100Encoder
 from .hf_roberta import RobertaEncoder
 from .hf_t5 import T5Encoder
-from .layers import child_seed
+from .layers import child_seed, dense
 
 ENCODERS = {"roberta": RobertaEncoder, "t5": T5Encoder, "m2m100": M2M100Encoder}
 PROJ_TABLE = (
@@ -63,11 +62,11 @@ class HFTextEncoder(keras.layers.Layer):
         d = arch.width
         self.proj = self.proj_0 = self.proj_2 = None
         if cfg.hf_proj_type == "linear":
-            self.proj = linear(embed_dim, d ** -0.5, seed, "proj", policy, bias=False)
+            self.proj = dense(embed_dim, d ** -0.5, seed, "proj", policy, bias=False)
         elif cfg.hf_proj_type == "mlp":
             hidden = (d + embed_dim) // 2
-            self.proj_0 = linear(hidden, d ** -0.5, seed, "proj_0", policy, bias=False)
-            self.proj_2 = linear(embed_dim, hidden ** -0.5, seed, "proj_2", policy, bias=False)
+            self.proj_0 = dense(hidden, d ** -0.5, seed, "proj_0", policy, bias=False)
+            self.proj_2 = dense(embed_dim, hidden ** -0.5, seed, "proj_2", policy, bias=False)
         elif d != embed_dim:
             raise ConfigError(f"text_cfg.hf_proj_type=null needs the encoder width ({d}) to equal embed_dim "
                               f"({embed_dim}); use 'linear' or 'mlp'")
@@ -106,15 +105,40 @@ class HFTextEncoder(keras.layers.Layer):
             return self.transformer.pooled(hidden)
         return hidden[:, 0]
 
+    @property
+    def pad_token_id(self) -> int:
+        """The id the attention mask leaves out (the HF config's ``pad_token_id``)."""
+        return self.arch.pad_token_id
+
+    def project(self, pooled):
+        """``hf_proj_type`` applied to pooled features ``[batch, width]`` -> ``[batch, embed_dim]``."""
+        if self.proj is not None:
+            return self.proj(pooled)
+        if self.proj_0 is not None:
+            return self.proj_2(keras.activations.gelu(self.proj_0(pooled), approximate=False))
+        return pooled
+
+    def forward_tokens(self, tokens, training: bool = False, with_cls: bool = True):
+        """``(features [batch, embed_dim], tokens [batch, length, width])``: open_clip's ``output_tokens`` result.
+
+        The tokens are the encoder's last hidden state; with ``cls_pooler`` the first position (the one pooled)
+        is left out, as open_clip does. ``with_cls=False`` skips pooling (features are ``None``).
+
+        Example:
+            >>> feats, hidden = tower.forward_tokens(ids)  # doctest: +SKIP
+        """
+        tokens = ops.cast(tokens, "int32")
+        mask = ops.not_equal(tokens, self.arch.pad_token_id)
+        hidden = self.transformer(tokens, mask)
+        out_tokens = hidden[:, 1:] if self.config.pooler == "cls_pooler" else hidden
+        if not with_cls:
+            return None, out_tokens
+        return self.project(self.pool(hidden, mask)), out_tokens
+
     def call(self, tokens, training: bool = False):
         tokens = ops.cast(tokens, "int32")
         mask = ops.not_equal(tokens, self.arch.pad_token_id)
-        x = self.pool(self.transformer(tokens, mask), mask)
-        if self.proj is not None:
-            return self.proj(x)
-        if self.proj_0 is not None:
-            return self.proj_2(keras.activations.gelu(self.proj_0(x), approximate=False))
-        return x
+        return self.project(self.pool(self.transformer(tokens, mask), mask))
 
     def lock(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """open_clip's ``HFTextEncoder.lock``: freeze the HF encoder, or all but its last ``unlocked_layers`` groups.

@@ -99,16 +99,80 @@ def _jax_on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def dense(units: int, std: float, seed: int | None, name: str, dtype=None) -> keras.layers.Dense:
-    """A Dense layer (torch ``Linear``) with normal(std) kernel and zero bias, initialised on the host."""
-    return Linear(units, kernel_initializer=normal_init(std, seed, name),
+def dense(units: int, std: float, seed: int | None, name: str, dtype=None, bias: bool = True) -> Linear:
+    """A Dense layer (torch ``Linear``) with normal(std) kernel and zero bias (none if not ``bias``),
+    initialised on the host.
+
+    Example:
+        >>> dense(4, 0.02, 0, "q", bias=False).use_bias
+        False
+    """
+    return Linear(units, use_bias=bias, kernel_initializer=normal_init(std, seed, name),
                   bias_initializer=constant_init(0.0), name=name, dtype=dtype)
 
 
-def layer_norm(name: str, dtype=None) -> keras.layers.LayerNormalization:
-    """A LayerNorm with torch's epsilon (weights ``gamma``/``beta`` = torch ``weight``/``bias``)."""
-    return keras.layers.LayerNormalization(epsilon=LN_EPS, name=name, dtype=dtype,
+def layer_norm(name: str, dtype=None, eps: float = LN_EPS) -> keras.layers.LayerNormalization:
+    """A torch ``nn.LayerNorm`` (weights ``gamma``/``beta`` = torch ``weight``/``bias``), epsilon torch's default.
+
+    Example:
+        >>> layer_norm("ln", eps=1e-6).epsilon
+        1e-06
+    """
+    return keras.layers.LayerNormalization(epsilon=eps, name=name, dtype=dtype,
                                            gamma_initializer=constant_init(1.0), beta_initializer=constant_init(0.0))
+
+
+def attention_dtype(dtype) -> str:
+    """The dtype :func:`attention` computes in for inputs of ``dtype``: float32 for float16 on JAX's CPU
+    backend (XLA:CPU has no float16 dot with float32 accumulation, which jax's attention and its gradient ask
+    for), else ``dtype`` itself.
+
+    Example:
+        >>> attention_dtype("bfloat16")
+        'bfloat16'
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    return "float32" if dtype == "float16" and _jax_on_cpu() else dtype
+
+
+def attention(q, k, v, mask=None, bias=None, scale: float | None = None, causal: bool = False):
+    """Softmax attention through ``ops.dot_product_attention``, upcast to float32 where the backend needs it.
+
+    ``q``: ``[batch, tokens, heads, head_dim]``, ``k, v``: ``[batch, keys, heads, head_dim]``; ``mask``: boolean,
+    broadcastable to ``[batch, heads, tokens, keys]`` (True = may attend); ``bias``: additive, same shape rule;
+    ``scale`` defaults to ``head_dim ** -0.5``. The result has ``q``'s shape and dtype; see
+    :func:`attention_dtype` for the one case computed in float32.
+
+    Example:
+        >>> x = keras.ops.ones((1, 3, 2, 4), dtype="float16")
+        >>> attention(x, x, x, causal=True).shape
+        (1, 3, 2, 4)
+    """
+    dtype = keras.backend.standardize_dtype(q.dtype)
+    compute = attention_dtype(dtype)
+    if compute != dtype:
+        q, k, v = (ops.cast(t, compute) for t in (q, k, v))
+    if bias is not None:
+        bias = ops.cast(bias, compute)
+    out = ops.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=causal)
+    return ops.cast(out, dtype) if compute != dtype else out
+
+
+def call_layer(layer, *args, remat: bool = False, **kwargs):
+    """``layer(*args, **kwargs)``, rematerialised in the backward pass when ``remat`` (``keras.remat``:
+    ``jax.checkpoint``, ``torch.utils.checkpoint``, ``tf.recompute_grad``; same values and gradients).
+
+    ``args`` are what is rematerialised (tensors); ``kwargs`` are closed over. A fresh wrapper per call: JAX
+    caches checkpointed traces per function object, and a cached trace of the same layer object would carry
+    the previous trace's weights (a leaked tracer).
+
+    Example:
+        >>> call_layer(keras.layers.Identity(), keras.ops.ones((2,)), remat=True).shape
+        (2,)
+    """
+    if not remat:
+        return layer(*args, **kwargs)
+    return keras.remat(functools.partial(layer, **kwargs))(*args)
 
 
 def activation(quick_gelu: bool):
@@ -120,7 +184,7 @@ def activation(quick_gelu: bool):
 
 @keras.saving.register_keras_serializable(package="anyclip")
 class Attention(keras.layers.Layer):
-    """Multi-head self-attention with one fused qkv projection, through ``ops.dot_product_attention``.
+    """Multi-head self-attention with one fused qkv projection, through :func:`attention`.
 
     ``in_proj`` maps open_clip's ``attn.in_proj_weight/bias`` and ``out_proj`` its ``attn.out_proj``.
     """
@@ -141,14 +205,7 @@ class Attention(keras.layers.Layer):
         """``attn_mask``: optional boolean ``[batch, 1, length, length]`` (True = may attend), and ``causal``."""
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.in_proj(x), (batch, length, 3, self.heads, self.head_dim))
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        if q.dtype == "float16" and _jax_on_cpu():
-            # XLA:CPU has no float16 dot with float32 accumulation, which jax's attention (and its gradient)
-            # asks for: run this one op in float32 there. GPUs and the other backends stay in float16.
-            out = ops.cast(ops.dot_product_attention(*(ops.cast(t, "float32") for t in (q, k, v)),
-                                                     mask=attn_mask, is_causal=causal), "float16")
-        else:
-            out = ops.dot_product_attention(q, k, v, mask=attn_mask, is_causal=causal)
+        out = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask=attn_mask, causal=causal)
         return self.out_proj(ops.reshape(out, (batch, length, self.width)))
 
     def get_config(self):
@@ -266,10 +323,7 @@ class Transformer(keras.layers.Layer):
 
     def call(self, x, causal: bool = False, attn_mask=None):
         for block in self.resblocks:
-            if self.grad_checkpointing:
-                x = keras.remat(functools.partial(block, causal=causal, attn_mask=attn_mask))(x)
-            else:
-                x = block(x, causal=causal, attn_mask=attn_mask)
+            x = call_layer(block, x, causal=causal, attn_mask=attn_mask, remat=self.grad_checkpointing)
         return x
 
     def get_config(self):

@@ -18,7 +18,7 @@ import keras
 from keras import ops
 
 from .config import ModifiedResNetConfig
-from .layers import _jax_on_cpu, child_seed, constant_init, dense, lock_groups, normal_init
+from .layers import attention, child_seed, constant_init, dense, lock_groups, normal_init
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch.nn.BatchNorm2d defaults, used by every open_clip ResNet
 _TORCH = keras.backend.backend() == "torch"
@@ -275,10 +275,7 @@ class AttentionPool(keras.layers.Layer):
         q = ops.reshape(self.q_proj(x[:, :1]), (batch, 1, self.heads, head_dim))
         k = ops.reshape(self.k_proj(x), (batch, tokens + 1, self.heads, head_dim))
         v = ops.reshape(self.v_proj(x), (batch, tokens + 1, self.heads, head_dim))
-        if q.dtype == "float16" and _jax_on_cpu():  # no float16 attention on XLA:CPU (see layers.Attention)
-            out = ops.cast(ops.dot_product_attention(*(ops.cast(t, "float32") for t in (q, k, v))), "float16")
-        else:
-            out = ops.dot_product_attention(q, k, v)
+        out = attention(q, k, v)
         return self.c_proj(ops.reshape(out, (batch, self.width)))
 
     def get_config(self):

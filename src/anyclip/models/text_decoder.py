@@ -8,14 +8,13 @@ text tower's tokens already carry positions.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import keras
 from keras import ops
 
 from .coca_config import MultimodalConfig
 from .cross_attention import CrossAttentionBlock
-from .layers import BLOCK_TABLE, Transformer, child_seed, layer_norm, normal_init
+from .layers import BLOCK_TABLE, Transformer, call_layer, child_seed, layer_norm, normal_init
 
 # One cross-attention block (relative to ``text_decoder.cross_attn.{i}.``): a standard block plus ``ln_1_kv``.
 CROSS_BLOCK_TABLE = (*BLOCK_TABLE[:2], ("ln_1_kv.weight", "ln_1_kv.gamma", None),
@@ -88,12 +87,10 @@ class MultimodalTransformer(keras.layers.Layer):
             raise ValueError(f"the text decoder got {length} tokens, more than its context_length "
                              f"{self.config.context_length}")
         x = text_embs
+        remat = self.grad_checkpointing
         for block, cross, kv in zip(self.transformer.resblocks, self.cross_attn, context):
-            if self.grad_checkpointing:
-                x = keras.remat(functools.partial(block, causal=True))(x)
-                x = keras.remat(lambda y, c=cross, k=kv: c(y, kv=k))(x)
-            else:
-                x = cross(block(x, causal=True), kv=kv)
+            x = call_layer(block, x, causal=True, remat=remat)
+            x = call_layer(cross, x, kv=kv, remat=remat)
         return x
 
     def project(self, hidden):

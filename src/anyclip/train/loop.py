@@ -141,7 +141,8 @@ def run_train_command(args) -> int:
 
     import anyclip
 
-    from ..weights.export import _atomic_write_text, pretrained_entry, save_open_clip_checkpoint
+    from ..atomic import atomic_write_text
+    from ..weights.export import pretrained_entry, save_open_clip_checkpoint
     from .checkpoint import load_training_checkpoint, resolve_checkpoint, save_training_checkpoint
     from .data import TrainBatches, open_train_data
     from .evaluate import TrainEvaluator
@@ -175,7 +176,9 @@ def run_train_command(args) -> int:
     total = steps_per_epoch * args.epochs
     cooldown = steps_per_epoch * (args.epochs_cooldown or 0)
     schedule = WarmupSchedule(args.lr, args.warmup, total, args.lr_scheduler, cooldown_steps=cooldown)
-    optimizer = create_optimizer(model, args.lr, args.wd, args.beta1, args.beta2, args.eps, schedule,
+    # The learning rate follows the loop's step, set before each step as open_clip_train's scheduler does: a
+    # float16 step that the loss scaler skips still moves the schedule on (the optimiser's count does not).
+    optimizer = create_optimizer(model, args.lr, args.wd, args.beta1, args.beta2, args.eps, None,
                                  args.grad_clip_norm, loss_scale=args.precision in LOSS_SCALED)
     loss_fn = (lambda o: siglip_loss(**o)) if args.siglip else (lambda o: clip_loss(**o))
     if extras.teacher is not None:
@@ -212,6 +215,7 @@ def run_train_command(args) -> int:
                 if pending:
                     save(*pending)
                     pending = None
+                optimizer.learning_rate = float(keras.ops.convert_to_numpy(schedule(step)))
                 try:
                     metrics = step_fn(batch.images, batch.texts)
                 except FloatingPointError as e:
@@ -242,7 +246,7 @@ def run_train_command(args) -> int:
     save_open_clip_checkpoint(model, run_dir / "final")
     export_variants(args, run_dir, model, extras)  # final_ema/, final_wise_ft_<alpha>/
     entry = pretrained_entry(run_dir / "final")
-    _atomic_write_text(run_dir / "final" / "pretrained_entry.json", json.dumps(entry, indent=1) + "\n")
+    atomic_write_text(run_dir / "final" / "pretrained_entry.json", json.dumps(entry, indent=1) + "\n")
     print(f"trained {step} steps; checkpoints in {ckpt_dir}, final model in {run_dir / 'final'}")
     return 0
 

@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from ..atomic import atomic_write
 from .logs import is_number, read_log
 
 TRAIN_PANELS = (("loss", "loss"), ("lr", "learning rate"), ("logit_scale", "logit scale (1 / temperature)"))
@@ -129,14 +130,7 @@ def plot_runs(runs, out, title=None, dpi=100) -> Path:
     if title:
         fig.suptitle(title)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or "png", dpi=dpi)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return atomic_write(out, lambda tmp: fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or "png", dpi=dpi))
 
 
 def plot_run(run, out, title=None, dpi=100) -> Path:

@@ -60,6 +60,13 @@ class ImageLoadError(ValueError):
 
     The message starts with the file name (``<bytes>`` or the file object's ``name`` for in-memory input)
     and says what went wrong.
+
+    Example:
+        >>> try:
+        ...     load_image(b"not an image")
+        ... except ImageLoadError as e:
+        ...     print(str(e).split(":")[0])
+        <bytes>
     """
 
 

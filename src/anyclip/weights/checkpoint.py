@@ -12,11 +12,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -25,7 +26,12 @@ _OPENAI_JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file cannot be read or is not a state dict."""
+    """A checkpoint file cannot be read or is not a state dict.
+
+    Example:
+        >>> read_state_dict("notes.txt")  # doctest: +SKIP
+        CheckpointError: notes.txt: not a checkpoint (...)
+    """
 
 
 def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
@@ -50,7 +56,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Example:
         >>> sd = read_state_dict("open_clip_model.safetensors")  # doctest: +SKIP
-        >>> sd["logit_scale"].shape
+        >>> sd["logit_scale"].shape  # doctest: +SKIP
         ()
     """
     path = Path(path)
@@ -163,15 +169,5 @@ def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
         >>> save_safetensors({"w": np.zeros(3, "float32")}, "/tmp/w.safetensors")  # doctest: +SKIP
     """
     from safetensors.numpy import save_file
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, tmp, metadata=dict(metadata or {}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    contiguous = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    return atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=dict(metadata or {})))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from .checkpoint import file_sha256, read_state_dict, save_safetensors
 from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from .mapping import export_state_dict, load_state_dict
@@ -41,7 +41,7 @@ def save_open_clip_checkpoint(model, out: str | os.PathLike) -> Path:
     preprocess = getattr(model, "preprocess_cfg", None)
     config = {"model_cfg": model.config.to_dict(),
               "preprocess_cfg": preprocess.to_dict() if preprocess is not None else {}}
-    _atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return weights
 
 
@@ -66,13 +66,3 @@ def pretrained_entry(folder: str | os.PathLike, file: str | None = None) -> dict
             "url": "", "hf_hub": "", **preprocess}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

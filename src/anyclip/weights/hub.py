@@ -19,7 +19,12 @@ _PREFERRED = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensor
 
 
 class WeightsUnavailableError(FileNotFoundError):
-    """Weights could not be found locally or downloaded."""
+    """Weights could not be found locally or downloaded; the message lists what was tried.
+
+    Example:
+        >>> find_checkpoint_in_dir("/empty/folder")  # doctest: +SKIP
+        WeightsUnavailableError: no checkpoint (*.safetensors, *.bin, *.pth, *.pt) in folder /empty/folder
+    """
 
 
 def _safe_alternatives(filename: str) -> list[str]:
@@ -69,7 +74,12 @@ def _unavailable_message(repo_id, candidates, errors, cache_dir) -> str:
 
 
 def hf_config(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> dict:
-    """The ``open_clip_config.json`` of a hub repo as a dict (``model_cfg`` + ``preprocess_cfg``)."""
+    """The ``open_clip_config.json`` of a hub repo as a dict (``model_cfg`` + ``preprocess_cfg``).
+
+    Example:
+        >>> hf_config("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")["model_cfg"]["embed_dim"]  # doctest: +SKIP
+        512
+    """
     from huggingface_hub import hf_hub_download
     try:
         path = hf_hub_download(repo_id, CONFIG_NAME, revision=revision, cache_dir=cache_dir, library_name="anyclip")
@@ -80,7 +90,11 @@ def hf_config(repo_id: str, revision: str | None = None, cache_dir: str | None =
 
 
 def read_config_json(path: str | Path) -> dict:
-    """Read an ``open_clip_config.json``; it must hold a ``model_cfg`` object."""
+    """Read an ``open_clip_config.json``; it must hold a ``model_cfg`` object.
+
+    Example:
+        >>> read_config_json("my-model/open_clip_config.json")["model_cfg"]  # doctest: +SKIP
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -92,7 +106,12 @@ def read_config_json(path: str | Path) -> dict:
 
 
 def find_checkpoint_in_dir(folder: str | Path) -> Path:
-    """The checkpoint open_clip would pick in a folder (safetensors first, then known names)."""
+    """The checkpoint open_clip would pick in a folder (safetensors first, then known names).
+
+    Example:
+        >>> find_checkpoint_in_dir("my-model")  # doctest: +SKIP
+        PosixPath('my-model/open_clip_model.safetensors')
+    """
     folder = Path(folder)
     found = [p for pattern in ("*.safetensors", "*.bin", "*.pth", "*.pt") for p in folder.glob(pattern)]
     if not found:

@@ -25,7 +25,12 @@ TRANSFORMS = {
 
 
 class WeightMismatchError(ValueError):
-    """A checkpoint does not fit the model; the message lists every offending key."""
+    """A checkpoint does not fit the model; the message lists every offending key.
+
+    Example:
+        >>> anyclip.load_checkpoint(model, "other_model.safetensors")  # doctest: +SKIP
+        WeightMismatchError: 1 shape mismatch: visual.conv1.weight: checkpoint (768, 3, 16, 16), model (768, 3, 32, 32)
+    """
 
 
 def _resolve(obj, path: str):
@@ -41,6 +46,10 @@ def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | No
 
     A row whose transform is itself a tuple of rows is a sub-table: its keys are appended to the row's key
     for the sub-layer at the row's attribute, or for each sub-layer of that list when the key holds ``{i}``.
+
+    Example:
+        >>> sorted(table_entries(model.visual, model.visual.WEIGHT_TABLE, "visual."))[:1]  # doctest: +SKIP
+        ['visual.class_embedding']
     """
     entries = {}
     for key, attr, transform in table:
@@ -63,13 +72,23 @@ def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | No
     return entries
 
 
+def _custom_text(model) -> bool:
+    """Whether open_clip keeps the text tower's keys under ``text.`` (a ``CustomTextCLIP``).
+
+    Hugging Face text towers always are; native ones when the config says ``custom_text``.
+    """
+    return bool(model.config.custom_text or getattr(model.text, "ALWAYS_CUSTOM_TEXT", False))
+
+
 def model_entries(model) -> dict[str, tuple[object, str | None]]:
-    """``{open_clip key: (variable, transform)}`` for a whole CLIP model."""
-    # Hugging Face text towers are always open_clip CustomTextCLIP towers (keys under "text.")
-    custom = model.config.custom_text or getattr(model.text, "ALWAYS_CUSTOM_TEXT", False)
-    text_prefix = "text." if custom else ""
+    """``{open_clip key: (variable, transform)}`` for a whole CLIP model.
+
+    Example:
+        >>> model_entries(anyclip.create_model("ViT-B-32"))["logit_scale"][1] is None  # doctest: +SKIP
+        True
+    """
     entries = table_entries(model.visual, model.visual.WEIGHT_TABLE, "visual.")
-    entries.update(table_entries(model.text, model.text.WEIGHT_TABLE, text_prefix))
+    entries.update(table_entries(model.text, model.text.WEIGHT_TABLE, "text." if _custom_text(model) else ""))
     decoder = getattr(model, "text_decoder", None)  # CoCa's caption decoder
     if decoder is not None:
         entries.update(table_entries(decoder, decoder.WEIGHT_TABLE, "text_decoder."))
@@ -87,11 +106,15 @@ def _check_coverage(model, entries):
 
 
 def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """open_clip's load-time fix-ups: text-tower prefix, scalar logit scale/bias, position resizes."""
+    """open_clip's load-time fix-ups: text-tower prefix, scalar logit scale/bias, position resizes.
+
+    Example:
+        >>> state = adapt_state_dict(model, read_state_dict("old_checkpoint.pt"))  # doctest: +SKIP
+    """
     state = dict(state)
     # open_clip drops this buffer, saved by transformers < 4.31 with RoBERTa-family towers
     state.pop("text.transformer.embeddings.position_ids", None)
-    custom = model.config.custom_text
+    custom = _custom_text(model)
     has_root_text = "positional_embedding" in state
     if custom and has_root_text:  # old-style checkpoint into a custom-text model
         state = {("text." + k if _is_text_key(k) else k): v for k, v in state.items()}
@@ -191,7 +214,7 @@ def export_state_dict(model) -> dict[str, np.ndarray]:
 
     Example:
         >>> sd = export_state_dict(model)  # doctest: +SKIP
-        >>> sd["visual.conv1.weight"].shape
+        >>> sd["visual.conv1.weight"].shape  # doctest: +SKIP
         (768, 3, 32, 32)
     """
     import keras

@@ -19,12 +19,25 @@ from ..transforms.config import PreprocessConfig
 
 
 class UnknownPretrainedError(ValueError):
-    """A (model, tag) pair that is not in the registry."""
+    """A (model, tag) pair that is not in the registry.
+
+    Example:
+        >>> try:
+        ...     get_pretrained_cfg("ViT-B-32", "no_such_tag")
+        ... except UnknownPretrainedError as e:
+        ...     print("unknown")
+        unknown
+    """
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedEntry:
-    """One pretrained weight: where it lives and how its images must be preprocessed."""
+    """One pretrained weight: where it lives and how its images must be preprocessed.
+
+    Example:
+        >>> get_pretrained_cfg("ViT-B-32", "openai").preprocess.interpolation
+        'bicubic'
+    """
 
     model: str
     tag: str
@@ -61,7 +74,12 @@ def _registry() -> dict[str, dict[str, dict]]:
 
 
 def clean_tag(tag: str) -> str:
-    """open_clip's tag normalisation: lower case, ``-`` -> ``_``."""
+    """open_clip's tag normalisation: lower case, ``-`` -> ``_``.
+
+    Example:
+        >>> clean_tag("LAION2B-s34B-b79K")
+        'laion2b_s34b_b79k'
+    """
     return tag.lower().replace("-", "_")
 
 
@@ -77,18 +95,33 @@ def list_pretrained(as_str: bool = False) -> list:
 
 
 def list_pretrained_tags_by_model(model: str) -> list[str]:
-    """Tags available for one model, e.g. ``list_pretrained_tags_by_model("ViT-B-16")``."""
+    """Tags available for one model (empty for an unknown name).
+
+    Example:
+        >>> "openai" in list_pretrained_tags_by_model("ViT-B-16")
+        True
+    """
     return list(_registry().get(model, {}))
 
 
 def list_pretrained_models_by_tag(tag: str) -> list[str]:
-    """Models that have weights under ``tag``, e.g. ``list_pretrained_models_by_tag("openai")``."""
+    """Models that have weights under ``tag`` (normalised as :func:`clean_tag`).
+
+    Example:
+        >>> "RN50" in list_pretrained_models_by_tag("OpenAI")
+        True
+    """
     tag = clean_tag(tag)
     return [m for m, tags in _registry().items() if tag in tags]
 
 
 def is_pretrained_cfg(model: str, tag: str) -> bool:
-    """Whether ``(model, tag)`` is a registered pretrained weight."""
+    """Whether ``(model, tag)`` is a registered pretrained weight.
+
+    Example:
+        >>> is_pretrained_cfg("ViT-B-32", "openai"), is_pretrained_cfg("ViT-B-32", "nope")
+        (True, False)
+    """
     return clean_tag(tag) in _registry().get(model, {})
 
 

@@ -1,0 +1,56 @@
+"""Atomic file writes: the data goes to a temporary file beside the target, renamed over it on success.
+
+A reader never sees a half-written file, and an interrupted write leaves the old file (or none) in place.
+
+Example:
+    >>> from anyclip.atomic import atomic_write_text
+    >>> atomic_write_text("/tmp/anyclip-example.json", "{}")  # doctest: +SKIP
+    PosixPath('/tmp/anyclip-example.json')
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp_path)`` to fill a temporary file, then rename it to ``path`` (parents are created).
+
+    Example:
+        >>> atomic_write("plot.png", lambda tmp: fig.savefig(tmp, format="png"))  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically.
+
+    Example:
+        >>> atomic_write_bytes("/tmp/x.bin", b"abc")  # doctest: +SKIP
+    """
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Example:
+        >>> atomic_write_text("/tmp/x.json", "{}")  # doctest: +SKIP
+    """
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
