@@ -123,8 +123,7 @@ def _check_coca(args, coca: bool) -> None:
                          f"{args.model} is not one")
     if not coca:
         return
-    for flag, used in (("--siglip", args.siglip), ("--distill-model", args.distill_model is not None),
-                       ("--accum-freq > 1", args.accum_freq > 1)):
+    for flag, used in (("--siglip", args.siglip), ("--distill-model", args.distill_model is not None)):
         if used:
             raise ValueError(f"{flag} does not work with a CoCa model ({args.model}), which trains with CoCa's loss")
 

@@ -291,11 +291,13 @@ def distill_clip_loss(image_features, text_features, logit_scale, dist_image_fea
     return contrastive, distill
 
 
-def caption_loss(logits, labels, pad_id=0):
+def caption_loss(logits, labels, pad_id=0, all_labels=None):
     """Mean next-token cross-entropy over the label positions that are not ``pad_id``.
 
     ``torch.nn.CrossEntropyLoss(ignore_index=pad_id)`` on ``logits [batch, length, vocab]`` and
-    ``labels [batch, length]`` (NaN when every label is padding, as in torch).
+    ``labels [batch, length]`` (NaN when every label is padding, as in torch). ``all_labels``: when
+    ``logits``/``labels`` are one micro-batch of a larger batch (gradient accumulation), that batch's labels;
+    the sum is then divided by its count of real tokens, so the micro-batches' losses add up to the batch's.
 
     Example:
         >>> caption_loss(out["logits"], out["labels"])  # doctest: +SKIP
@@ -307,19 +309,20 @@ def caption_loss(logits, labels, pad_id=0):
     keep = ops.not_equal(labels, pad_id)
     safe = ops.where(keep, labels, 0)
     nll = -ops.take_along_axis(ops.log_softmax(logits, axis=-1), safe[..., None], axis=-1)[..., 0]
-    count = ops.sum(ops.cast(keep, "float32"))
+    counted = keep if all_labels is None else ops.not_equal(ops.cast(all_labels, "int32"), pad_id)
+    count = ops.sum(ops.cast(counted, "float32"))
     return ops.sum(ops.where(keep, nll, 0.0)) / count
 
 
 def coca_loss(image_features, text_features, logits, labels, logit_scale, caption_loss_weight=2.0,
-              clip_loss_weight=1.0, pad_id=0, output_dict=False, **clip_kwargs):
+              clip_loss_weight=1.0, pad_id=0, output_dict=False, all_labels=None, **clip_kwargs):
     """CoCa's loss: ``clip_loss_weight * clip_loss + caption_loss_weight * caption_loss`` (``CoCaLoss``).
 
     Args:
         image_features, text_features, logit_scale: as :func:`clip_loss` (``clip_kwargs`` too: gathered
             features, ``local_loss``, ``rank``...). A ``clip_loss_weight`` of 0 skips the contrastive part.
         logits, labels: the model's teacher-forced ``[batch, length, vocab]`` logits and ``[batch, length]``
-            next tokens; ``pad_id`` labels are ignored.
+            next tokens; ``pad_id`` labels are ignored. ``all_labels``: see :func:`caption_loss`.
         caption_loss_weight, clip_loss_weight: open_clip_train's ``--coca-caption-loss-weight`` (2.0) and
             ``--coca-contrastive-loss-weight`` (1.0) defaults.
 
@@ -336,7 +339,7 @@ def coca_loss(image_features, text_features, logits, labels, logit_scale, captio
         contrastive = clip_loss_weight * clip_loss(image_features, text_features, logit_scale, **clip_kwargs)
     else:
         contrastive = ops.zeros((), "float32")
-    caption = caption_loss_weight * caption_loss(logits, labels, pad_id)
+    caption = caption_loss_weight * caption_loss(logits, labels, pad_id, all_labels)
     if output_dict:
         return {"contrastive_loss": contrastive, "caption_loss": caption}
     return contrastive, caption

@@ -117,6 +117,9 @@ class TrainStep:
     a scalar, or a dict of scalars that are summed (each is reported). ``accum_freq > 1`` splits the
     batch into that many micro-batches and accumulates gradients as open_clip does (the update equals
     one step on the whole batch). After each update ``logit_scale`` is clamped to ``[0, ln(100)]``.
+    With accumulation, a model that returns caption ``labels`` (CoCa) also hands the loss ``all_labels``, the
+    whole batch's, so that each micro-batch's caption loss is its share of the batch's mean; the parts named
+    in ``summed_parts`` are reported as the sum of those shares, the others (whole-batch values) as means.
 
     ``teacher``: a frozen model run in inference mode on the whole batch; its ``image_features``,
     ``text_features`` and ``logit_scale`` join the outputs as ``dist_*`` (for :func:`distill_clip_loss`).
@@ -131,11 +134,13 @@ class TrainStep:
     """
 
     def __init__(self, model, optimizer: keras.optimizers.Optimizer, loss_fn: LossFn, accum_freq: int = 1,
-                 max_logit_scale: float | None = math.log(100), teacher=None, ema=None):
+                 max_logit_scale: float | None = math.log(100), teacher=None, ema=None,
+                 summed_parts: Sequence[str] = ("caption_loss",)):
         if int(accum_freq) != accum_freq or accum_freq < 1:
             raise ValueError(f"accum_freq must be a positive integer, got {accum_freq!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.accum_freq, self.max_logit_scale = int(accum_freq), max_logit_scale
+        self.summed_parts = frozenset(summed_parts)
         self.variables = list(model.trainable_variables)
         if not self.variables:
             raise ValueError("the model has no trainable variables (are both towers locked?)")
@@ -171,10 +176,12 @@ class TrainStep:
     def _single(self, images, texts, extra):
         return self._total(self._outputs(images, texts), extra)
 
-    def _micro(self, images, texts, cached_images, cached_texts, index, extra):
+    def _micro(self, images, texts, cached, index, extra):
         outputs = dict(self._outputs(images, texts))
-        for key, cached in (("image_features", cached_images), ("text_features", cached_texts)):
-            outputs[key] = put_local_rows(cached, outputs[key], index, keep_grad=False)
+        for key in ("image_features", "text_features"):
+            outputs[key] = put_local_rows(cached[key], outputs[key], index, keep_grad=False)
+        if "labels" in cached:  # a captioning model: the caption loss is averaged over the whole batch's tokens
+            outputs["all_labels"] = cached["labels"]
         # The temperature (and bias) enter every micro-loss directly, not through the live slice: let only
         # the first micro-batch carry their gradient, so that they too get the whole batch's gradient once.
         for key in ("logit_scale", "logit_bias"):
@@ -186,7 +193,7 @@ class TrainStep:
         if self._features is None:
             self._features = _inference_fn(self.model)
         out = self._features(images, texts)
-        return out["image_features"], out["text_features"]
+        return {k: out[k] for k in ("image_features", "text_features", "labels") if k in out}
 
     def __call__(self, images, texts) -> dict[str, float]:
         metrics, grads = self.compute_gradients(images, texts)
@@ -243,17 +250,20 @@ class TrainStep:
         size = batch // self.accum_freq
         micro = [(images[i * size:(i + 1) * size], texts[i * size:(i + 1) * size]) for i in range(self.accum_freq)]
         cached = [self._cached_features(*m) for m in micro]
-        all_images = ops.concatenate([c[0] for c in cached], axis=0)
-        all_texts = ops.concatenate([c[1] for c in cached], axis=0)
+        cached = {k: ops.concatenate([c[k] for c in cached], axis=0) for k in cached[0]}
         total_grads, total_loss, parts = None, 0.0, {}
         for i, (imgs, txts) in enumerate(micro):
-            _, (loss, parts_i), grads = self._grad_micro(imgs, txts, all_images, all_texts, np.int32(i), extra)
+            _, (loss, parts_i), grads = self._grad_micro(imgs, txts, cached, np.int32(i), extra)
             total_grads = grads if total_grads is None else [a + b for a, b in zip(total_grads, grads)]
             total_loss = total_loss + loss
             parts = {k: parts.get(k, 0.0) + v for k, v in parts_i.items()}
-        # Each micro-step's loss is the loss of the whole batch (only the live slice differs): report the mean.
+        # A micro-step's loss is the whole batch's (only the live slice differs): report the mean; summed parts
+        # are each micro-batch's share of the batch's value: report their sum.
         n = self.accum_freq
-        return total_loss / n, {k: v / n for k, v in parts.items()}, total_grads
+        parts = {k: v if k in self.summed_parts else v / n for k, v in parts.items()}
+        if self.summed_parts & parts.keys():
+            return sum(parts.values()), parts, total_grads
+        return total_loss / n, parts, total_grads
 
 
 def _apply_fn(optimizer, variables):
