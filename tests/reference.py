@@ -6,12 +6,15 @@ cannot pass unnoticed. Configs larger than ViT-L are cut to 2 blocks per tower; 
 (full size) to 1 block per stage and 2 text blocks, and those with images above 288 px to 224 px and half
 their width; text vocabularies above 100k entries are cut to 8,192 rows (the embedding lookup has no
 size-dependent code path) to keep the giant multilingual tables out of memory.
+timm towers (SigLIP) wider than 1024 or with text wider than 768 keep 2 blocks per tower: anyclip reads
+``vision_cfg.timm_model_kwargs: {"depth": 2}``; open_clip's trunk is built with timm's ``depth=2``.
 Hugging Face text-tower configs are built offline from a local, reduced HF config.json (reductions in
 ``hf_reference.py`` and each case's notes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -43,7 +46,11 @@ def reduced_config(name: str, hf_dir: Path | None = None) -> tuple[dict, list[st
 
         from hf_reference import hf_reduced_config
         return hf_reduced_config(name, cfg, Path(hf_dir or tempfile.mkdtemp(prefix="anyclip-hf-")))
-    if isinstance(vision["layers"], list):  # ModifiedResNet: RN50 is the full-size case, the others are cut
+    if vision.get("timm_model_name"):  # timm towers: depth cut through anyclip's timm_model_kwargs (_timm_kwargs)
+        if _timm_width(vision["timm_model_name"]) > 1024 or text["width"] > 768:
+            notes.append(f"timm depth -> 2, text layers {text['layers']} -> 2")
+            vision["timm_model_kwargs"], text["layers"] = {"depth": 2}, 2
+    elif isinstance(vision["layers"], list):  # ModifiedResNet: RN50 is the full-size case, the others are cut
         if name != "RN50":  # one (shortcut) block per stage keeps each stage's widths; RN50 has the rest
             notes.append(f"resnet blocks {vision['layers']} -> [1, 1, 1, 1], text layers {text['layers']} -> 2")
             vision["layers"], text["layers"] = [1, 1, 1, 1], 2
@@ -66,6 +73,30 @@ def reduced_config(name: str, hf_dir: Path | None = None) -> tuple[dict, list[st
         notes.append(f"vocab {text['vocab_size']} -> {MAX_VOCAB}")
         text["vocab_size"] = MAX_VOCAB
     return cfg, notes
+
+
+def _timm_width(model_name: str) -> int:
+    import timm
+    import torch
+    with torch.device("meta"):
+        return timm.create_model(model_name).embed_dim
+
+
+@contextlib.contextmanager
+def _timm_kwargs(cfg: dict):
+    """Build open_clip's timm trunk with ``vision_cfg.timm_model_kwargs`` (open_clip does not pass them on)."""
+    kwargs = cfg["vision_cfg"].pop("timm_model_kwargs", None)
+    if not kwargs:
+        yield
+        return
+    import timm
+    create = timm.create_model
+    timm.create_model = lambda *args, **kw: create(*args, **{**kw, **kwargs})
+    try:
+        yield
+    finally:
+        timm.create_model = create
+        cfg["vision_cfg"]["timm_model_kwargs"] = kwargs
 
 
 def _anyclip_own_config(name: str) -> dict:
@@ -121,10 +152,11 @@ def build_reference_case(name: str, folder: Path, seed: int = 0) -> dict:
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg, notes = reduced_config(name, hf_dir=folder / "hf-config")
-    if name in open_clip.list_models():
-        model = open_clip.create_model(name, pretrained=None, **_overrides(cfg)).eval()
-    else:  # an anyclip-only config: open_clip's own CLIP class built from the same JSON
-        model = open_clip.CLIP(**cfg).eval()
+    with _timm_kwargs(cfg):
+        if name in open_clip.list_models():
+            model = open_clip.create_model(name, pretrained=None, **_overrides(cfg)).eval()
+        else:  # an anyclip-only config: open_clip's own CLIP class built from the same JSON
+            model = open_clip.CLIP(**cfg).eval()
     state = randomize(model.state_dict(), seed)
     model.load_state_dict(state, strict=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "open_clip_model.safetensors"))

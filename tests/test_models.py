@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+import open_clip
 import pytest
 
 import anyclip
@@ -24,6 +25,8 @@ def tiny_json(tmp_path):
     return str(path)
 
 
+SIGLIP_MODELS = tuple(n for n in open_clip.list_models()  # timm towers: test_siglip.py
+                      if "SigLIP" in n and n.startswith("ViT-"))
 ANYCLIP_OWN_MODELS = ("anyclip-shapes",)  # anyclip's own configs (parity-tested through open_clip.CLIP)
 HF_TEXT_MODELS = ("roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14",  # hf_model_name
                   "mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base", "nllb-clip-large",  # test_hf_text.py
@@ -46,7 +49,8 @@ def test_every_native_vit_config_is_shipped_and_equal():
     import open_clip
     names = _open_clip_native_configs()
     assert len(names) == 58  # 45 ViTs, 10 ModifiedResNets, 3 CoCa
-    assert sorted(anyclip.list_models()) == sorted(names + list(ANYCLIP_OWN_MODELS) + list(HF_TEXT_MODELS))
+    assert sorted(anyclip.list_models()) == sorted(names + list(ANYCLIP_OWN_MODELS) + list(HF_TEXT_MODELS)
+                                                   + list(SIGLIP_MODELS))
     for name in names:
         ours = get_model_config(name).to_dict()
         theirs = open_clip.get_model_config(name)
@@ -62,10 +66,10 @@ def test_every_native_vit_config_is_shipped_and_equal():
 
 def test_registry_has_every_pretrained_pair_with_open_clip_settings():
     import open_clip
-    names = set(_open_clip_native_configs()) | set(HF_TEXT_MODELS)
+    names = set(_open_clip_native_configs()) | set(HF_TEXT_MODELS) | set(SIGLIP_MODELS)
     theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in names]
     assert sorted(anyclip.list_pretrained()) == sorted(theirs + [("anyclip-shapes", "v1")])
-    assert len(theirs) == 117  # 92 ViT pairs, 16 ModifiedResNet pairs, 4 CoCa pairs, 5 HF-text pairs
+    assert len(theirs) == 143  # (+26 SigLIP) 92 ViT pairs, 16 ModifiedResNet pairs, 4 CoCa pairs, 5 HF-text pairs
     for model, tag in theirs:
         ref = open_clip.get_pretrained_cfg(model, tag)
         entry = anyclip.get_pretrained_cfg(model, tag)
@@ -202,8 +206,6 @@ def test_patch_dropout_only_in_training(tiny_json):
 
 
 def test_zero_shot_classifier_matches_open_clip(tiny_json):
-    import open_clip
-    import torch
     from reference import randomize
     ref = open_clip.model.CLIP(**TINY).eval()
     ref.load_state_dict(randomize(ref.state_dict(), 7))

@@ -165,7 +165,8 @@ def create_model(
     if resolved.checkpoint:
         log.info("loading weights from %s", resolved.checkpoint)
         load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint))
-    preprocess = {"size": clip_config.vision_cfg.image_size, **resolved.preprocess, **(force_preprocess_cfg or {})}
+    # As open_clip: the size is the image tower's (force_image_size included), over the checkpoint's preprocess_cfg.
+    preprocess = {**resolved.preprocess, "size": clip_config.vision_cfg.image_size, **(force_preprocess_cfg or {})}
     if isinstance(preprocess["size"], list):
         preprocess["size"] = tuple(preprocess["size"])
     model.preprocess_cfg = PreprocessConfig.from_dict(preprocess)

@@ -9,7 +9,12 @@ from .hf_configs import HFTextConfig
 from .hf_text import HFTextEncoder
 from .modified_resnet import ModifiedResNet
 from .text_transformer import TextTransformer
+from .timm_config import TimmViTConfig
+from .timm_vit import TimmViT
 from .vision_transformer import VisionTransformer
 
-__all__ = ["CLIP", "CLIPConfig", "CoCa", "CoCaConfig", "ConfigError", "MultimodalConfig", "decode_captions", "HFTextConfig", "HFTextEncoder", "ModifiedResNet", "ModifiedResNetConfig", "TextConfig",
-           "TextTransformer", "VisionConfig", "VisionTransformer", "get_model_config", "l2_normalize"]
+__all__ = [
+    "CLIP", "CLIPConfig", "CoCa", "CoCaConfig", "ConfigError", "HFTextConfig", "HFTextEncoder", "ModifiedResNet",
+    "ModifiedResNetConfig", "MultimodalConfig", "TextConfig", "TextTransformer", "TimmViT", "TimmViTConfig",
+    "VisionConfig", "VisionTransformer", "decode_captions", "get_model_config", "l2_normalize",
+]

@@ -21,16 +21,11 @@ class ConfigError(ValueError):
     """A model config has an unknown key or an invalid value."""
 
 
-# Keys open_clip knows that select a tower family anyclip does not implement yet.
-_OTHER_FAMILY_KEYS = {
-    "timm_model_name": "timm vision towers (SigLIP, EVA, ConvNeXt, ...)",
-    "timm_model_pretrained": "timm vision towers",
-    "timm_pool": "timm vision towers",
-    "timm_proj": "timm vision towers",
-    "timm_proj_bias": "timm vision towers",
-    "timm_drop": "timm vision towers",
-    "timm_drop_path": "timm vision towers",
-}
+# Keys open_clip knows that select a tower family anyclip does not implement yet (none at the moment).
+_OTHER_FAMILY_KEYS: dict[str, str] = {}
+# open_clip's defaults of the timm keys: a vision_cfg without timm_model_name may hold them (open_clip ignores them).
+_TIMM_DEFAULTS = {"timm_model_name": None, "timm_model_pretrained": False, "timm_pool": "avg", "timm_proj": "linear",
+                  "timm_proj_bias": False, "timm_drop": 0.0, "timm_drop_path": None}
 # Accepted when they hold their open_clip default; any other value needs another block type.
 _DEFAULT_ONLY = {
     "attentional_pool": False, "pos_embed_type": "learnable", "output_tokens": False,
@@ -226,6 +221,9 @@ class TextConfig:
     no_causal_mask: bool = False
     pool_type: str = "argmax"
     proj_bias: bool = False
+    proj_type: str = "linear"  # "none": no text projection (the pooled features are the embedding)
+    norm_kwargs: dict | None = None  # LayerNorm options: {"eps": 1e-6} (SigLIP)
+    act_kwargs: dict | None = None  # GELU options: {"approximate": "tanh"} (SigLIP2)
     hf_tokenizer_name: str | None = None
     tokenizer_kwargs: dict | None = None
     embed_cls: bool = False  # CoCa: a learned token appended after the text, pooled (pool_type is then unused)
@@ -246,6 +244,18 @@ class TextConfig:
                  f"must be one of argmax/eos/first/last, got {self.pool_type!r}")
         _require(self.tokenizer_kwargs is None or isinstance(self.tokenizer_kwargs, dict),
                  f"{w}.tokenizer_kwargs", "must be an object")
+        _require(self.proj_type in ("linear", "none"), f"{w}.proj_type",
+                 f"must be 'linear' or 'none', got {self.proj_type!r}")
+        norm = self.norm_kwargs or {}
+        _require(isinstance(norm, dict) and set(norm) <= {"eps"}, f"{w}.norm_kwargs",
+                 f"only {{'eps': ...}} is supported, got {self.norm_kwargs!r}")
+        _require(isinstance(norm.get("eps", 1.0), (int, float)) and norm.get("eps", 1.0) > 0,
+                 f"{w}.norm_kwargs.eps", f"must be a positive number, got {norm.get('eps')!r}")
+        act = self.act_kwargs or {}
+        _require(isinstance(act, dict) and set(act) <= {"approximate"}, f"{w}.act_kwargs",
+                 f"only {{'approximate': 'none' | 'tanh'}} is supported, got {self.act_kwargs!r}")
+        _require(act.get("approximate", "none") in ("none", "tanh"), f"{w}.act_kwargs.approximate",
+                 f"must be 'none' or 'tanh', got {act.get('approximate')!r}")
 
     @property
     def mlp_width(self) -> int:
@@ -254,6 +264,16 @@ class TextConfig:
     @property
     def causal(self) -> bool:
         return not self.no_causal_mask
+
+    @property
+    def norm_eps(self) -> float:
+        """LayerNorm epsilon: ``norm_kwargs.eps``, else torch's 1e-5."""
+        return float((self.norm_kwargs or {}).get("eps", 1e-5))
+
+    @property
+    def gelu_tanh(self) -> bool:
+        """Whether the MLPs use tanh-approximated GELU (``act_kwargs.approximate == "tanh"``)."""
+        return (self.act_kwargs or {}).get("approximate") == "tanh"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +291,15 @@ class CLIPConfig:
     def __post_init__(self):
         _pos_int(self.embed_dim, "embed_dim")
         _require(isinstance(self.quick_gelu, bool), "quick_gelu", f"must be true/false, got {self.quick_gelu!r}")
+        text = self.text_cfg
+        if isinstance(text, TextConfig):
+            _require(not (self.quick_gelu and text.act_kwargs), "text_cfg.act_kwargs",
+                     "QuickGELU takes no options (open_clip fails on quick_gelu with act_kwargs)")
+            _require(text.proj_type == "linear" or text.width == self.embed_dim, "text_cfg.proj_type",
+                     f"'none' needs text_cfg.width ({text.width}) equal to embed_dim ({self.embed_dim})")
+        width = getattr(self.vision_cfg, "unprojected_width", None)  # timm towers with timm_proj 'none'
+        _require(width is None or width == self.embed_dim, "vision_cfg.timm_proj",
+                 f"'none' needs the timm model's width ({width}) equal to embed_dim ({self.embed_dim})")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "CLIPConfig":
@@ -319,6 +348,13 @@ def vision_config(values: Mapping[str, Any]):
         >>> vision_config({"layers": 2, "width": 64, "patch_size": 8, "image_size": 32}).grid_size
         (4, 4)
     """
+    if values.get("timm_model_name"):  # open_clip's rule: a timm model name overrides layers, width, patch_size
+        from .timm_config import TimmViTConfig
+        return TimmViTConfig.from_values(values)
+    values = dict(values)
+    for key, default in _TIMM_DEFAULTS.items():
+        if key in values and values.pop(key) not in (default, None, False, ""):
+            raise ConfigError(f"vision_cfg.{key} is only used by timm vision towers; set vision_cfg.timm_model_name")
     if isinstance(values.get("layers"), (list, tuple)):  # open_clip's rule: a list of stage depths is a ResNet
         return ModifiedResNetConfig.from_values(values)
     return VisionConfig(**_check_fields(VisionConfig, values, "vision_cfg"))

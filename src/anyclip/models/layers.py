@@ -175,11 +175,17 @@ def call_layer(layer, *args, remat: bool = False, **kwargs):
     return keras.remat(functools.partial(layer, **kwargs))(*args)
 
 
-def activation(quick_gelu: bool):
-    """Exact (erf) GELU as ``torch.nn.GELU``, or OpenAI's QuickGELU ``x * sigmoid(1.702 x)``."""
+def activation(quick_gelu: bool, gelu_tanh: bool = False):
+    """Exact (erf) GELU as ``torch.nn.GELU``, its tanh form (``GELU(approximate="tanh")``, timm's
+    ``gelu_tanh``), or OpenAI's QuickGELU ``x * sigmoid(1.702 x)``.
+
+    Example:
+        >>> float(activation(quick_gelu=True)(keras.ops.zeros(())))
+        0.0
+    """
     if quick_gelu:
         return lambda x: x * ops.sigmoid(1.702 * x)
-    return lambda x: keras.activations.gelu(x, approximate=False)
+    return lambda x: keras.activations.gelu(x, approximate=gelu_tanh)
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -214,15 +220,15 @@ class Attention(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="anyclip")
 class MLP(keras.layers.Layer):
-    """``c_fc`` -> GELU/QuickGELU -> ``c_proj`` (open_clip's ``mlp`` Sequential)."""
+    """``c_fc`` -> GELU (exact or ``gelu_tanh``) / QuickGELU -> ``c_proj`` (open_clip's ``mlp`` Sequential)."""
 
     def __init__(self, width: int, hidden: int, quick_gelu: bool = False, proj_std: float | None = None,
-                 seed: int | None = 0, **kwargs):
+                 seed: int | None = 0, gelu_tanh: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.width, self.hidden, self.quick_gelu = width, hidden, quick_gelu
+        self.width, self.hidden, self.quick_gelu, self.gelu_tanh = width, hidden, quick_gelu, gelu_tanh
         self.c_fc = dense(hidden, (2 * width) ** -0.5, seed, "c_fc", self.dtype_policy)
         self.c_proj = dense(width, proj_std or width ** -0.5, seed, "c_proj", self.dtype_policy)
-        self.act = activation(quick_gelu)
+        self.act = activation(quick_gelu, gelu_tanh)
 
     def build(self, input_shape):
         self.c_fc.build(input_shape)
@@ -234,7 +240,7 @@ class MLP(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "hidden": self.hidden,
-                "quick_gelu": self.quick_gelu}
+                "quick_gelu": self.quick_gelu, "gelu_tanh": self.gelu_tanh}
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -258,18 +264,24 @@ class LayerScale(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="anyclip")
 class ResidualBlock(keras.layers.Layer):
-    """Pre-norm transformer block: ``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))``."""
+    """Pre-norm transformer block: ``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))``.
+
+    ``norm_eps`` and ``gelu_tanh`` default to torch's LayerNorm and GELU; timm and SigLIP towers set them.
+    """
 
     def __init__(self, width: int, heads: int, mlp_width: int, quick_gelu: bool = False,
-                 ls_init_value: float | None = None, proj_std: float | None = None, seed: int | None = 0, **kwargs):
+                 ls_init_value: float | None = None, proj_std: float | None = None, seed: int | None = 0,
+                 norm_eps: float = LN_EPS, gelu_tanh: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.width, self.heads, self.mlp_width = width, heads, mlp_width
         self.quick_gelu, self.ls_init_value = quick_gelu, ls_init_value
+        self.norm_eps, self.gelu_tanh = norm_eps, gelu_tanh
         policy = self.dtype_policy
-        self.ln_1 = layer_norm("ln_1", policy)
+        self.ln_1 = layer_norm("ln_1", policy, eps=norm_eps)
         self.attn = Attention(width, heads, proj_std, child_seed(seed, "attn"), name="attn", dtype=policy)
-        self.ln_2 = layer_norm("ln_2", policy)
-        self.mlp = MLP(width, mlp_width, quick_gelu, proj_std, child_seed(seed, "mlp"), name="mlp", dtype=policy)
+        self.ln_2 = layer_norm("ln_2", policy, eps=norm_eps)
+        self.mlp = MLP(width, mlp_width, quick_gelu, proj_std, child_seed(seed, "mlp"), gelu_tanh=gelu_tanh,
+                       name="mlp", dtype=policy)
         if ls_init_value is not None:
             self.ls_1 = LayerScale(width, ls_init_value, name="ls_1", dtype=policy)
             self.ls_2 = LayerScale(width, ls_init_value, name="ls_2", dtype=policy)
@@ -291,7 +303,7 @@ class ResidualBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "width": self.width, "heads": self.heads,
                 "mlp_width": self.mlp_width, "quick_gelu": self.quick_gelu,
-                "ls_init_value": self.ls_init_value}
+                "ls_init_value": self.ls_init_value, "norm_eps": self.norm_eps, "gelu_tanh": self.gelu_tanh}
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -300,18 +312,21 @@ class Transformer(keras.layers.Layer):
 
     ``grad_checkpointing = True`` recomputes each block's activations in the backward pass instead of
     keeping them (``keras.remat``: ``jax.checkpoint``, ``torch.utils.checkpoint``, ``tf.recompute_grad``);
-    values and gradients are unchanged, activation memory drops to one block's.
+    values and gradients are unchanged, activation memory drops to one block's. ``norm_eps`` and
+    ``gelu_tanh``: see :class:`ResidualBlock`.
     """
 
     def __init__(self, width: int, layers: int, heads: int, mlp_width: int, quick_gelu: bool = False,
-                 ls_init_value: float | None = None, seed: int | None = 0, **kwargs):
+                 ls_init_value: float | None = None, seed: int | None = 0, norm_eps: float = LN_EPS,
+                 gelu_tanh: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.width, self.layers, self.heads, self.mlp_width = width, layers, heads, mlp_width
         self.quick_gelu, self.ls_init_value = quick_gelu, ls_init_value
+        self.norm_eps, self.gelu_tanh = norm_eps, gelu_tanh
         proj_std = width ** -0.5 * (2 * layers) ** -0.5  # open_clip's residual-branch output init
         self.resblocks = [
             ResidualBlock(width, heads, mlp_width, quick_gelu, ls_init_value, proj_std, child_seed(seed, str(i)),
-                          name=f"resblocks_{i}", dtype=self.dtype_policy)
+                          norm_eps, gelu_tanh, name=f"resblocks_{i}", dtype=self.dtype_policy)
             for i in range(layers)
         ]
         self.grad_checkpointing = False
@@ -329,7 +344,7 @@ class Transformer(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "width": self.width, "layers": self.layers, "heads": self.heads,
                 "mlp_width": self.mlp_width, "quick_gelu": self.quick_gelu,
-                "ls_init_value": self.ls_init_value}
+                "ls_init_value": self.ls_init_value, "norm_eps": self.norm_eps, "gelu_tanh": self.gelu_tanh}
 
 
 def lock_groups(layer, groups, unlocked: int, what: str) -> None:

@@ -39,6 +39,9 @@ class TextTransformer(keras.layers.Layer):
     not depend on tokens after the pooled position, so callers may pass ids cut after the last eot
     (see :func:`needed_length`).
 
+    SigLIP options: ``norm_kwargs.eps`` sets every LayerNorm's epsilon, ``act_kwargs.approximate = "tanh"``
+    the tanh GELU, ``proj_type = "none"`` drops the projection (pooled features are the embedding).
+
     ``embed_cls`` (CoCa): a learned ``cls_emb`` token is appended after the text with its own position;
     its output, after ``ln_final``, is the pooled feature, and the text positions (before ``ln_final``)
     are the tokens. Keys are masked as open_clip does it for CoCa checkpoints: key ``j > 0`` is hidden
@@ -64,12 +67,12 @@ class TextTransformer(keras.layers.Layer):
             cfg.vocab_size, cfg.width, embeddings_initializer=normal_init(0.02, seed, "token_embedding"),
             name="token_embedding", dtype=policy)
         self.transformer = Transformer(cfg.width, cfg.layers, cfg.heads, cfg.mlp_width, quick_gelu,
-                                       cfg.ls_init_value, child_seed(seed, "transformer"), name="transformer",
-                                       dtype=policy)
-        self.ln_final = layer_norm("ln_final", policy)
+                                       cfg.ls_init_value, child_seed(seed, "transformer"), cfg.norm_eps,
+                                       cfg.gelu_tanh, name="transformer", dtype=policy)  # SigLIP(2): 1e-6, tanh
+        self.ln_final = layer_norm("ln_final", policy, eps=cfg.norm_eps)
         self.cls_emb = None
-        self.text_projection_dense = (
-            dense(embed_dim, cfg.width ** -0.5, seed, "text_projection_dense", policy) if cfg.proj_bias else None)
+        self.text_projection_dense = (dense(embed_dim, cfg.width ** -0.5, seed, "text_projection_dense", policy)
+                                      if cfg.proj_bias and cfg.proj_type != "none" else None)
         self.text_projection = None
 
     def build(self, input_shape=None):
@@ -86,7 +89,7 @@ class TextTransformer(keras.layers.Layer):
         self.ln_final.build((None, cfg.width))
         if self.text_projection_dense is not None:
             self.text_projection_dense.build((None, cfg.width))
-        else:
+        elif cfg.proj_type != "none":
             self.text_projection = self.add_weight(
                 name="text_projection", shape=(cfg.width, self.embed_dim),
                 initializer=normal_init(cfg.width ** -0.5, self.seed, "text_projection"))
@@ -147,6 +150,8 @@ class TextTransformer(keras.layers.Layer):
         """The text projection of pooled features."""
         if self.text_projection_dense is not None:
             return self.text_projection_dense(pooled)
+        if self.text_projection is None:  # proj_type "none"
+            return pooled
         return ops.matmul(pooled, ops.cast(self.text_projection, pooled.dtype))
 
     def call(self, tokens, training: bool = False):
@@ -166,7 +171,7 @@ class TextTransformer(keras.layers.Layer):
             raise ValueError("freeze_layer_norm=False is not supported: LayerNorms are locked like other weights")
         blocks = self.transformer.resblocks
         projection = self.text_projection_dense.weights if self.text_projection_dense is not None else [
-            self.text_projection]
+            v for v in [self.text_projection] if v is not None]
         embeddings = self.token_embedding.weights + [self.positional_embedding]
         embeddings += [self.cls_emb] if self.cls_emb is not None else []
         groups = [embeddings, *[b.weights for b in blocks[:-1]],

@@ -142,6 +142,9 @@ def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.nda
     want = tuple(getattr(model.text, "positional_embedding", np.empty(0)).shape)
     if len(want) == 2 and tkey in state and state[tkey].ndim == 2 and state[tkey].shape[1] == want[1] and state[tkey].shape[0] != want[0]:
         state[tkey] = resize_text_pos_embed(state[tkey], want[0])
+    hook = getattr(model.visual, "adapt_state_dict", None)  # tower-specific fix-ups (timm towers: pos_embed resize)
+    if hook is not None:
+        state = hook(state, "visual.")
     return state
 
 
