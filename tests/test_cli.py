@@ -56,8 +56,44 @@ def test_classify_prints_a_table_and_json(tiny_model, capsys):
     assert main(["classify", *PHOTOS, "--labels", "cat", "dog", "--json", *tiny_model]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [Path(r["image"]).name for r in data["results"]] == [Path(p).name for p in PHOTOS]
+    assert data["activation"] == "softmax"
     for r in data["results"]:
         assert pytest.approx(sum(p["prob"] for p in r["predictions"]), abs=1e-5) == 1.0
+
+
+def test_classify_with_sigmoid_matches_open_clip_siglip_probabilities(tmp_path, capsys):
+    """A SigLIP-style model (logit bias): auto picks sigmoid(scale * cos + bias), equal to open_clip's."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from reference import randomize
+    cfg = {**TINY, "init_logit_bias": -10.0}
+    (tmp_path / "siglip.json").write_text(json.dumps(cfg))
+    ref = open_clip.model.CLIP(**cfg).eval()
+    state = randomize(ref.state_dict(), 3)
+    state["logit_bias"] = torch.tensor([-2.0])  # probabilities away from 0 and 1
+    ref.load_state_dict(state)
+    save_file(state, str(tmp_path / "w.safetensors"))
+    args = ["--model", str(tmp_path / "siglip.json"), "--checkpoint", str(tmp_path / "w.safetensors")]
+    labels = ["cat", "dog", "coffee"]
+    assert main(["classify", PHOTOS[0], "--labels", *labels, "--json", *args]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["activation"] == "sigmoid"
+    ours = {p["label"]: p["prob"] for p in data["results"][0]["predictions"]}
+    from PIL import Image
+    pixels = open_clip.image_transform(32, is_train=False)(Image.open(PHOTOS[0]))  # CLIP's defaults, as TINY's
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    with torch.no_grad():
+        image = ref.encode_image(pixels[None], normalize=True)
+        text = ref.encode_text(tokenizer([f"a photo of a {c}." for c in labels]), normalize=True)
+        expected = torch.sigmoid(image @ text.T * ref.logit_scale.exp() + ref.logit_bias)[0].numpy()
+    for label, value in zip(labels, expected):
+        assert abs(ours[label] - value) <= 1e-5, label
+    assert main(["classify", PHOTOS[0], "--labels", *labels, "--activation", "softmax", "--json", *args]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["activation"] == "softmax"
+    assert pytest.approx(sum(p["prob"] for p in data["results"][0]["predictions"]), abs=1e-5) == 1.0
 
 
 def test_classify_table_shows_long_labels_whole_up_to_a_cap(tiny_model, capsys):

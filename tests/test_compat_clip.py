@@ -91,7 +91,7 @@ def test_readme_zero_shot(checkpoint):
     with pytest.warns(UserWarning, match="jit=True is ignored"):
         clip.load(str(path), device=device, jit=True)
     model, preprocess = clip.load(str(path), device=device)
-    n_px = np.atleast_1d(reference.visual.image_size)[0]
+    n_px = int(np.atleast_1d(reference.visual.image_size)[0])
     assert model.visual.input_resolution == n_px and model.context_length == 77
     image_pil = _images(1)[0]
     image = preprocess(image_pil).unsqueeze(0).to(device)
@@ -161,7 +161,7 @@ def test_numpy_mode_channels_first(checkpoint):
     np.testing.assert_allclose(per_image, ref, atol=1e-3)
     np.testing.assert_array_equal(per_text, per_image.T)
     np.testing.assert_array_equal(channels_last, per_image)
-    assert isinstance(scale, np.ndarray) and abs(float(scale) - float(reference.logit_scale.detach().exp())) <= 1e-4
+    assert isinstance(scale, (np.ndarray, np.floating)) and abs(float(scale) - float(reference.logit_scale.detach().exp())) <= 1e-4
 
 
 CORPUS = [

@@ -123,23 +123,23 @@ def cmd_classify(args):
                    if line.strip()]
     if len(labels) < 1:
         raise SystemExit("anyclip classify: give at least one label with --labels or --labels-file")
-    from .zero_shot import build_zero_shot_classifier
+    from .zero_shot import build_zero_shot_classifier, default_activation, probabilities
     model, preprocess, tokenizer = _load(args)
+    activation = default_activation(model) if args.activation == "auto" else args.activation
     templates = args.template or ["a photo of a {}."]
     weights = build_zero_shot_classifier(model, tokenizer, labels, templates)
     features, ok, errors = embed_image_files(model, preprocess, args.images, args.batch_size)
     from keras import ops
     scale = float(np.exp(ops.convert_to_numpy(model.logit_scale)))
-    logits = scale * features @ weights
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    bias = float(ops.convert_to_numpy(model.logit_bias)) if model.logit_bias is not None else 0.0
+    probs = probabilities(scale * features @ weights, activation, bias)
     top = min(args.top_k, len(labels))
     rows = []
     for path, p in zip(ok, probs):
         order = np.argsort(-p)[:top]
         rows.append({"image": path, "predictions": [{"label": labels[i], "prob": float(p[i])} for i in order]})
     if args.json:
-        print(json.dumps({"results": rows, "errors": errors}, indent=2))
+        print(json.dumps({"activation": activation, "results": rows, "errors": errors}, indent=2))
     else:
         width = max([len(Path(r["image"]).name) for r in rows] + [5])
         label_width = min(max([len(q["label"]) for r in rows for q in r["predictions"]] + [4]), _MAX_LABEL_WIDTH)
@@ -149,6 +149,8 @@ def cmd_classify(args):
             cells = [f"{_clip_label(q['label'], label_width):<{label_width}} {q['prob']:6.1%}"
                      for q in r["predictions"]]
             print(f"{Path(r['image']).name:<{width}}  " + "  ".join(cells))
+        if activation == "sigmoid":
+            print("(sigmoid probabilities: each label is scored on its own; rows need not sum to 100%)")
         for path, reason in errors.items():
             print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if rows else 1
@@ -232,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-file", help="a file with one class name per line")
     p.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--activation", choices=["auto", "softmax", "sigmoid"], default="auto",
+                   help="softmax over the labels (CLIP), or a sigmoid per label (SigLIP); auto: sigmoid for "
+                        "models with a logit bias (SigLIP), else softmax")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_model_args(p)
     p.set_defaults(func=cmd_classify)

@@ -44,26 +44,51 @@ def build_zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
     return np.concatenate(columns, axis=1).astype(np.float32)
 
 
+def probabilities(logits: np.ndarray, activation: str = "softmax", bias: float = 0.0) -> np.ndarray:
+    """Class probabilities from ``logits = scale * cos`` ``[n_images, n_classes]``.
+
+    ``"softmax"`` (CLIP) normalises over the classes; ``"sigmoid"`` (SigLIP) is ``sigmoid(logits + bias)``
+    for each class on its own (rows need not sum to 1).
+
+    Example:
+        >>> probabilities(np.array([[0.0, 0.0]])).tolist(), probabilities(np.array([[0.0]]), "sigmoid").tolist()
+        ([[0.5, 0.5]], [[0.5]])
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if activation == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-(logits + bias)))).astype(np.float32)
+    if activation != "softmax":
+        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def default_activation(model) -> str:
+    """``"sigmoid"`` for models trained with the sigmoid loss (they have a ``logit_bias``: SigLIP), else
+    ``"softmax"``.
+
+    Example:
+        >>> default_activation(anyclip.create_model("ViT-B-16-SigLIP"))  # doctest: +SKIP
+        'sigmoid'
+    """
+    return "sigmoid" if getattr(model, "logit_bias", None) is not None else "softmax"
+
+
 def zero_shot_probs(model, images, texts_or_classifier, activation: str = "softmax") -> np.ndarray:
     """Probabilities ``[n_images, n_classes]`` from preprocessed images and token ids or class weights.
 
     ``activation="softmax"`` is CLIP's ``softmax(scale * cos)``; ``"sigmoid"`` is SigLIP's
-    ``sigmoid(scale * cos + bias)``.
+    ``sigmoid(scale * cos + bias)``; ``"auto"`` picks :func:`default_activation`.
 
     Example:
         >>> probs = zero_shot_probs(model, images, tokenizer(["a cat", "a dog"]))  # doctest: +SKIP
     """
+    if activation == "auto":
+        activation = default_activation(model)
     image_features = np.asarray(ops.convert_to_numpy(model.encode_image(images, normalize=True)))
     weights = np.asarray(texts_or_classifier)
     if np.issubdtype(weights.dtype, np.integer):
         weights = np.asarray(ops.convert_to_numpy(model.encode_text(weights, normalize=True))).T
     scale = float(np.exp(ops.convert_to_numpy(model.logit_scale)))
-    logits = scale * image_features @ weights
-    if activation == "sigmoid":
-        bias = float(ops.convert_to_numpy(model.logit_bias)) if model.logit_bias is not None else 0.0
-        return 1.0 / (1.0 + np.exp(-(logits + bias)))
-    if activation != "softmax":
-        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
-    logits = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
+    bias = float(ops.convert_to_numpy(model.logit_bias)) if model.logit_bias is not None else 0.0
+    return probabilities(scale * image_features @ weights, activation, bias)
