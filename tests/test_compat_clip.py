@@ -2,22 +2,19 @@
 
 The checkpoints are OpenAI-layout state dicts (``torch.save(model.state_dict())`` of open_clip CLIPs built with
 QuickGELU and OpenAI-inferable shapes; float32 values that float16 holds exactly, as in OpenAI's releases, since
-OpenAI's ``build_model`` rounds weights to float16 on load); the reference loads them with open_clip's ``load_openai_model`` (OpenAI's
-``build_model`` semantics) and runs the OpenAI README's zero-shot and linear-probe code. The full-size ViT-B-32
-case (~600 MB on disk) runs only with ``ANYCLIP_COMPAT_FULL=1``.
+OpenAI's ``build_model`` rounds weights to float16 on load); the reference loads them with open_clip's
+``load_openai_model`` (OpenAI's ``build_model`` semantics) and runs the OpenAI README's zero-shot and linear-probe
+code.
 """
 
-import os
-
 import numpy as np
+import open_clip
 import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
-from PIL import Image  # noqa: E402
-from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor  # noqa: E402
-
-import anyclip.compat.clip as clip  # noqa: E402
+import anyclip.compat.clip as clip
 
 TOL = 1e-5
 TEXTS = ["a diagram", "a dog", "a cat"]
@@ -26,7 +23,6 @@ ARCHS = {
                      text_cfg=dict(context_length=77, vocab_size=49408, width=128, heads=2, layers=2)),
     "rn-tiny": dict(embed_dim=64, vision_cfg=dict(layers=(1, 2, 1, 1), width=16, patch_size=None, image_size=64),
                     text_cfg=dict(context_length=77, vocab_size=49408, width=128, heads=2, layers=2)),
-    "ViT-B-32": None,
 }
 
 
@@ -46,13 +42,8 @@ def _images(n=5, seed=0):
 @pytest.fixture(scope="module", params=list(ARCHS))
 def checkpoint(request, tmp_path_factory):
     name = request.param
-    if ARCHS[name] is None and os.environ.get("ANYCLIP_COMPAT_FULL") != "1":
-        pytest.skip("full-size ViT-B-32 runs only with ANYCLIP_COMPAT_FULL=1")
     torch.manual_seed(0)
-    if ARCHS[name] is None:
-        model = open_clip.create_model("ViT-B-32-quickgelu")
-    else:
-        model = open_clip.model.CLIP(**ARCHS[name], quick_gelu=True)
+    model = open_clip.model.CLIP(**ARCHS[name], quick_gelu=True)
     with torch.no_grad():  # break the symmetric init so every weight matters, and sharpen the logits
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -111,7 +102,7 @@ def test_readme_zero_shot(checkpoint):
         ref_probs = ref_logits.softmax(dim=-1).numpy()
     assert np.abs(image.numpy() - ref_image.numpy()).max() <= TOL
     np.testing.assert_array_equal(text.numpy(), ref_text.numpy())
-    assert probs.max() > 0.5  # not uniform: the comparison means something
+    assert probs.max() - probs.min() > 0.1  # not uniform: the comparison means something
     assert np.abs(probs - ref_probs).max() <= TOL
     assert np.abs(logits_per_text.numpy() - ref_logits.t().numpy()).max() <= 1e-3  # logits are ~100x cosines
     for ours, ref in ((image_features, ref_if), (text_features, ref_tf)):
@@ -161,11 +152,13 @@ def test_numpy_mode_channels_first(checkpoint):
     np.testing.assert_allclose(per_image, ref, atol=1e-3)
     np.testing.assert_array_equal(per_text, per_image.T)
     np.testing.assert_array_equal(channels_last, per_image)
-    assert isinstance(scale, (np.ndarray, np.floating)) and abs(float(scale) - float(reference.logit_scale.detach().exp())) <= 1e-4
+    assert isinstance(scale, (np.ndarray, np.floating))
+    assert abs(float(scale) - float(reference.logit_scale.detach().exp())) <= 1e-4
 
 
 CORPUS = [
-    "a diagram", "A Photo of a CAT!", "  lots   of\twhitespace\n here ", "héllo wörld café", "emoji 🐱🐶 and &amp; html",
+    "a diagram", "A Photo of a CAT!", "  lots   of\twhitespace\n here ", "héllo wörld café",
+    "emoji 🐱🐶 and &amp; html",
     "", "numbers 1234567 and symbols #$%^&*()", "日本語のテキスト", "don't won't can't", "x" * 300,
     " ".join(["word"] * 75), " ".join(["word"] * 76), " ".join(["word"] * 200),
 ]

@@ -5,14 +5,13 @@ from github.com/BobMcDear/open-clip-jax (README.md, open_clip_jax/clip/{factory,
 """
 
 import numpy as np
+import open_clip
 import pytest
+import torch
+from PIL import Image
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
-from PIL import Image  # noqa: E402
-
-import anyclip  # noqa: E402
-from anyclip.compat import open_clip_jax as ocj  # noqa: E402
+import anyclip
+from anyclip.compat import open_clip_jax as ocj
 
 TEXTS = ["A diagram", "A dog", "A cat"]
 # open_clip_jax's model_configs/vit-eps-patch32.json in open_clip's terms (GELU, 224 px, width 64 / 4 heads).

@@ -6,13 +6,12 @@ import sys
 import threading
 
 import numpy as np
+import open_clip.tokenizer as open_clip_tokenizer
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anyclip.tokenizers import CLIPTokenizer, HFTokenizer, SimpleTokenizer
-
-open_clip_tokenizer = pytest.importorskip("open_clip.tokenizer")
 
 CONTEXT_LENGTHS = (77, 32, 5)
 

@@ -30,7 +30,8 @@ from ..models.clip import CLIP
 from ..models.config import CLIPConfig
 from ..transforms.config import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, PreprocessConfig
 
-__all__ = ["available_models", "load", "openai_config_from_state_dict", "set_array_type", "tokenize"]
+__all__ = ["CLIPModel", "anyclip_name", "available_models", "load", "openai_config_from_state_dict", "set_array_type",
+           "tokenize"]
 
 # OpenAI's names -> anyclip architectures; all take the "openai" pretrained tag (QuickGELU, as OpenAI trained them).
 _MODELS = {

@@ -130,7 +130,7 @@ class CLIPInference:
     transpose. The model's own learned ``logit_scale`` is not used, as in open_clip_jax.
 
     Example:
-        >>> clip = CLIPInference("vit-base-patch32", softmax_temp=100., pretrained="laion2b-s34b-b79k")  # doctest: +SKIP
+        >>> clip = CLIPInference("vit-base-patch32", pretrained="laion2b-s34b-b79k")  # doctest: +SKIP
         >>> probs, _ = clip(Image.open("CLIP.png").convert("RGB"), ["A diagram", "A dog", "A cat"])  # doctest: +SKIP
     """
 
@@ -138,11 +138,12 @@ class CLIPInference:
                  dtype="float32") -> None:
         from ..factory import get_tokenizer
         from ..transforms import image_transform
-        if pretrained is False:
-            warnings.warn("You are performing inference with randomly-initialized weights.", UserWarning, stacklevel=2)
+        _check_model(model_name)
         dtype_name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
         if dtype_name not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if pretrained is False:
+            warnings.warn("You are performing inference with randomly-initialized weights.", UserWarning, stacklevel=2)
         self.softmax_temp = softmax_temp
         self.model = _create(model_name, pretrained, dtype_name)
         self.image_transforms = image_transform(self.model.preprocess_cfg)

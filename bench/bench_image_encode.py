@@ -1,10 +1,11 @@
-"""ModifiedResNet image encode: anyclip (JAX and torch backends) vs open_clip, same machine, same random weights.
+"""Image encode of any config: anyclip (JAX and torch backends) vs open_clip, same machine, same random weights.
 
 Prints images/s of each side and the ratio anyclip / open_clip. Each Keras backend runs in its own
 process (Keras fixes its backend once per process); open_clip is timed in each, next to it:
 
-    python bench/bench_resnet.py                          # RN50, batch 8, 224 px, jax then torch
-    python bench/bench_resnet.py --model RN101 --batch 16 --backends torch
+    python bench/bench_image_encode.py                          # RN50, batch 8, 224 px, jax then torch
+    python bench/bench_image_encode.py --model ViT-B-16-SigLIP2 # timm towers: open_clip runs timm's ViT
+    python bench/bench_image_encode.py --model RN101 --batch 16 --backends torch
 """
 
 import argparse
