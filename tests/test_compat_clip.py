@@ -132,17 +132,13 @@ def test_readme_linear_probe_features(checkpoint):
 
 def test_numpy_mode_channels_first(checkpoint):
     path, reference = checkpoint
-    clip.set_array_type("numpy")
-    try:
-        model, preprocess = clip.load(str(path))
-        images = np.stack([preprocess(im) for im in _images(3)])
-        text = clip.tokenize(TEXTS)
-        assert isinstance(text, np.ndarray) and text.dtype == np.int32 and images.shape[1] == 3
-        per_image, per_text = model(images, text)
-        channels_last, _ = model(images.transpose(0, 2, 3, 1), text)
-        scale = np.exp(model.logit_scale)
-    finally:
-        clip.set_array_type("auto")
+    model, preprocess = clip.load(str(path), array_type="numpy")
+    images = np.stack([preprocess(im) for im in _images(3)])
+    text = clip.tokenize(TEXTS, array_type="numpy")
+    assert isinstance(text, np.ndarray) and text.dtype == np.int32 and images.shape[1] == 3
+    per_image, per_text = model(images, text)
+    channels_last, _ = model(images.transpose(0, 2, 3, 1), text)
+    scale = np.exp(model.logit_scale)
     with torch.no_grad():
         a = reference.encode_image(torch.from_numpy(images))
         b = reference.encode_text(torch.from_numpy(text))

@@ -5,8 +5,9 @@ truncate)`` behave as in github.com/openai/CLIP, and the loaded model has ``enco
 ``model(image, text) -> (logits_per_image, logits_per_text)``, ``visual.input_resolution`` and
 ``context_length``. Differences from OpenAI's package:
 
-- Arrays: with torch installed (and :func:`set_array_type` left at ``"auto"``) ``preprocess`` and ``tokenize``
-  return torch tensors, so OpenAI's README runs unchanged; otherwise (or with ``set_array_type("numpy")``) they
+- Arrays: with torch installed (and ``array_type="auto"``, the default of :func:`load` and :func:`tokenize`)
+  ``preprocess`` and ``tokenize`` return torch tensors, so OpenAI's README runs unchanged; otherwise (or with
+  ``array_type="numpy"``) they
   return numpy arrays. ``preprocess`` gives a channels-first float32 ``[3, H, W]`` image, as OpenAI's. The model
   takes numpy, torch or backend arrays and answers in the type of its input (torch tensors on the input's device).
 - Images may also be channels-last ``[N, H, W, 3]`` (anyclip's own layout); ``[N, 3, H, W]`` is read first.
@@ -20,6 +21,7 @@ truncate)`` behave as in github.com/openai/CLIP, and the loaded model has ``enco
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import warnings
@@ -30,8 +32,7 @@ from ..models.clip import CLIP
 from ..models.config import CLIPConfig
 from ..transforms.config import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, PreprocessConfig
 
-__all__ = ["CLIPModel", "anyclip_name", "available_models", "load", "openai_config_from_state_dict", "set_array_type",
-           "tokenize"]
+__all__ = ["CLIPModel", "anyclip_name", "available_models", "load", "openai_config_from_state_dict", "tokenize"]
 
 # OpenAI's names -> anyclip architectures; all take the "openai" pretrained tag (QuickGELU, as OpenAI trained them).
 _MODELS = {
@@ -41,28 +42,21 @@ _MODELS = {
 }
 _DEVICE_KINDS = ("cpu", "cuda", "gpu", "tpu", "mps")
 _JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
-_array_type = "auto"
-_tokenizer = None
 
 
-def set_array_type(kind: str) -> None:
-    """What ``preprocess`` and ``tokenize`` return: ``"torch"``, ``"numpy"`` or ``"auto"`` (torch when installed).
-
-    Example:
-        >>> set_array_type("numpy"); tokenize("a cat").dtype
-        dtype('int32')
-        >>> set_array_type("auto")
-    """
-    global _array_type
-    if kind not in ("auto", "torch", "numpy"):
-        raise ValueError(f"array type must be 'auto', 'torch' or 'numpy', got {kind!r}")
-    _array_type = kind
-
-
-def _torch_out() -> bool:
-    if _array_type == "auto":
+def _torch_out(array_type: str) -> bool:
+    """Whether results are torch tensors: ``"torch"``, ``"numpy"`` or ``"auto"`` (torch when installed)."""
+    if array_type not in ("auto", "torch", "numpy"):
+        raise ValueError(f"array_type must be 'auto', 'torch' or 'numpy', got {array_type!r}")
+    if array_type == "auto":
         return importlib.util.find_spec("torch") is not None
-    return _array_type == "torch"
+    return array_type == "torch"
+
+
+@functools.cache
+def _clip_tokenizer():
+    from ..tokenizers import CLIPTokenizer
+    return CLIPTokenizer()
 
 
 def available_models() -> list[str]:
@@ -130,13 +124,14 @@ def openai_config_from_state_dict(state: dict) -> dict:
             "vision_cfg": vision, "text_cfg": text}
 
 
-def load(name: str, device=None, jit: bool = False, download_root: str | None = None):
+def load(name: str, device=None, jit: bool = False, download_root: str | None = None, *, array_type: str = "auto"):
     """``(model, preprocess)`` for an OpenAI model name or a local OpenAI-format checkpoint, as ``clip.load``.
 
     ``name``: one of :func:`available_models` or the path of a checkpoint holding an OpenAI state dict (a plain
     ``torch.save``'d state dict, OpenAI's TorchScript archive, or a ``.safetensors`` file); the architecture is
     read from the weights' shapes. ``device``: accepted for compatibility (see the module notes).
     ``jit=True`` warns and loads the ordinary model. ``download_root``: the download cache folder.
+    ``array_type``: what ``preprocess`` and the model's ``logit_scale`` give (see the module notes).
 
     Example:
         >>> model, preprocess = load("ViT-B/32", device="cpu")  # doctest: +SKIP
@@ -149,6 +144,7 @@ def load(name: str, device=None, jit: bool = False, download_root: str | None = 
     from ..weights.mapping import load_state_dict
 
     device = _check_device(device)
+    _torch_out(array_type)  # checks the value
     if jit:
         warnings.warn("anyclip has no TorchScript models; jit=True is ignored and the ordinary model is loaded",
                       UserWarning, stacklevel=2)
@@ -164,26 +160,23 @@ def load(name: str, device=None, jit: bool = False, download_root: str | None = 
                                                 resize_mode="shortest")
     else:
         raise RuntimeError(f"Model {name} not found; available models = {available_models()}")
-    return CLIPModel(model, device), _ChannelsFirst(image_transform(model.preprocess_cfg))
+    return CLIPModel(model, device, array_type), _ChannelsFirst(image_transform(model.preprocess_cfg), array_type)
 
 
-def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = False):
+def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = False, *, array_type: str = "auto"):
     """Token ids ``[len(texts), context_length]`` (int32), exactly as OpenAI's ``clip.tokenize``.
 
     A text longer than ``context_length`` (with its start and end tokens) raises ``RuntimeError`` unless
-    ``truncate``, which keeps the first tokens and writes the end token last.
+    ``truncate``, which keeps the first tokens and writes the end token last. ``array_type``: ``"auto"``
+    (torch tensor when torch is installed), ``"torch"`` or ``"numpy"``.
 
     Example:
-        >>> set_array_type("numpy"); tokenize(["a cat", "a dog"]).shape
+        >>> tokenize(["a cat", "a dog"], array_type="numpy").shape
         (2, 77)
-        >>> tokenize("a cat")[0, :4].tolist()
+        >>> tokenize("a cat", array_type="numpy")[0, :4].tolist()
         [49406, 320, 2368, 49407]
-        >>> set_array_type("auto")
     """
-    global _tokenizer
-    if _tokenizer is None:
-        from ..tokenizers import CLIPTokenizer
-        _tokenizer = CLIPTokenizer()
+    _tokenizer = _clip_tokenizer()
     if isinstance(texts, str):
         texts = [texts]
     sot, eot = _tokenizer.sot_token_id, _tokenizer.eot_token_id
@@ -196,7 +189,7 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
             tokens = tokens[:context_length]
             tokens[-1] = eot
         result[i, :len(tokens)] = tokens
-    if _torch_out():
+    if _torch_out(array_type):
         import torch
         return torch.from_numpy(result)
     return result
@@ -205,12 +198,12 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
 class _ChannelsFirst:
     """OpenAI's ``preprocess``: PIL image -> float32 ``[3, H, W]`` (torch tensor or numpy array, see the module)."""
 
-    def __init__(self, transform):
-        self.transform = transform
+    def __init__(self, transform, array_type: str = "auto"):
+        self.transform, self.array_type = transform, array_type
 
     def __call__(self, image):
         pixels = np.ascontiguousarray(self.transform(image).transpose(2, 0, 1))
-        if _torch_out():
+        if _torch_out(self.array_type):
             import torch
             return torch.from_numpy(pixels)
         return pixels
@@ -271,9 +264,9 @@ class CLIPModel:
         >>> logits_per_image, logits_per_text = model(preprocess(image)[None], tokenize(["a cat"]))  # doctest: +SKIP
     """
 
-    def __init__(self, model: CLIP, device: str = "default"):
+    def __init__(self, model: CLIP, device: str = "default", array_type: str = "auto"):
         self.model = model
-        self.device = device
+        self.device, self.array_type = device, array_type
         self.visual = _Visual(self)
 
     @property
@@ -292,7 +285,7 @@ class CLIPModel:
     def logit_scale(self):
         """The learned log temperature (``model.logit_scale.exp()`` is the 100 of the README), a tensor or array."""
         value = np.asarray(_to_numpy(self.model.logit_scale.value), dtype=np.float32)
-        if _torch_out():
+        if _torch_out(self.array_type):
             import torch
             return torch.from_numpy(value)
         return value
