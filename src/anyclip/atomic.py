@@ -18,15 +18,17 @@ from typing import Callable
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix: str = ".tmp") -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file, then rename it to ``path`` (parents are created).
+
+    ``suffix`` ends the temporary file's name, for writers that check it (Keras wants ``.keras``).
 
     Example:
         >>> atomic_write("plot.png", lambda tmp: fig.savefig(tmp, format="png"))  # doctest: +SKIP
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         write(tmp)

@@ -216,6 +216,21 @@ def cmd_plot(args):
     return 0
 
 
+def cmd_convert(args):
+    from .weights.convert import convert
+    if args.pretrained is None and not args.model.startswith(("hf-hub:", "local-dir:")):
+        raise SystemExit(f"anyclip convert: give the weights to convert (a pretrained tag, a checkpoint file or "
+                         f"folder) after {args.model}; 'none' converts random weights")
+    pretrained = None if args.pretrained in (None, "none") else args.pretrained
+    try:
+        path = convert(args.model, pretrained, args.out, to=args.to, cache_dir=args.cache_dir,
+                       precision=args.precision)
+    except ValueError as e:
+        raise SystemExit(f"anyclip convert: error: {e}") from None
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_eval(args):
     from .eval.command import run_eval_command
     return run_eval_command(args, load=_load)
@@ -277,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     from .eval.command import add_eval_arguments
+    p = sub.add_parser("convert", help="write a model and its weights as an open_clip checkpoint or a Keras file")
+    p.add_argument("model", help="architecture name, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument("pretrained", nargs="?", default=None,
+                   help="pretrained tag, checkpoint file or folder ('none': random weights)")
+    p.add_argument("out", help="output: a folder or .safetensors (open_clip), .keras or .weights.h5 (keras)")
+    p.add_argument("--to", choices=["open_clip", "keras"], default="open_clip")
+    p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16")
+    p.set_defaults(func=cmd_convert)
     p = sub.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")
     add_eval_arguments(p)
     _add_model_args(p)
