@@ -2,15 +2,17 @@
 with outputs equal to the source open_clip model's on JAX (in process) and torch (a worker)."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from backend_runner import start_in_backend
+from reference import randomize
 
 import anyclip
 from anyclip.cli import main
-from backend_runner import start_in_backend
-from reference import randomize
 
 TINY = {
     "embed_dim": 16, "init_logit_bias": -5.0,
@@ -99,3 +101,49 @@ def test_convert_bad_arguments_say_what_is_wrong(source, argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(["convert", *argv])
     assert message in str(info.value)
+
+
+def test_push_to_hf_hub_uploads_open_clips_layout(source, monkeypatch):
+    """huggingface_hub's HfApi calls are replaced at its public API; the uploaded folder is checked file by file."""
+    import open_clip
+    import torch
+    from huggingface_hub import HfApi, RepoUrl
+    from safetensors.numpy import load_file
+
+    from anyclip.weights import push_to_hf_hub
+    calls = {}
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, **kwargs):
+        calls["create_repo"] = (repo_id, private, exist_ok)
+        return RepoUrl(f"https://huggingface.co/someone/{repo_id}")  # the hub fills in the user
+
+    def upload_folder(self, repo_id, folder_path, revision=None, create_pr=False, commit_message=None, **kwargs):
+        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        calls["upload_folder"] = (repo_id, commit_message, create_pr, files)
+        return "commit-info"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(HfApi, "file_exists", lambda self, repo_id, filename, **kw: False)
+    model = anyclip.create_model(f"local-dir:{source['folder']}")
+    assert push_to_hf_hub(model, repo_id="my-clip", private=True, commit_message="first") == "commit-info"
+    assert calls["create_repo"] == ("my-clip", True, True)
+    repo, message, create_pr, files = calls["upload_folder"]
+    assert (repo, message, create_pr) == ("someone/my-clip", "first", False)
+    assert sorted(files) == ["README.md", "open_clip_config.json", "open_clip_model.safetensors"]
+    assert "library_name: open_clip" in files["README.md"].decode() and "# Model card for my-clip" in files[
+        "README.md"].decode()
+    config = json.loads(files["open_clip_config.json"])
+    assert config["model_cfg"]["embed_dim"] == TINY["embed_dim"] and config["preprocess_cfg"]["size"] == 32
+    with tempfile.TemporaryDirectory() as folder:  # what open_clip would download from the hub
+        for name, data in files.items():
+            (Path(folder) / name).write_bytes(data)
+        state = load_file(str(Path(folder) / "open_clip_model.safetensors"))
+        reloaded = open_clip.create_model(f"local-dir:{folder}").eval()
+    for key, value in source["state"].items():
+        np.testing.assert_array_equal(state[key], value, err_msg=key)
+    with torch.no_grad():
+        text = reloaded.encode_text(torch.from_numpy(source["tokens"]).long(), normalize=True).numpy()
+    np.testing.assert_array_equal(text, source["ref"]["text"])
+    with pytest.raises(ValueError, match="needs a repo_id"):
+        push_to_hf_hub(model)

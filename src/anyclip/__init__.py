@@ -33,6 +33,7 @@ from .weights import (  # noqa: E402
     list_pretrained_models_by_tag,
     list_pretrained_tags_by_model,
     load_checkpoint,
+    push_to_hf_hub,
     read_state_dict,
     save_open_clip_checkpoint,
 )
@@ -50,11 +51,11 @@ from .transforms import ImageLoadError, PreprocessConfig, image_transform, load_
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLIP", "CLIPConfig", "CLIPTokenizer", "CoCa", "ConfigError", "HFTokenizer", "IMAGENET_CLASSNAMES", "ImageLoadError",
-    "OPENAI_IMAGENET_TEMPLATES", "PreprocessConfig", "SIMPLE_IMAGENET_TEMPLATES", "SimpleTokenizer", "TextConfig",
-    "VisionConfig", "WeightMismatchError", "WeightsUnavailableError", "build_zero_shot_classifier",
-    "create_model", "create_model_and_transforms", "create_model_from_pretrained", "decode_captions", "export_state_dict",
-    "get_pretrained_cfg", "get_tokenizer", "image_transform", "list_models", "list_pretrained",
-    "list_pretrained_models_by_tag", "list_pretrained_tags_by_model", "load_checkpoint", "load_image",
-    "read_state_dict", "save_open_clip_checkpoint", "zero_shot_probs",
+    "CLIP", "CLIPConfig", "CLIPTokenizer", "CoCa", "ConfigError", "HFTokenizer", "IMAGENET_CLASSNAMES",
+    "ImageLoadError", "OPENAI_IMAGENET_TEMPLATES", "PreprocessConfig", "SIMPLE_IMAGENET_TEMPLATES",
+    "SimpleTokenizer", "TextConfig", "VisionConfig", "WeightMismatchError", "WeightsUnavailableError",
+    "build_zero_shot_classifier", "create_model", "create_model_and_transforms", "create_model_from_pretrained",
+    "decode_captions", "export_state_dict", "get_pretrained_cfg", "get_tokenizer", "image_transform", "list_models",
+    "list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model", "load_checkpoint",
+    "load_image", "push_to_hf_hub", "read_state_dict", "save_open_clip_checkpoint", "zero_shot_probs",
 ]
