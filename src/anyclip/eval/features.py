@@ -178,7 +178,7 @@ class FeatureCache:
 
     def save(self, feats: Features) -> None:
         """Write ``feats`` (features, labels, then the record) atomically."""
-        from ..embed_io import _atomic
+        from ..atomic import atomic_write
 
         def saver(array):
             def write(tmp):
@@ -186,11 +186,11 @@ class FeatureCache:
                     np.save(f, array)
             return write
 
-        _atomic(self.features_path, saver(np.asarray(feats.features, np.float32)))
-        _atomic(self.labels_path, saver(np.asarray(feats.labels, np.int64)))
+        atomic_write(self.features_path, saver(np.asarray(feats.features, np.float32)))
+        atomic_write(self.labels_path, saver(np.asarray(feats.labels, np.int64)))
         meta = {"key": self.key, "indices": feats.indices.tolist(), "skipped": [s.to_dict() for s in feats.skipped]}
         text = json.dumps(meta, ensure_ascii=False)
-        _atomic(self.meta_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write(self.meta_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 __all__ = ["FeatureCache", "Features", "encode_images", "encode_labelled", "encode_texts", "model_identity"]

@@ -78,11 +78,11 @@ def write_results_json(path: str | os.PathLike, result: EvalResult, *, dataset: 
         >>> write_results_json("results.json", result, dataset="pets/val", model="ViT-B-32",
         ...                    pretrained="laion2b_s34b_b79k")  # doctest: +SKIP
     """
-    from ..embed_io import _atomic
+    from ..atomic import atomic_write
     path = Path(path)
     record = result.to_json_dict(dataset=dataset, model=model, pretrained=pretrained, language=language)
     text = json.dumps(record, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
 
 
@@ -99,7 +99,7 @@ def save_confusion_png(path: str | os.PathLike, confusion: np.ndarray, classname
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..embed_io import _atomic
+    from ..atomic import atomic_write
     cm = np.asarray(confusion)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or not cm.shape[0]:
         raise ValueError(f"confusion matrix must be square and non-empty, got shape {cm.shape}")
@@ -129,7 +129,7 @@ def save_confusion_png(path: str | os.PathLike, confusion: np.ndarray, classname
                             color="white" if rates[i, j] > 0.5 else "black")
     fig.tight_layout()
     path = Path(path)
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path
 
 
