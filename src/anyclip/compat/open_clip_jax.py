@@ -162,10 +162,6 @@ class CLIPInference:
         cosine = np.asarray(ops.convert_to_numpy(ops.matmul(image_features, ops.transpose(text_features))))
         if not self.softmax_temp:
             return cosine, cosine.T
+        from ..zero_shot import probabilities
         scaled = self.softmax_temp * cosine
-        return _softmax(scaled), _softmax(scaled.T)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return probabilities(scaled), probabilities(scaled.T)
