@@ -157,3 +157,9 @@ def test_data_shapes_writes_csv_and_refuses_bad_settings(tmp_path, capsys):
     assert len(rows) == 6 and all(Path(r["filepath"]).is_file() and r["title"] for r in rows)
     assert main(["data", "shapes", str(tmp_path / "bad"), "--image-size", "4"]) == 2
     assert "image_size" in capsys.readouterr().err
+
+
+def test_classify_warns_when_sigmoid_is_forced_on_a_softmax_model(tiny_model, capsys):
+    assert main(["classify", PHOTOS[0], "--labels", "cat", "dog", "--activation", "sigmoid", *tiny_model]) == 0
+    captured = capsys.readouterr()
+    assert "has no logit bias" in captured.err and "sigmoid probabilities" in captured.out

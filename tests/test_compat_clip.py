@@ -182,7 +182,7 @@ def test_tokenize_matches_openai(context_length):
     too_long = [t for t in CORPUS if t not in fits]
     assert fits and too_long
     ours = clip.tokenize(fits, context_length=context_length)
-    assert isinstance(ours, torch.Tensor) and ours.dtype == torch.int32
+    assert isinstance(ours, torch.Tensor) and ours.dtype == torch.int64  # LongTensor, as OpenAI's
     np.testing.assert_array_equal(ours.numpy(), _openai_tokenize(fits, context_length))
     np.testing.assert_array_equal(ours.numpy(), open_clip.tokenize(fits, context_length=context_length).numpy())
     truncated = clip.tokenize(CORPUS, context_length=context_length, truncate=True).numpy()

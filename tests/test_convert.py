@@ -80,6 +80,8 @@ def test_convert_to_keras_round_trips_on_jax_and_torch(source, tmp_path):
                            {"images": source["images"], "tokens": source["tokens"]}, {"path": str(path)})
     again = keras.saving.load_model(path)
     assert isinstance(again, anyclip.CLIP) and again.logit_bias is not None
+    source_model = anyclip.create_model(f"local-dir:{source['folder']}")
+    assert again.preprocess_cfg == source_model.preprocess_cfg  # the .keras file keeps the preprocessing
     ours = _embeddings(again, source["images"], source["tokens"])
     theirs = job.result(timeout=600)
     for key in ("image", "text"):
@@ -95,6 +97,7 @@ def test_convert_to_keras_round_trips_on_jax_and_torch(source, tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["ViT-B-32", "x.keras", "--to", "keras"], "give the weights to convert"),
     (["local-dir:{src}", "out.bin", "--to", "keras"], "must end with .keras or .weights.h5"),
+    (["local-dir:{src}", "out", "--precision", "bf16"], "open_clip checkpoints are written in float32"),
 ])
 def test_convert_bad_arguments_say_what_is_wrong(source, argv, message, capsys):
     argv = [a.format(src=source["folder"]) for a in argv]
@@ -147,3 +150,5 @@ def test_push_to_hf_hub_uploads_open_clips_layout(source, monkeypatch):
     np.testing.assert_array_equal(text, source["ref"]["text"])
     with pytest.raises(ValueError, match="needs a repo_id"):
         push_to_hf_hub(model)
+    with pytest.raises(ValueError, match="uploads safetensors only"):
+        push_to_hf_hub(model, repo_id="my-clip", safe_serialization="both")

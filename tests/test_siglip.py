@@ -117,9 +117,9 @@ def test_sigmoid_and_softmax_probabilities_equal_open_clip(pair):
     ours, _ = model.get_logits(images, tokens)
     ours = np.asarray(ours, dtype=np.float64)
     np.testing.assert_allclose(ours, logits.numpy(), atol=2e-5)
-    np.testing.assert_allclose(1 / (1 + np.exp(-ours)), sigmoid, atol=1e-6)
-    np.testing.assert_allclose(np.exp(ours - ours.max(-1, keepdims=True)) / np.exp(
-        ours - ours.max(-1, keepdims=True)).sum(-1, keepdims=True), softmax, atol=1e-6)
+    from anyclip.zero_shot import zero_shot_probs
+    np.testing.assert_allclose(zero_shot_probs(model, images, tokens, "auto"), sigmoid, atol=1e-5)  # SigLIP: sigmoid
+    np.testing.assert_allclose(zero_shot_probs(model, images, tokens, "softmax"), softmax, atol=1e-5)
     assert 0.05 < sigmoid.min() and sigmoid.max() < 0.95  # probabilities away from 0 and 1: a real comparison
 
 
@@ -131,6 +131,9 @@ def test_other_image_size_is_refused_like_open_clip(pair):
         torch_model.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2))
     with pytest.raises(ValueError, match=r"gives a 7x7 patch grid, but this model expects 256 images"):
         model.encode_image(images)
+    wide = np.zeros((1, 128, 512, 3), np.float32)  # 4x16 patches: the 256 px model's count of 64, another shape
+    with pytest.raises(ValueError, match=r"gives a 4x16 patch grid"):
+        model.encode_image(wide)
 
 
 @pytest.mark.parametrize("size", [384, 160])

@@ -32,6 +32,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes 0600 files: keep the mode of the file replaced, else the usual rw-r--r--
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -126,6 +126,9 @@ def cmd_classify(args):
     from .zero_shot import build_zero_shot_classifier, default_activation, probabilities
     model, preprocess, tokenizer = _load(args)
     activation = default_activation(model) if args.activation == "auto" else args.activation
+    if activation == "sigmoid" and model.logit_bias is None:
+        print(f"anyclip classify: warning: {args.model} has no logit bias (it was not trained with the sigmoid "
+              "loss): sigmoid probabilities of its logits are near 1 for every label", file=sys.stderr)
     templates = args.template or ["a photo of a {}."]
     weights = build_zero_shot_classifier(model, tokenizer, labels, templates)
     features, ok, errors = embed_image_files(model, preprocess, args.images, args.batch_size)
@@ -222,6 +225,9 @@ def cmd_convert(args):
         raise SystemExit(f"anyclip convert: give the weights to convert (a pretrained tag, a checkpoint file or "
                          f"folder) after {args.model}; 'none' converts random weights")
     pretrained = None if args.pretrained in (None, "none") else args.pretrained
+    if args.to == "open_clip" and args.precision != "fp32":
+        raise SystemExit("anyclip convert: error: open_clip checkpoints are written in float32; "
+                         "--precision applies to --to keras")
     try:
         path = convert(args.model, pretrained, args.out, to=args.to, cache_dir=args.cache_dir,
                        precision=args.precision)
@@ -299,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output: a folder or .safetensors (open_clip), .keras or .weights.h5 (keras)")
     p.add_argument("--to", choices=["open_clip", "keras"], default="open_clip")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
-    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the Keras model's dtype (--to keras); open_clip checkpoints are always float32")
     p.set_defaults(func=cmd_convert)
     p = sub.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")
     add_eval_arguments(p)

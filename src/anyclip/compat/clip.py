@@ -164,7 +164,7 @@ def load(name: str, device=None, jit: bool = False, download_root: str | None = 
 
 
 def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = False, *, array_type: str = "auto"):
-    """Token ids ``[len(texts), context_length]`` (int32), exactly as OpenAI's ``clip.tokenize``.
+    """Token ids ``[len(texts), context_length]`` as OpenAI's ``clip.tokenize`` (int64 torch, int32 numpy).
 
     A text longer than ``context_length`` (with its start and end tokens) raises ``RuntimeError`` unless
     ``truncate``, which keeps the first tokens and writes the end token last. ``array_type``: ``"auto"``
@@ -191,7 +191,7 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
         result[i, :len(tokens)] = tokens
     if _torch_out(array_type):
         import torch
-        return torch.from_numpy(result)
+        return torch.from_numpy(result.astype(np.int64))  # a LongTensor, as OpenAI's on torch >= 1.8
     return result
 
 

@@ -103,6 +103,8 @@ def anyclip_name(model_name: str, pretrained: str | bool = True) -> tuple[str, s
         pretrained = list_pretrained_by_model(model_name)[-1]
     if pretrained in _PRETRAINED.get(model_name, ()):
         pretrained = pretrained.replace("-", "_")
+    if model_name == "vit-base-patch32" and pretrained in ("laion400m_e31", "laion400m_e32"):
+        return "ViT-B-32-quickgelu", pretrained  # open_clip's vit_b_32-quickgelu-laion400m_* were trained so
     return _MODELS[model_name], pretrained
 
 

@@ -163,15 +163,24 @@ class CLIP(keras.Model):
         self.text.set_grad_checkpointing(enable)
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name, "seed": self.seed,
-                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+        out = {"config": self.config.to_dict(), "name": self.name, "seed": self.seed,
+               "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+        preprocess = getattr(self, "preprocess_cfg", None)  # set by create_model: a .keras file keeps it
+        if preprocess is not None:
+            out["preprocess_cfg"] = preprocess.to_dict()
+        return out
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        preprocess = config.pop("preprocess_cfg", None)
+        model = cls(**config)
+        if preprocess is not None:
+            from ..transforms.config import PreprocessConfig
+            model.preprocess_cfg = PreprocessConfig.from_dict(preprocess)
+        return model
 
     @property
     def context_length(self) -> int:

@@ -90,7 +90,7 @@ class TimmViT(keras.layers.Layer):
         """The patch convolution (stride = kernel) as one matmul over patches -> ``[batch, patches, width]``."""
         p, shape = self.patch, ops.shape(images)
         batch, gh, gw = shape[0], shape[1] // p, shape[2] // p
-        if isinstance(gh, int) and isinstance(gw, int) and gh * gw != self.num_patches:
+        if isinstance(gh, int) and isinstance(gw, int) and (gh, gw) != tuple(self.config.grid_size):
             raise ValueError(f"image of {tuple(shape[1:3])} pixels gives a {gh}x{gw} patch grid, but this model "
                              f"expects {self.config.image_size} images ({self.config.grid_size[0]}x"
                              f"{self.config.grid_size[1]} patches of {p}); open_clip's timm tower refuses it too. "

@@ -43,11 +43,14 @@ def model_card_text(model_card: dict | None, model_name: str) -> str:
 
 def push_to_hf_hub(model, tokenizer=None, model_config: dict | None = None, repo_id: str | None = None,
                    commit_message: str = "Add model", token: str | None = None, revision: str | None = None,
-                   private: bool = False, create_pr: bool = False, model_card: dict | None = None):
+                   private: bool = False, create_pr: bool = False, model_card: dict | None = None,
+                   safe_serialization: bool | str = True):
     """Create (or reuse) the hub repository ``repo_id`` and upload ``model`` to it; returns the commit info.
 
     Arguments follow open_clip's ``push_to_hf_hub``; ``tokenizer`` is accepted for that signature and not
     uploaded (see the module notes); ``model_config`` replaces ``model.config`` in ``open_clip_config.json``.
+    Weights are always safetensors: ``safe_serialization=False`` or ``"both"`` (open_clip's pickled
+    ``open_clip_pytorch_model.bin`` too) is refused rather than silently ignored.
 
     Example:
         >>> push_to_hf_hub(model, repo_id="me/my-clip", private=True)  # doctest: +SKIP
@@ -55,6 +58,9 @@ def push_to_hf_hub(model, tokenizer=None, model_config: dict | None = None, repo
     from huggingface_hub import HfApi
     if not repo_id:
         raise ValueError("push_to_hf_hub needs a repo_id ('user/name')")
+    if safe_serialization is not True:
+        raise ValueError(f"safe_serialization={safe_serialization!r}: anyclip uploads safetensors only "
+                         "(open_clip 2.x and later read them); use safe_serialization=True")
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     has_readme = api.file_exists(repo_id, "README.md", revision=revision)
