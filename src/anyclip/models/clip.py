@@ -13,15 +13,14 @@ from .text_transformer import TextTransformer, needed_length
 from .hf_configs import HFTextConfig
 from .hf_text import HFTextEncoder
 from .modified_resnet import ModifiedResNet
-from .timm_config import TimmViTConfig
-from .timm_vit import TimmViT
+from .timm_families import timm_towers
 from .vision_transformer import VisionTransformer
 
 
 # Tower config class -> the Keras layer that builds it. Each tower class carries its ``WEIGHT_TABLE``
 # (open_clip key -> attribute, see anyclip.weights.mapping) and the lock / grad-checkpointing methods.
 _TOWERS = {VisionConfig: VisionTransformer, TextConfig: TextTransformer, ModifiedResNetConfig: ModifiedResNet,
-           HFTextConfig: HFTextEncoder, TimmViTConfig: TimmViT}
+           HFTextConfig: HFTextEncoder, **timm_towers()}
 
 
 def tower_class(tower_cfg):

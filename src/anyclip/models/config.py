@@ -349,8 +349,8 @@ def vision_config(values: Mapping[str, Any]):
         (4, 4)
     """
     if values.get("timm_model_name"):  # open_clip's rule: a timm model name overrides layers, width, patch_size
-        from .timm_config import TimmViTConfig
-        return TimmViTConfig.from_values(values)
+        from .timm_families import timm_config_class
+        return timm_config_class(values["timm_model_name"]).from_values(values)
     values = dict(values)
     for key, default in _TIMM_DEFAULTS.items():
         if key in values and values.pop(key) not in (default, None, False, ""):

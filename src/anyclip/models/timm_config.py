@@ -74,6 +74,8 @@ class TimmViTConfig:
         (16, 16)
     """
 
+    TIMM_NAMES = TIMM_VITS  # the timm names this family builds (see timm_families)
+
     timm_model_name: str
     image_size: int | tuple[int, int] = 224
     timm_model_pretrained: bool = False
