@@ -136,9 +136,7 @@ class HFTextEncoder(keras.layers.Layer):
         return self.project(self.pool(hidden, mask)), out_tokens
 
     def call(self, tokens, training: bool = False):
-        tokens = ops.cast(tokens, "int32")
-        mask = ops.not_equal(tokens, self.arch.pad_token_id)
-        return self.project(self.pool(self.transformer(tokens, mask), mask))
+        return self.forward_tokens(tokens, training=training)[0]
 
     def lock(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """open_clip's ``HFTextEncoder.lock``: freeze the HF encoder, or all but its last ``unlocked_layers`` groups.

@@ -83,12 +83,22 @@ def zero_shot_probs(model, images, texts_or_classifier, activation: str = "softm
     Example:
         >>> probs = zero_shot_probs(model, images, tokenizer(["a cat", "a dog"]))  # doctest: +SKIP
     """
-    if activation == "auto":
-        activation = default_activation(model)
     image_features = np.asarray(ops.convert_to_numpy(model.encode_image(images, normalize=True)))
     weights = np.asarray(texts_or_classifier)
     if np.issubdtype(weights.dtype, np.integer):
         weights = np.asarray(ops.convert_to_numpy(model.encode_text(weights, normalize=True))).T
+    return features_probs(model, image_features, weights, activation)
+
+
+def features_probs(model, image_features, class_weights, activation: str = "softmax") -> np.ndarray:
+    """Probabilities from normalised image features ``[n, d]`` and class weights ``[d, k]`` with the model's
+    logit scale (and bias, for ``"sigmoid"``); ``activation`` as :func:`zero_shot_probs`.
+
+    Example:
+        >>> probs = features_probs(model, image_features, classifier, activation="auto")  # doctest: +SKIP
+    """
+    if activation == "auto":
+        activation = default_activation(model)
     scale = float(np.exp(ops.convert_to_numpy(model.logit_scale)))
     bias = float(ops.convert_to_numpy(model.logit_bias)) if model.logit_bias is not None else 0.0
-    return probabilities(scale * image_features @ weights, activation, bias)
+    return probabilities(scale * np.asarray(image_features) @ np.asarray(class_weights), activation, bias)
