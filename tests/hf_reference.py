@@ -40,7 +40,10 @@ def hf_reduced_config(name: str, cfg: dict, hf_dir: Path) -> tuple[dict, list[st
     if values["vocab_size"] > 100_000:
         notes.append(f"vocab {values['vocab_size']} -> {MAX_VOCAB}")
         values["vocab_size"] = MAX_VOCAB
-    if vision["layers"] > 2:
+    if vision.get("timm_model_name"):  # nllb-clip-*-siglip: SigLIP tower cut through timm_model_kwargs
+        notes.append("timm depth -> 2")
+        vision["timm_model_kwargs"] = {"depth": 2}
+    elif vision["layers"] > 2:
         notes.append(f"vision layers {vision['layers']} -> 2")
         vision["layers"] = 2
     mm = cfg.get("multimodal_cfg")

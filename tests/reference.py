@@ -8,6 +8,9 @@ their width; text vocabularies above 100k entries are cut to 8,192 rows (the emb
 size-dependent code path) to keep the giant multilingual tables out of memory.
 timm towers (SigLIP) wider than 1024 or with text wider than 768 keep 2 blocks per tower: anyclip reads
 ``vision_cfg.timm_model_kwargs: {"depth": 2}``; open_clip's trunk is built with timm's ``depth=2``.
+MobileCLIP's FastViT towers fastvit_mci3 / mci4 keep [1, 2, 2, 1, 2] blocks per stage (timm's ``layers``);
+ConvNeXt / Swin towers with text wider than 768 (convnext_xlarge, xxlarge) keep [1, 1, 2, 1] (timm's ``depths``)
+and 2 text blocks.
 Hugging Face text-tower configs are built offline from a local, reduced HF config.json (reductions in
 ``hf_reference.py`` and each case's notes).
 """
@@ -46,7 +49,15 @@ def reduced_config(name: str, hf_dir: Path | None = None) -> tuple[dict, list[st
 
         from hf_reference import hf_reduced_config
         return hf_reduced_config(name, cfg, Path(hf_dir or tempfile.mkdtemp(prefix="anyclip-hf-")))
-    if vision.get("timm_model_name"):  # timm towers: depth cut through anyclip's timm_model_kwargs (_timm_kwargs)
+    if str(vision.get("timm_model_name") or "").startswith(("convnext_", "swin_")):  # stage depths (timm `depths`)
+        if text["width"] > 768:  # convnext_xlarge / xxlarge: 1-2 blocks a stage keep every block type, full widths
+            notes.append(f"timm depths -> [1, 1, 2, 1], text layers {text['layers']} -> 2")
+            vision["timm_model_kwargs"], text["layers"] = {"depths": [1, 1, 2, 1]}, 2
+    elif str(vision.get("timm_model_name") or "").startswith("fastvit_"):  # MobileCLIP: stage depths (`layers`)
+        if vision["timm_model_name"] in ("fastvit_mci3", "fastvit_mci4"):  # 1536 / 2048 wide last stages
+            notes.append(f"timm layers -> [1, 2, 2, 1, 2], text layers {text['layers']} -> 2")
+            vision["timm_model_kwargs"], text["layers"] = {"layers": [1, 2, 2, 1, 2]}, 2
+    elif vision.get("timm_model_name"):  # timm towers: depth cut through anyclip's timm_model_kwargs (_timm_kwargs)
         if _timm_width(vision["timm_model_name"]) > 1024 or text["width"] > 768:
             notes.append(f"timm depth -> 2, text layers {text['layers']} -> 2")
             vision["timm_model_kwargs"], text["layers"] = {"depth": 2}, 2

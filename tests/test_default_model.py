@@ -5,7 +5,6 @@ Expected labels come from the shapes generator (what was drawn), never from the 
 
 import dataclasses
 import json
-import shutil
 from importlib import resources
 from pathlib import Path
 

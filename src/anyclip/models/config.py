@@ -334,8 +334,9 @@ class CLIPConfig:
         """The open_clip-schema dict (round-trips through :meth:`from_dict`)."""
         out = dataclasses.asdict(self)
         for key in ("vision_cfg", "text_cfg"):
-            # null hf_proj_type / hf_pooler_type differ from their defaults: keep them
-            out[key] = {k: v for k, v in out[key].items() if v is not None or k in ("hf_proj_type", "hf_pooler_type")}
+            # null hf_proj_type / hf_pooler_type / timm_proj differ from their defaults: keep them
+            keep = ("hf_proj_type", "hf_pooler_type", "timm_proj")
+            out[key] = {k: v for k, v in out[key].items() if v is not None or k in keep}
         if out["init_logit_bias"] is None:
             del out["init_logit_bias"]
         return out

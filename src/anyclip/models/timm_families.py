@@ -13,7 +13,11 @@ from .config import ConfigError
 
 # (config module, config class, tower module, tower class), one row per family.
 _FAMILIES = (
-    ("timm_config", "TimmViTConfig", "timm_vit", "TimmViT"),  # SigLIP / SigLIP2: ViT with a MAP head
+    ("timm_config", "TimmViTConfig", "timm_vit", "TimmViT"),  # timm ViTs: SigLIP, ViT-M gap, relpos, MobileCLIP-B/L
+    ("timm_eva_config", "TimmEvaConfig", "timm_eva", "TimmEva"),  # EVA, EVA02, PE-Core: timm's Eva
+    ("timm_fastvit_config", "TimmFastViTConfig", "timm_fastvit", "TimmFastViT"),  # MobileCLIP: MCi FastViT
+    ("timm_pooled", "TimmConvNeXtConfig", "timm_convnext", "TimmConvNeXt"),  # ConvNeXt (average-pool head)
+    ("timm_pooled", "TimmSwinConfig", "timm_swin", "TimmSwin"),  # Swin Transformer (average-pool head)
 )
 
 

@@ -1,10 +1,11 @@
-"""timm ViT image towers without class token and with a MAP head (SigLIP / SigLIP2), natively in Keras.
+"""timm ViT image towers (SigLIP, ViT-M gap, relpos ViT, MobileCLIP / MobileCLIP2 ViTs), natively in Keras.
 
-open_clip wraps ``timm.create_model(timm_model_name, global_pool="map", num_classes=0)`` as ``visual.trunk``
-(plus an optional ``visual.head.proj``). The trunk: a biased patch convolution, learned position embeddings
-(no class token), pre-norm blocks, a final LayerNorm, then the attention-pool head (:class:`MAPHead`).
-LayerNorms use timm's epsilon 1e-6; the GELU is exact or tanh-approximated per model
-(:data:`anyclip.models.timm_config.TIMM_VITS`). Input: float images ``[batch, H, W, 3]`` (channels last).
+open_clip wraps ``timm.create_model(timm_model_name, ...)`` as ``visual.trunk`` (plus an optional
+``visual.head``). The trunk: a patch stem (one patch convolution, or MobileCLIP's convolutional stem), an
+optional class token, learned position embeddings (none in the relpos ViT, whose blocks add a relative
+position bias instead), an optional ``norm_pre``, timm blocks, then the head: final norm, pool (class token,
+average, max, or the MAP attention pool), or pool then ``fc_norm``, and the projection
+(:class:`anyclip.models.timm_config.TimmHead`). Input: float images ``[batch, H, W, 3]`` (channels last).
 """
 
 from __future__ import annotations
@@ -15,27 +16,43 @@ import keras
 from keras import ops
 
 from .config import ConfigError
-from .layers import Transformer, child_seed, constant_init, dense, layer_norm, lock_groups, normal_init
+from .layers import activation, call_layer, child_seed, dense, layer_norm, lock_groups, normal_init
 from .timm_config import TimmViTConfig
-from .timm_layers import MAP_HEAD_TABLE, TIMM_BLOCK_TABLE, TIMM_LN_EPS, MAPHead
+from .timm_layers import MAP_HEAD_TABLE, TIMM_VIT_BLOCK_TABLE, MAPHead, TimmBlock
+from .timm_relpos import REL_POS_TABLE, RelPosMlp
+from .timm_stems import CONV_STEM_TABLE, PATCH_TABLE, PatchConv, mci_stem
 
 # open_clip key (relative to ``visual.``) -> attribute path on this tower, transform (anyclip.weights.mapping).
+# Rows whose attribute the tower lacks (no class token, no fc_norm...) are skipped.
 WEIGHT_TABLE = (
-    ("trunk.patch_embed.proj.weight", "patch_kernel", "conv"),
-    ("trunk.patch_embed.proj.bias", "patch_bias", None),
+    ("trunk.cls_token", "cls_token", None),
     ("trunk.pos_embed", "pos_embed", None),
-    ("trunk.blocks.{i}.", "transformer.resblocks", TIMM_BLOCK_TABLE),
+    ("trunk.patch_embed.proj.", "patch_embed", PATCH_TABLE),
+    ("trunk.patch_embed.backbone.{i}.", "backbone", CONV_STEM_TABLE),
+    ("trunk.norm_pre.weight", "norm_pre.gamma", None),
+    ("trunk.norm_pre.bias", "norm_pre.beta", None),
+    ("trunk.blocks.{i}.", "blocks", TIMM_VIT_BLOCK_TABLE),
+    ("trunk.blocks.{i}.attn.rel_pos.", "rel_pos", REL_POS_TABLE),
     ("trunk.norm.weight", "norm.gamma", None),
     ("trunk.norm.bias", "norm.beta", None),
     ("trunk.attn_pool.", "attn_pool", MAP_HEAD_TABLE),
-    ("head.proj.weight", "head_proj.kernel", "linear"),  # timm_proj: "linear" only
+    ("trunk.fc_norm.weight", "fc_norm.gamma", None),
+    ("trunk.fc_norm.bias", "fc_norm.beta", None),
+    ("trunk.head.weight", "trunk_head.kernel", "linear"),  # timm_proj null / "": timm's classifier projects
+    ("trunk.head.bias", "trunk_head.bias", None),
+    ("head.proj.weight", "head_proj.kernel", "linear"),  # timm_proj "linear"
     ("head.proj.bias", "head_proj.bias", None),
+    ("head.mlp.fc1.weight", "head_fc1.kernel", "linear"),  # timm_proj "mlp"
+    ("head.mlp.fc1.bias", "head_fc1.bias", None),
+    ("head.mlp.fc2.weight", "head_fc2.kernel", "linear"),
+    ("head.mlp.fc2.bias", "head_fc2.bias", None),
 )
+_STATES = ("moving_mean", "moving_var", "num_batches_tracked", "seed_generator")
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
 class TimmViT(keras.layers.Layer):
-    """A timm SigLIP ViT tower: patchify (+bias), add positions, blocks, ``norm``, MAP head, optional projection.
+    """A timm ViT tower: patch stem, class token and positions, blocks, norm, pool, projection.
 
     ``quick_gelu`` is accepted for the tower signature and unused: timm towers always use their own GELU,
     as in open_clip.
@@ -55,66 +72,134 @@ class TimmViT(keras.layers.Layer):
         self.seed = seed
         self.config = config if isinstance(config, TimmViTConfig) else TimmViTConfig(**config)
         self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
-        cfg, arch, policy = self.config, self.config.arch, self.dtype_policy
+        cfg, arch, head, policy = self.config, self.config.arch, self.config.head, self.dtype_policy
         if cfg.timm_proj == "none" and arch.width != embed_dim:
             raise ConfigError(f"vision_cfg.timm_proj: 'none' needs the timm model's width ({arch.width}) equal to "
                               f"embed_dim ({embed_dim})")
-        self.width, self.patch = arch.width, arch.patch_size
+        self.width, self.head = arch.width, head
         self.num_patches = cfg.grid_size[0] * cfg.grid_size[1]
-        self.transformer = Transformer(arch.width, arch.depth, arch.heads, arch.mlp_width, False, None,
-                                       child_seed(seed, "transformer"), TIMM_LN_EPS, arch.gelu_tanh,
-                                       name="transformer", dtype=policy)
-        self.norm = layer_norm("norm", policy, eps=TIMM_LN_EPS)
-        self.attn_pool = MAPHead(arch.width, arch.heads, arch.mlp_width, arch.gelu_tanh, TIMM_LN_EPS,
-                                 child_seed(seed, "attn_pool"), name="attn_pool", dtype=policy)
-        self.head_proj = None
-        if cfg.timm_proj == "linear":
-            self.head_proj = dense(embed_dim, arch.width ** -0.5, seed, "head_proj", policy, bias=cfg.timm_proj_bias)
+        self.prefix = 1 if arch.class_token else 0
+        eps = arch.norm_eps
+        self.patch_embed, self.backbone = None, []
+        if arch.stem == "mci":
+            self.backbone = mci_stem(arch.width, child_seed(seed, "backbone"), policy)
+        else:
+            self.patch_embed = PatchConv(arch.patch_size, 3, arch.width, bias=not arch.pre_norm,
+                                         seed=child_seed(seed, "patch_embed"), name="patch_embed", dtype=policy)
+        self.norm_pre = layer_norm("norm_pre", policy, eps=eps) if arch.pre_norm else None
+        rates = [cfg.timm_drop_path * i / max(arch.depth - 1, 1) for i in range(arch.depth)] \
+            if cfg.timm_drop_path else [0.0] * arch.depth
+        self.blocks = [TimmBlock(arch.width, arch.heads, arch.mlp_width, arch.qkv_bias,
+                                 1e-6 if arch.layer_scale else None, eps, arch.gelu_tanh, rates[i],
+                                 child_seed(seed, f"block{i}"), name=f"blocks_{i}", dtype=policy)
+                       for i in range(arch.depth)]
+        self.rel_pos = [RelPosMlp(cfg.grid_size, arch.heads, arch.rel_pos_dim, self.prefix,
+                                  child_seed(seed, f"rel_pos{i}"), name=f"rel_pos_{i}", dtype=policy)
+                        for i in range(arch.depth)] if arch.rel_pos_dim else []
+        self.norm = None if head.fc_norm else layer_norm("norm", policy, eps=eps)
+        self.fc_norm = layer_norm("fc_norm", policy, eps=eps) if head.fc_norm else None
+        self.attn_pool = MAPHead(arch.width, arch.heads, arch.mlp_width, arch.gelu_tanh, eps,
+                                 child_seed(seed, "attn_pool"), name="attn_pool",
+                                 dtype=policy) if head.pool == "map" else None
+        std = arch.width ** -0.5
+        self.trunk_head = dense(embed_dim, std, seed, "trunk_head", policy) if head.trunk_head else None
+        self.head_proj = self.head_fc1 = self.head_fc2 = None
+        if head.proj == "linear":
+            self.head_proj = dense(embed_dim, std, seed, "head_proj", policy, bias=cfg.timm_proj_bias)
+        elif head.proj == "mlp":  # timm Mlp(width, 2 * embed_dim, embed_dim), exact GELU
+            self.head_fc1 = dense(2 * embed_dim, std, seed, "head_fc1", policy)
+            self.head_fc2 = dense(embed_dim, (2 * embed_dim) ** -0.5, seed, "head_fc2", policy,
+                                  bias=cfg.timm_proj_bias)
+        self.grad_checkpointing = False
 
     def build(self, input_shape=None):
-        p, w = self.patch, self.width
-        self.patch_kernel = self.add_weight(name="patch_kernel", shape=(p, p, 3, w),
-                                            initializer=normal_init((3 * p * p) ** -0.5, self.seed, "patch_kernel"))
-        self.patch_bias = self.add_weight(name="patch_bias", shape=(w,), initializer=constant_init(0.0))
-        self.pos_embed = self.add_weight(name="pos_embed", shape=(1, self.num_patches, w),
-                                         initializer=normal_init(0.02, self.seed, "pos_embed"))
-        tokens = (None, self.num_patches, w)
-        self.transformer.build(tokens)
-        self.norm.build(tokens)
-        self.attn_pool.build(tokens)
-        if self.head_proj is not None:
-            self.head_proj.build((None, w))
+        w, arch = self.width, self.config.arch
+        if self.prefix:
+            self.cls_token = self.add_weight(name="cls_token", shape=(1, 1, w),
+                                             initializer=normal_init(1e-6, self.seed, "cls_token"))
+        else:
+            self.cls_token = None
+        self.pos_embed = None
+        if not arch.rel_pos_dim:
+            length = self.num_patches + (0 if arch.no_embed_class else self.prefix)
+            self.pos_embed = self.add_weight(name="pos_embed", shape=(1, length, w),
+                                             initializer=normal_init(0.02, self.seed, "pos_embed"))
+        for stage in [self.patch_embed, *self.backbone]:
+            if stage is not None:
+                stage.build()
+        tokens = (None, self.num_patches + self.prefix, w)
+        for layer in (self.norm_pre, *self.blocks, *self.rel_pos, self.norm, self.attn_pool, self.fc_norm):
+            if layer is not None:
+                layer.build(tokens)
+        for layer, width in ((self.trunk_head, w), (self.head_proj, w), (self.head_fc1, w),
+                             (self.head_fc2, 2 * self.embed_dim)):
+            if layer is not None:
+                layer.build((None, width))
         self.built = True
 
-    def patchify(self, images):
-        """The patch convolution (stride = kernel) as one matmul over patches -> ``[batch, patches, width]``."""
-        p, shape = self.patch, ops.shape(images)
-        batch, gh, gw = shape[0], shape[1] // p, shape[2] // p
+    def patchify(self, images, training: bool = False):
+        """The patch stem -> ``[batch, patches, width]``; refuses images whose patch grid is not the model's."""
+        p, shape = self.config.arch.patch_size, ops.shape(images)
+        gh, gw = shape[1] // p, shape[2] // p
         if isinstance(gh, int) and isinstance(gw, int) and (gh, gw) != tuple(self.config.grid_size):
             raise ValueError(f"image of {tuple(shape[1:3])} pixels gives a {gh}x{gw} patch grid, but this model "
                              f"expects {self.config.image_size} images ({self.config.grid_size[0]}x"
                              f"{self.config.grid_size[1]} patches of {p}); open_clip's timm tower refuses it too. "
                              "Resize the images, or build the model with force_image_size")
-        x = ops.reshape(images[:, :gh * p, :gw * p, :], (batch, gh, p, gw, p, 3))
-        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, gh * gw, p * p * 3))
-        kernel = ops.reshape(ops.cast(self.patch_kernel, x.dtype), (p * p * 3, self.width))
-        return ops.matmul(x, kernel) + ops.cast(self.patch_bias, x.dtype)
+        x = images
+        for stage in [self.patch_embed, *self.backbone]:
+            if stage is not None:
+                x = stage(x, training=training)
+        return ops.reshape(x, (shape[0], gh * gw, self.width))
 
-    def forward_features(self, images):
-        """Tokens after the blocks and the final norm, ``[batch, patches, width]`` (timm's ``forward_features``)."""
-        x = self.patchify(images)
-        x = x + ops.cast(self.pos_embed, x.dtype)
-        return self.norm(self.transformer(x))
+    def forward_features(self, images, training: bool = False):
+        """Tokens after the blocks and the final norm, ``[batch, tokens, width]`` (timm's ``forward_features``)."""
+        x = self.patchify(images, training)
+        pos = None if self.pos_embed is None else ops.cast(self.pos_embed, x.dtype)
+        if pos is not None and self.config.arch.no_embed_class:
+            x = x + pos
+        if self.cls_token is not None:
+            cls = ops.broadcast_to(ops.cast(self.cls_token, x.dtype), (ops.shape(x)[0], 1, self.width))
+            x = ops.concatenate([cls, x], axis=1)
+        if pos is not None and not self.config.arch.no_embed_class:
+            x = x + pos
+        if self.norm_pre is not None:
+            x = self.norm_pre(x)
+        for i, block in enumerate(self.blocks):
+            bias = self.rel_pos[i].attention_bias() if self.rel_pos else None
+            x = call_layer(block, x, bias=bias, training=training, remat=self.grad_checkpointing)
+        return self.norm(x) if self.norm is not None else x
+
+    def pool(self, x):
+        """timm's ``pool``: the class token, the mean / max / both of the patch tokens, or the MAP head."""
+        kind, patches = self.head.pool, x[:, self.prefix:]
+        if kind == "map":
+            return self.attn_pool(patches)
+        if kind == "token":
+            return x[:, 0]
+        if kind == "avg":
+            return ops.mean(patches, axis=1)
+        if kind == "max":
+            return ops.max(patches, axis=1)
+        return 0.5 * (ops.max(patches, axis=1) + ops.mean(patches, axis=1))  # avgmax
 
     def call(self, images, training: bool = False):
-        pooled = self.attn_pool(self.forward_features(images))
-        return self.head_proj(pooled) if self.head_proj is not None else pooled
+        x = self.pool(self.forward_features(images, training))
+        if self.fc_norm is not None:
+            x = self.fc_norm(x)
+        if self.trunk_head is not None:
+            x = self.trunk_head(x)
+        if self.head_proj is not None:
+            x = self.head_proj(x)
+        if self.head_fc1 is not None:
+            x = self.head_fc2(activation(False)(self.head_fc1(x)))
+        return x
 
     def adapt_state_dict(self, state: dict, prefix: str = "visual.") -> dict:
         """Resize a checkpoint's ``trunk.pos_embed`` made for another (square) grid to this tower's grid.
 
         open_clip's ``force_image_size`` on timm towers: timm's ``resample_abs_pos_embed`` (bicubic,
-        antialiased, no prefix tokens). Other states are returned unchanged.
+        antialiased; the class token's position, if any, kept). Other states are returned unchanged.
 
         Example:
             >>> state = model.visual.adapt_state_dict(state)  # doctest: +SKIP
@@ -123,33 +208,47 @@ class TimmViT(keras.layers.Layer):
 
         from ..weights.resize import resize_image_pos_embed
         key = prefix + "trunk.pos_embed"
-        value = state.get(key)
-        if value is None or value.ndim != 3 or value.shape[2] != self.width or value.shape[1] == self.num_patches:
+        value, extra = state.get(key), 0 if self.config.arch.no_embed_class else self.prefix
+        if value is None or self.pos_embed is None or value.ndim != 3 or value.shape[2] != self.width:
             return state
-        if math.isqrt(value.shape[1]) ** 2 != value.shape[1]:
-            return state  # not a square grid: the shape check of the loader reports it
-        resized = resize_image_pos_embed(value[0], self.config.grid_size, extra_tokens=0)
+        old = value.shape[1] - extra
+        if value.shape[1] == self.pos_embed.shape[1] or old <= 0 or math.isqrt(old) ** 2 != old:
+            return state  # same size, or not a square grid: the shape check of the loader reports it
+        resized = resize_image_pos_embed(value[0], self.config.grid_size, extra_tokens=extra)
         return {**state, key: resized[None]}
 
     def lock(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
         """Freeze the trunk except its last ``unlocked_groups`` groups (open_clip ``TimmModel.lock``).
 
-        timm's groups, first to last: [patch embedding, positions], each block but the last, [last block,
-        norm], [attention pool]. The optional ``head.proj`` stays trainable, as in open_clip.
+        timm's groups, first to last: [stem: patch embedding, class token, positions, norm_pre], each block
+        but the last, [last block, norm], [the rest of the trunk's head: attention pool, fc_norm, classifier].
+        open_clip's ``head`` stays trainable. ``freeze_bn_stats`` keeps the stem's batch norms (MobileCLIP) on
+        their running statistics when the stem is locked.
 
         Example:
-            >>> model.visual.lock(unlocked_groups=1)  # only the attention pool stays trainable  # doctest: +SKIP
+            >>> model.visual.lock(unlocked_groups=1)  # only the trunk's head stays trainable  # doctest: +SKIP
         """
-        blocks = self.transformer.resblocks
-        groups = [[self.patch_kernel, self.patch_bias, self.pos_embed], *[b.weights for b in blocks[:-1]],
-                  blocks[-1].weights + self.norm.weights, self.attn_pool.weights]
+        def params(*layers):  # the weights training updates (not batch-norm statistics, not seed states)
+            return [v for layer in layers if layer is not None for v in layer.weights
+                    if not any(s in v.path for s in _STATES)]
+
+        stem = [v for v in (self.cls_token, self.pos_embed) if v is not None]
+        stem += params(self.patch_embed, *self.backbone, self.norm_pre)
+        blocks = [params(b, *([self.rel_pos[i]] if self.rel_pos else [])) for i, b in enumerate(self.blocks)]
+        blocks[-1] += params(self.norm)
+        head = params(self.attn_pool, self.fc_norm, self.trunk_head)
+        groups = [stem, *blocks] + ([head] if head else [])
         lock_groups(self, groups, unlocked_groups, "image tower")
-        for var in self.head_proj.weights if self.head_proj is not None else []:
+        for var in params(self.head_proj, self.head_fc1, self.head_fc2):
             var.trainable = True
+        if freeze_bn_stats and unlocked_groups < len(groups):
+            for stage in self.backbone:
+                if stage.bn is not None:
+                    stage.bn.frozen = True
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in the backward pass (see :class:`layers.Transformer`)."""
-        self.transformer.grad_checkpointing = bool(enable)
+        """Recompute each block's activations in the backward pass (``keras.remat``; same values and gradients)."""
+        self.grad_checkpointing = bool(enable)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.embed_dim)

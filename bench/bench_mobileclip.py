@@ -1,0 +1,77 @@
+"""MobileCLIP image encode: anyclip (JAX and torch backends) vs open_clip + timm, train-time and re-parameterised.
+
+Same machine, same random weights (BatchNorm statistics included). Each Keras backend runs in its own process;
+open_clip is timed in each, next to it. Rows: the train-time (multi-branch) towers, and both sides after
+re-parameterisation (anyclip's ``reparameterize`` vs timm's ``reparameterize_model``), the deployment form:
+
+    python bench/bench_mobileclip.py                            # MobileCLIP2-S0, batch 8, jax then torch
+    python bench/bench_mobileclip.py --model MobileCLIP-S2 --batch 32 --backends torch
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+from timing import timed
+
+
+def run_backend(args):
+    import keras
+    import open_clip
+    import torch
+    from timm.models import reparameterize_model
+
+    import anyclip
+    from anyclip.models.timm_fastvit import reparameterize
+    from anyclip.weights.mapping import load_state_dict
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from reference import randomize
+
+    torch.set_grad_enabled(False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ref = open_clip.create_model(args.model).eval()
+    state = randomize(ref.state_dict(), 0)
+    ref.load_state_dict(state)
+    ref = ref.to(device)
+    model = anyclip.create_model(args.model, load_weights=False)
+    load_state_dict(model, {k: v.numpy() for k, v in state.items()})
+    size = model.image_size
+    images = np.random.default_rng(0).standard_normal((args.batch, *size, 3)).astype(np.float32)
+    images_t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+    fused_ref = open_clip.create_model(args.model).eval()
+    fused_ref.load_state_dict(state)
+    fused_ref.visual.trunk = reparameterize_model(fused_ref.visual.trunk)
+    fused_ref = fused_ref.to(device)
+    for form, ours_model, theirs_model in (("train-time", model, ref), ("reparam", reparameterize(model), fused_ref)):
+        ours = timed(lambda m=ours_model: keras.ops.convert_to_numpy(m.encode_image(images)), args.repeats, warmup=2)
+        theirs = timed(lambda m=theirs_model: m.encode_image(images_t).cpu().numpy(), args.repeats, warmup=2)
+        err = np.abs(keras.ops.convert_to_numpy(ours_model.encode_image(images, normalize=True))
+                     - theirs_model.encode_image(images_t, normalize=True).cpu().numpy()).max()
+        print(f"{args.model} {form:<10} image encode (batch {args.batch}, {size[0]} px)  "
+              f"backend={keras.backend.backend():<6} anyclip {args.batch / ours:8.1f} img/s   "
+              f"open_clip {args.batch / theirs:8.1f} img/s   ratio {theirs / ours:5.2f}x   max|diff| {err:.1e}   "
+              f"[{device}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}]", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="MobileCLIP2-S0")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--backends", default="jax,torch", help="comma-separated Keras backends, one process each")
+    parser.add_argument("--backend", help=argparse.SUPPRESS)  # set in the child processes
+    args = parser.parse_args()
+    if args.backend:
+        return run_backend(args)
+    for backend in args.backends.split(","):
+        cmd = [sys.executable, __file__, "--backend", backend, "--model", args.model, "--batch", str(args.batch),
+               "--repeats", str(args.repeats)]
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        subprocess.run(cmd, env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Swin Transformer tower (timm's SwinTransformer under open_clip's TimmModel head) against open_clip 3.3.0 + timm.
+
+Embedding parity of the shipped config runs in test_parity.py (JAX and torch). Here: the architecture table,
+relative position indices and shifted-window masks against timm itself, the shipped config, head variants,
+locking, export, and the errors for other image sizes.
+"""
+
+import copy
+
+import numpy as np
+import open_clip
+import pytest
+from test_convnext import _images, anyclip_model, image_features, open_clip_model
+
+import anyclip
+from anyclip.models import CLIPConfig, ConfigError, get_model_config
+from anyclip.models.timm_pooled import SWINS
+from anyclip.models.timm_swin import relative_position_index
+from anyclip.weights import export_state_dict, load_state_dict
+from anyclip.weights.mapping import model_entries
+
+NAME = "swin_base_patch4_window7_224"
+TINY = {  # every stage keeps a plain and (where the map is larger than a window) a shifted-window block
+    "embed_dim": 32,
+    "vision_cfg": {"timm_model_name": NAME, "timm_model_pretrained": False, "timm_pool": "", "timm_proj": "linear",
+                   "image_size": 224, "timm_model_kwargs": {"depths": [2, 2, 2, 2]}},
+    "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 64, "heads": 2, "layers": 1},
+}
+
+
+def _vision(**changes):
+    cfg = copy.deepcopy(TINY)
+    cfg["vision_cfg"].update(changes)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch_model = open_clip_model(TINY)
+    return torch_model, anyclip_model(torch_model, TINY)
+
+
+def test_swin_architecture_table_matches_timm():
+    import timm
+    import torch
+    with torch.device("meta"):
+        ref = timm.create_model(NAME, num_classes=0)
+    ours = SWINS[NAME]
+    proj = ref.patch_embed.proj
+    assert proj.kernel_size == proj.stride == (ours.patch_size,) * 2 and ref.patch_embed.img_size == (224, 224)
+    assert ours.image_size == 224 and ref.patch_embed.strict_img_size
+    assert tuple(len(s.blocks) for s in ref.layers) == ours.depths
+    assert tuple(s.blocks[0].attn.num_heads for s in ref.layers) == ours.heads
+    assert tuple(s.dim if i == 0 else s.downsample.out_dim for i, s in enumerate(ref.layers)) == ours.dims
+    norms = [ref.patch_embed.norm, ref.norm]
+    for i, stage in enumerate(ref.layers):
+        assert isinstance(stage.downsample, torch.nn.Identity) == (i == 0)
+        if i:
+            assert stage.downsample.reduction.bias is None
+            norms.append(stage.downsample.norm)
+        for block in stage.blocks:
+            assert block.attn.window_size == (min(ours.window_size, block.input_resolution[0]),) * 2
+            assert block.attn.qkv.bias is not None and block.mlp.fc1.out_features == ours.mlp_ratio * stage.blocks[0].dim
+            assert type(block.mlp.act) is torch.nn.GELU and block.mlp.act.approximate == "none"
+            assert not block.always_partition and not block.dynamic_mask
+            norms += [block.norm1, block.norm2]
+    assert all(type(n) is torch.nn.LayerNorm and n.eps == ours.norm_eps for n in norms)
+    assert ref.head.global_pool.pool_type == "avg" and ref.num_features == ours.width
+    import inspect
+    assert inspect.signature(type(ref)).parameters["drop_path_rate"].default == ours.drop_path
+
+
+@pytest.mark.parametrize("window", [7, 2])
+def test_relative_position_index_and_shift_masks_match_timm(window):
+    import torch
+    from timm.models.swin_transformer import SwinTransformerBlock, get_relative_position_index
+
+    from anyclip.models.timm_swin import shift_mask
+    np.testing.assert_array_equal(relative_position_index(window), get_relative_position_index(window, window).numpy())
+    block = SwinTransformerBlock(8, (4 * window, 4 * window), 2, window_size=window, shift_size=window // 2)
+    np.testing.assert_array_equal(shift_mask(4 * window, window, window // 2), block.attn_mask.numpy())
+    assert block.attn_mask.dtype == torch.float32
+
+
+def test_swin_config_is_shipped_and_equal():
+    ours, theirs = get_model_config(NAME).to_dict(), open_clip.get_model_config(NAME)
+    for tower in ("vision_cfg", "text_cfg"):
+        for key, value in theirs[tower].items():
+            assert ours[tower][key] == value, (tower, key)
+    assert ours["embed_dim"] == theirs["embed_dim"] and NAME in anyclip.list_models()
+    assert not [t for m, t in open_clip.list_pretrained() if m == NAME]  # open_clip has no Swin weights
+
+
+@pytest.mark.parametrize("changes", [None, {"timm_proj": "mlp", "timm_proj_bias": True, "timm_pool": "avg"}])
+def test_head_variants_equal_open_clip(pair, changes):
+    torch_model, model = pair
+    if changes is not None:
+        cfg = _vision(**changes)
+        torch_model = open_clip_model(cfg, seed=2)
+        model = anyclip_model(torch_model, cfg)
+    images = _images(224)
+    np.testing.assert_allclose(np.asarray(model.encode_image(images, normalize=True)),
+                               image_features(torch_model, images), atol=1e-5)
+
+
+def test_other_image_sizes_are_refused(pair):
+    import torch
+    torch_model, model = pair
+    with pytest.raises(AssertionError), torch.no_grad():  # timm's PatchEmbed checks the input size
+        torch_model.encode_image(torch.zeros(1, 3, 256, 256))
+    with pytest.raises(ValueError, match=r"image of \(256, 256\) pixels, but swin_base_patch4_window7_224 takes "
+                                         r"224x224 images only"):
+        model.encode_image(np.zeros((1, 256, 256, 3), np.float32))
+    with pytest.raises(ConfigError, match=r"vision_cfg.image_size: swin_base_patch4_window7_224 runs at 224 px only"):
+        CLIPConfig.from_dict(_vision(image_size=256))
+
+
+def test_lock_freezes_the_groups_open_clip_freezes(pair):
+    torch_model, model = pair
+    try:
+        for unlocked in [0, 1, 2, 5, 9, 100]:
+            for param in torch_model.parameters():
+                param.requires_grad_(True)
+            torch_model.lock_image_tower(unlocked_groups=unlocked)
+            model.lock_image_tower(unlocked_groups=unlocked)
+            theirs = {k for k, p in torch_model.named_parameters() if k.startswith("visual.") and p.requires_grad}
+            ours = {k for k, (v, _) in model_entries(model).items() if k.startswith("visual.") and v.trainable}
+            assert ours == theirs, unlocked
+    finally:
+        model.visual.lock(unlocked_groups=10_000)  # everything trainable again for the other tests
+
+
+def test_export_loads_strictly_into_open_clip_and_training_mode_keeps_values(pair):
+    import torch
+    torch_model, model = pair
+    state = {k: torch.from_numpy(v) for k, v in export_state_dict(model).items()}
+    fresh = open_clip_model(TINY, seed=5)
+    fresh.load_state_dict(state, strict=True)
+    images = _images(224)
+    np.testing.assert_allclose(image_features(fresh, images), image_features(torch_model, images), atol=1e-6)
+    plain = anyclip.CLIP(CLIPConfig.from_dict(_vision(timm_drop_path=0.0)), seed=None)
+    load_state_dict(plain, export_state_dict(model))
+    np.testing.assert_allclose(np.asarray(plain.visual(images, training=True)),
+                               np.asarray(plain.encode_image(images)), atol=1e-5)
