@@ -123,7 +123,7 @@ def cmd_classify(args):
                    if line.strip()]
     if len(labels) < 1:
         raise SystemExit("anyclip classify: give at least one label with --labels or --labels-file")
-    from .zero_shot import build_zero_shot_classifier, default_activation, probabilities
+    from .zero_shot import build_zero_shot_classifier, default_activation, features_probs
     model, preprocess, tokenizer = _load(args)
     activation = default_activation(model) if args.activation == "auto" else args.activation
     if activation == "sigmoid" and model.logit_bias is None:
@@ -132,10 +132,7 @@ def cmd_classify(args):
     templates = args.template or ["a photo of a {}."]
     weights = build_zero_shot_classifier(model, tokenizer, labels, templates)
     features, ok, errors = embed_image_files(model, preprocess, args.images, args.batch_size)
-    from keras import ops
-    scale = float(np.exp(ops.convert_to_numpy(model.logit_scale)))
-    bias = float(ops.convert_to_numpy(model.logit_bias)) if model.logit_bias is not None else 0.0
-    probs = probabilities(scale * features @ weights, activation, bias)
+    probs = features_probs(model, features, weights, activation)
     top = min(args.top_k, len(labels))
     rows = []
     for path, p in zip(ok, probs):
@@ -159,29 +156,148 @@ def cmd_classify(args):
     return 0 if rows else 1
 
 
+def _embed_tag(args):
+    tag = args.checkpoint or args.pretrained
+    return DEFAULT_PRETRAINED if tag is None and args.model == DEFAULT_MODEL else tag
+
+
 def cmd_embed(args):
-    if bool(args.images) == bool(args.texts or args.text_file):
-        raise SystemExit("anyclip embed: give either image paths (--images) or texts (--texts / --text-file)")
-    model, preprocess, tokenizer = _load(args)
-    errors = {}
-    if args.images:
-        emb, ids, errors = embed_image_files(model, preprocess, args.images, args.batch_size)
-        kind = "image"
-    else:
-        texts = list(args.texts or [])
-        if args.text_file:
-            texts += Path(args.text_file).read_text(encoding="utf-8").splitlines()
-        emb, ids, kind = embed_texts(model, tokenizer, texts, args.batch_size), texts, "text"
+    from .data.common import DatasetError
+    from .embed import EmbedJobError, EmbedSettings, Inputs, list_inputs, run_embed_job
+    texts = list(args.texts or [])
+    kind = "text" if texts or args.text_file else args.kind
+    specs = list(args.inputs or []) + list(args.images or [])
+    if not (specs or texts or args.text_file) or (kind == "text" and args.images):
+        raise SystemExit("anyclip embed: give either images (folders, CSV/Parquet lists, .tar shards, files) or "
+                         "texts (--texts / --text-file, or files with --kind text)")
+    try:
+        settings = EmbedSettings(kind=kind, model=args.model, tag=_embed_tag(args), batch_size=args.batch_size,
+                                 shard_size=args.shard_size, format=args.format, fast=args.fast,
+                                 max_pixels=args.max_pixels or None)
+        if kind == "text":
+            files = ([args.text_file] if args.text_file else []) + specs
+            inputs = Inputs.concat([list_inputs(texts, "text-literal"),
+                                    list_inputs(files, "text", args.column, args.separator)])
+        else:
+            inputs = list_inputs(specs, "image", args.column, args.separator)
+    except (EmbedJobError, DatasetError) as e:
+        print(f"anyclip embed: error: {e}", file=sys.stderr)
+        return 2
+    if inputs.ignored:
+        print(f"anyclip embed: ignored {inputs.ignored} file(s) without an image extension", file=sys.stderr)
+    progress = False if args.no_progress else None
     out = Path(args.output)
-    meta = {"model": args.model, "pretrained": args.checkpoint or args.pretrained, "kind": kind}
-    from .embed_io import write_embeddings
-    write_embeddings(out, emb, ids, meta)
-    if errors:
+    if out.suffix in (".npy", ".parquet"):
+        return _embed_to_file(args, inputs, settings, out, progress)
+
+    def load():
+        model, _, tokenizer = _load(args)
+        return model, tokenizer
+    try:
+        if args.ray:
+            from .embed.ray_job import run_embed_job_on_ray
+            manifest = run_embed_job_on_ray(inputs, out, settings, _embed_model_spec(args), address=args.ray_address,
+                                            workers=args.workers, num_actors=args.ray_actors)
+        else:
+            manifest = run_embed_job(inputs, out, settings, load, workers=args.workers, progress=progress)
+    except (EmbedJobError, DatasetError, ImportError) as e:
+        print(f"anyclip embed: error: {e}", file=sys.stderr)
+        return 2
+    if manifest["num_errors"]:
+        print(f"{manifest['num_errors']} input(s) failed, see {out / 'errors.jsonl'}", file=sys.stderr)
+    print(f"wrote {manifest['num_rows']} {kind} embeddings in {manifest['num_shards']} shard(s) to {out}")
+    return 0
+
+
+def _embed_model_spec(args) -> dict:
+    return {k: getattr(args, k) for k in ("model", "pretrained", "checkpoint", "cache_dir", "precision")}
+
+
+def _embed_to_file(args, inputs, settings, out, progress):
+    """One ``.npy``/``.parquet`` file (ids: the paths or texts), errors beside it; not resumable."""
+    from .embed import ShardEncoder
+    from .embed.io import write_embeddings, write_errors
+    model, _, tokenizer = _load(args)
+    encoder = ShardEncoder(model, tokenizer, settings, workers=args.workers if settings.kind == "image" else 0)
+    try:
+        from .embed.job import _bar
+        with _bar(len(inputs.items), 0, "img" if settings.kind == "image" else "txt", progress) as bar:
+            emb, ok, failed = encoder.encode(inputs.items, bar)
+    finally:
+        encoder.close()
+    meta = {"model": args.model, "pretrained": args.checkpoint or args.pretrained, "kind": settings.kind}
+    write_embeddings(out, emb, [item.name for item in ok], meta)
+    if failed:
         err_path = out.with_name(out.stem + ".errors.jsonl")
-        from .embed_io import write_errors
-        write_errors(err_path, errors)
-        print(f"{len(errors)} file(s) skipped, see {err_path}", file=sys.stderr)
-    print(f"wrote {len(ids)} {kind} embeddings of dim {emb.shape[1]} to {out}")
+        write_errors(err_path, {item.name: reason for item, reason in failed})
+        print(f"{len(failed)} file(s) skipped, see {err_path}", file=sys.stderr)
+    print(f"wrote {len(ok)} {settings.kind} embeddings of dim {emb.shape[1]} to {out}")
+    return 0
+
+
+def cmd_index(args):
+    from .embed.index import EmbeddingIndexError, build_index, read_embeddings, save_index
+    try:
+        emb, rows = read_embeddings(args.embeddings)
+        index, info = build_index(emb, args.type, exact_below=args.exact_below, pq_above=args.pq_above,
+                                  target_recall=args.target_recall)
+    except (EmbeddingIndexError, ImportError) as e:
+        print(f"anyclip index: error: {e}", file=sys.stderr)
+        return 2
+    for key in ("model", "tag"):
+        values = set(rows.column(key).to_pylist()) if key in rows.column_names else set()
+        info[key] = values.pop() if len(values) == 1 else None
+    info["kind"] = "text" if "text" in rows.column_names else "image"
+    info["sources"] = [os.fspath(s) for s in args.embeddings]
+    save_index(args.output, index, info, rows)
+    extra = f", nprobe {info['nprobe']} (recall@10 {info['recall_at_10']:.3f})" if info["nprobe"] else ""
+    print(f"wrote a {info['type']} index of {info['n']} vectors (dim {info['dim']}{extra}) to {args.output}")
+    return 0
+
+
+def cmd_search(args):
+    from keras import ops
+
+    from .embed.index import EmbeddingIndexError, SearchIndex
+    from .embed.sheet import contact_sheet_html
+    if bool(args.text) == bool(args.image):
+        raise SystemExit("anyclip search: give one query: --text TEXT or --image PATH")
+    try:
+        index = SearchIndex(args.index)
+    except (EmbeddingIndexError, ImportError) as e:
+        print(f"anyclip search: error: {e}", file=sys.stderr)
+        return 2
+    if args.model is None:
+        args.model = index.info.get("model") or DEFAULT_MODEL
+        if args.pretrained is None and args.checkpoint is None:
+            args.pretrained = index.info.get("tag")
+    model, preprocess, tokenizer = _load(args)
+    if args.text:
+        query = model.encode_text(tokenizer([args.text]), normalize=True)
+    else:
+        from .transforms import ImageLoadError, load_image
+        try:
+            pixels = preprocess(load_image(args.image))
+        except ImageLoadError as e:
+            print(f"anyclip search: error: {e}", file=sys.stderr)
+            return 2
+        query = model.encode_image(pixels[None], normalize=True)
+    try:
+        scores, hits = index.search(np.asarray(ops.convert_to_numpy(query), np.float32), args.top_k)
+    except EmbeddingIndexError as e:
+        print(f"anyclip search: error: {e}", file=sys.stderr)
+        return 2
+    scores, hits = scores[0][:len(hits[0])], hits[0]
+    if args.json:
+        print(json.dumps([{"rank": r + 1, "score": float(sc), **h} for r, (sc, h) in enumerate(zip(scores, hits))],
+                         indent=1, ensure_ascii=False))
+    else:
+        for rank, (score, hit) in enumerate(zip(scores, hits), 1):
+            print(f"{rank:>3}  {score:7.4f}  {hit.get('path', hit.get('text', hit.get('id')))}")
+    if args.html:
+        from .atomic import atomic_write_text
+        atomic_write_text(args.html, contact_sheet_html(args.text or args.image, scores, hits))
+        print(f"wrote {args.html}", file=sys.stderr)
     return 0
 
 
@@ -262,13 +378,55 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("embed", help="embed images or texts to .npy or .parquet")
-    p.add_argument("--images", nargs="*", help="image files")
+    p = sub.add_parser("embed", help="embed images or texts into resumable Parquet/.npy shards (or one file)")
+    p.add_argument("inputs", nargs="*", help="folders, CSV/TSV/Parquet lists of paths, WebDataset .tar shards "
+                   "(brace patterns, '::' lists) or image files; with --kind text: .txt (one per line) or CSV/Parquet")
+    p.add_argument("--images", nargs="*", help="image files (same as giving them as inputs)")
     p.add_argument("--texts", nargs="*", help="texts")
     p.add_argument("--text-file", help="a file with one text per line")
-    p.add_argument("--output", "-o", required=True, help="output .npy or .parquet")
+    p.add_argument("--kind", choices=["image", "text"], default="image", help="what the inputs hold")
+    p.add_argument("--column", default=None, help="the CSV/Parquet column of paths (or texts)")
+    p.add_argument("--separator", default=None, help="CSV separator (default: tab for .tsv, else comma)")
+    p.add_argument("--output", "-o", required=True,
+                   help="a folder: sharded, resumable output (re-run the same command to resume); or one .npy/.parquet")
+    p.add_argument("--format", choices=["parquet", "npy"], default="parquet",
+                   help="shard format: part-N.parquet, or part-N.npy + part-N.meta.parquet")
+    p.add_argument("--shard-size", type=int, default=10_000, help="inputs per output shard (default 10000)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="decoding processes (0: decode in the main process)")
+    p.add_argument("--fast", action="store_true",
+                   help="JPEG draft-mode decoding and reduce(): faster, within a documented tolerance of the "
+                        "exact (default) path")
+    from .transforms.host import DEFAULT_MAX_PIXELS
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse larger images as decompression bombs (0: PIL's own limit only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", action="store_true", help="run on a Ray cluster (Ray Data; pip install anyclip[ray])")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: ray.init's: local or RAY_ADDRESS)")
+    p.add_argument("--ray-actors", type=int, default=1, help="model replicas (one per node or GPU)")
     _add_model_args(p)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("index", help="build a FAISS index (exact, IVF or IVF-PQ by size) from embedding shards")
+    p.add_argument("embeddings", nargs="+", help="`anyclip embed` output folders or .parquet/.npy files")
+    p.add_argument("--output", "-o", required=True, help="index folder to write")
+    p.add_argument("--type", choices=["auto", "flat", "ivf", "ivfpq"], default="auto",
+                   help="auto: exact up to --exact-below vectors, IVF up to --pq-above, IVF-PQ above")
+    p.add_argument("--exact-below", type=int, default=50_000)
+    p.add_argument("--pq-above", type=int, default=2_000_000)
+    p.add_argument("--target-recall", type=float, default=0.97,
+                   help="IVF nprobe is raised until recall@10 against exact search reaches this")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="top-k of an index for a text or an image, with an HTML contact sheet")
+    p.add_argument("index", help="an `anyclip index` folder")
+    p.add_argument("--text", help="a text query")
+    p.add_argument("--image", help="an image query")
+    p.add_argument("--top-k", "-k", type=int, default=10)
+    p.add_argument("--html", help="write a contact sheet of the hits (thumbnails) to this file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_search, model=None)
 
     p = sub.add_parser("data", help="make datasets")
     data = p.add_subparsers(dest="dataset", required=True)

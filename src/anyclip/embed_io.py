@@ -1,58 +1,9 @@
-"""Writing embeddings (``.npy`` + ids sidecar, or Parquet) and error logs, atomically."""
+"""Moved to :mod:`anyclip.embed.io`; this name stays for existing imports.
 
-from __future__ import annotations
+Example:
+    >>> from anyclip.embed_io import write_embeddings  # same function as anyclip.embed.io.write_embeddings
+"""
 
-import json
-import os
-from pathlib import Path
-from typing import Mapping, Sequence
+from .embed.io import write_embeddings, write_errors
 
-import numpy as np
-
-from .atomic import atomic_write
-
-
-def write_embeddings(path: str | os.PathLike, embeddings: np.ndarray, ids: Sequence[str],
-                     metadata: Mapping[str, object]) -> Path:
-    """Save ``embeddings [n, d]`` with their ids.
-
-    ``.parquet``: columns ``id``, ``embedding`` (fixed-size list of float32) plus metadata columns.
-    ``.npy``: the array, and ``<name>.ids.json`` holding the ids and metadata.
-
-    Example:
-        >>> write_embeddings("out.parquet", np.zeros((1, 4), "float32"), ["a.jpg"], {"model": "ViT-B-32"})  # doctest: +SKIP
-    """
-    path = Path(path)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    if len(ids) != len(embeddings):
-        raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
-    if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        dim = embeddings.shape[1]
-        flat = pa.array(embeddings.reshape(-1), type=pa.float32())
-        columns = {"id": pa.array([str(i) for i in ids], type=pa.string()),
-                   "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)}
-        for key, value in metadata.items():
-            columns[key] = pa.array([None if value is None else str(value)] * len(ids), type=pa.string())
-        table = pa.table(columns)
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-    elif path.suffix == ".npy":
-        def save(tmp):
-            with open(tmp, "wb") as f:
-                np.save(f, embeddings)
-        atomic_write(path, save)
-        sidecar = path.with_name(path.stem + ".ids.json")
-        text = json.dumps({"ids": list(map(str, ids)), **{k: v for k, v in metadata.items()}}, ensure_ascii=False)
-        atomic_write(sidecar, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    else:
-        raise ValueError(f"output {path} must end in .npy or .parquet")
-    return path
-
-
-def write_errors(path: str | os.PathLike, errors: Mapping[str, str]) -> Path:
-    """One JSON object per line: ``{"path": ..., "error": ...}``."""
-    path = Path(path)
-    text = "".join(json.dumps({"path": p, "error": e}, ensure_ascii=False) + "\n" for p, e in errors.items())
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return path
+__all__ = ["write_embeddings", "write_errors"]

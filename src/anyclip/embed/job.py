@@ -1,0 +1,384 @@
+"""Resumable, sharded embedding jobs: the engine of ``anyclip embed INPUTS -o FOLDER``.
+
+The inputs are listed in one deterministic order (:mod:`anyclip.embed.sources`) and cut into output shards of
+``shard_size`` inputs: shard ``k`` holds the inputs ``[k * shard_size, (k + 1) * shard_size)``, whatever
+happened before. A shard is encoded in batches (images decoded in worker processes), then written
+atomically -- ``part-00000.errors.jsonl`` (only when some of its inputs failed), ``part-00000.parquet`` (or
+``part-00000.npy`` + ``part-00000.meta.parquet``) -- and only then recorded in ``manifest.json`` (atomically).
+A re-run with the same arguments skips the recorded shards and redoes the others, so a job killed at any
+point ends, once re-run, with exactly the files of an uninterrupted run: no row lost or written twice.
+At the end ``errors.jsonl`` gathers every failed input (``id``, ``path``, ``error``) and the manifest says
+``"complete": true``. A re-run with other settings or other inputs into the same folder is refused.
+
+Rows: ``id`` (the input's position, int64), ``path`` (images; ``shard.tar:key`` for WebDataset samples) or
+``text``, ``embedding`` (float32, L2-normalised), ``model``, ``tag``.
+
+Example:
+    >>> from anyclip.embed import list_inputs, run_embed_job, EmbedSettings
+    >>> settings = EmbedSettings(kind="image", model="anyclip-shapes", tag="v1")
+    >>> run_embed_job(list_inputs(["photos/"]), "embeddings/", settings, load=my_loader)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write, atomic_write_text
+from .decode import decode_chunk, normalize
+from .sources import Inputs, Item
+
+MANIFEST = "manifest.json"
+ERRORS = "errors.jsonl"
+FORMATS = ("parquet", "npy")
+DECODE_TIMEOUT = 600  # seconds one chunk of images may take in a worker process
+
+
+class EmbedJobError(ValueError):
+    """A job that cannot run as asked (bad settings, a folder holding another job's output).
+
+    Example:
+        >>> raise EmbedJobError("out/ holds another job's output")  # doctest: +SKIP
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedSettings:
+    """What decides a job's output: re-running needs the same values (``workers`` is not one of them).
+
+    Example:
+        >>> EmbedSettings(kind="text", model="anyclip-shapes", tag="v1", shard_size=1000).shard_size
+        1000
+    """
+
+    kind: str = "image"
+    model: str = "anyclip-shapes"
+    tag: str | None = None
+    batch_size: int = 64
+    shard_size: int = 10_000
+    format: str = "parquet"
+    fast: bool = False
+    max_pixels: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("image", "text"):
+            raise EmbedJobError(f"kind must be 'image' or 'text', got {self.kind!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise EmbedJobError(f"--batch-size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise EmbedJobError(f"--shard-size must be a positive integer, got {self.shard_size!r}")
+        if self.format not in FORMATS:
+            raise EmbedJobError(f"--format must be one of {FORMATS}, got {self.format!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def shard_name(k: int) -> str:
+    """``part-00007`` for shard 7.
+
+    Example:
+        >>> shard_name(7)
+        'part-00007'
+    """
+    return f"part-{k:05d}"
+
+
+# ----------------------------------------------------------------------------------------------------- encoding
+
+def _decode_pool(workers: int):
+    if workers <= 0:
+        return None
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":  # the server imports the decoder once; workers are forked from it
+        ctx.set_forkserver_preload(["anyclip.embed.decode"])
+    return ctx.Pool(workers)
+
+
+class ShardEncoder:
+    """Encodes the items of one shard: ``(embeddings [m, d], ok items, [(item, reason), ...])``.
+
+    ``model``/``tokenizer`` come from a loader; ``pool`` (``workers`` processes, 0: in this process) decodes.
+
+    Example:
+        >>> encoder = ShardEncoder(model, tokenizer, settings, workers=4)  # doctest: +SKIP
+        >>> emb, ok, errors = encoder.encode(items)  # doctest: +SKIP
+    """
+
+    def __init__(self, model, tokenizer, settings: EmbedSettings, workers: int = 0, pool=None):
+        import keras
+        self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.cfg = getattr(model, "preprocess_cfg", None)
+        self.workers = workers
+        self.pool = pool if pool is not None else _decode_pool(workers) if settings.kind == "image" else None
+        self.pad = keras.backend.backend() in ("jax", "tensorflow")  # one compiled shape for every batch
+        self.dim = int(model.config.embed_dim)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+    def _run(self, inputs) -> np.ndarray:
+        from keras import ops
+        n, size = len(inputs), self.settings.batch_size
+        if self.pad and n < size:
+            inputs = np.concatenate([inputs, np.zeros((size - n,) + inputs.shape[1:], inputs.dtype)])
+        if self.settings.kind == "image":
+            out = self.model.encode_image(inputs, normalize=True)
+        else:
+            out = self.model.encode_text(inputs, normalize=True)
+        return np.asarray(ops.convert_to_numpy(out), dtype=np.float32)[:n]
+
+    def _decoded(self, items: list[Item]):
+        s = self.settings
+        args = (self.cfg, s.fast, s.max_pixels)
+        if self.pool is None:
+            for item in items:
+                yield decode_chunk([(item.ref, item.name)], *args)[0]
+            return
+        chunk = max(1, min(16, s.batch_size // max(self.workers, 1)))
+        chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+        pending: collections.deque = collections.deque()
+        window = max(4 * self.workers, 2 * -(-s.batch_size // chunk))
+        for c in chunks:
+            pending.append((c, self.pool.apply_async(decode_chunk, ([(i.ref, i.name) for i in c], *args))))
+            if len(pending) >= window:
+                yield from self._result(*pending.popleft())
+        while pending:
+            yield from self._result(*pending.popleft())
+
+    def _result(self, chunk: list[Item], result):
+        try:
+            return result.get(timeout=DECODE_TIMEOUT)
+        except multiprocessing.TimeoutError:  # a decoder that crashed its process never answers
+            raise EmbedJobError(f"decoding {[i.name for i in chunk]} gave no answer in {DECODE_TIMEOUT} s (a worker "
+                                f"process died?); re-run to resume, with --workers 0 to find the file") from None
+
+    def encode(self, items: list[Item], bar=None):
+        """Embed ``items``; failed inputs are returned with their reason, never raised."""
+        s = self.settings
+        outs, ok, errors = [], [], []
+        if s.kind == "text":
+            for start in range(0, len(items), s.batch_size):
+                chunk = items[start:start + s.batch_size]
+                outs.append(self._run(np.asarray(self.tokenizer([i.ref[1] for i in chunk]))))
+                ok.extend(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        else:
+            pixels = []
+            for item, (array, reason) in zip(items, self._decoded(items)):
+                if array is None:
+                    errors.append((item, reason))
+                else:
+                    pixels.append(array)
+                    ok.append(item)
+                if len(pixels) == s.batch_size:
+                    outs.append(self._run(normalize(np.stack(pixels), self.cfg)))
+                    pixels = []
+                if bar is not None:
+                    bar.update(1)
+            if pixels:
+                outs.append(self._run(normalize(np.stack(pixels), self.cfg)))
+        emb = np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+        return emb, ok, errors
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+
+def _rows_table(ids, names, settings: EmbedSettings, emb: np.ndarray | None):
+    import pyarrow as pa
+    n = len(ids)
+    columns = {"id": pa.array(ids, type=pa.int64()),
+               ("path" if settings.kind == "image" else "text"): pa.array(names, type=pa.string())}
+    if emb is not None:
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), type=pa.float32()),
+                                                                  emb.shape[1])
+    columns["model"] = pa.array([settings.model] * n, type=pa.string())
+    columns["tag"] = pa.array([settings.tag] * n, type=pa.string())
+    return pa.table(columns)
+
+
+def write_shard(out: Path, k: int, emb: np.ndarray, ok: list[Item], errors: list, settings: EmbedSettings) -> dict:
+    """Write shard ``k``'s files atomically (errors first, the data file last); returns its manifest record.
+
+    Example:
+        >>> write_shard(Path("out"), 0, emb, ok_items, [], settings)  # doctest: +SKIP
+        {'rows': 100, 'errors': 0}
+    """
+    import pyarrow.parquet as pq
+    name = shard_name(k)
+    if errors:
+        text = "".join(json.dumps({"id": item.id, "path": item.name, "error": reason}, ensure_ascii=False) + "\n"
+                       for item, reason in errors)
+        atomic_write_text(out / f"{name}.errors.jsonl", text)
+    else:
+        (out / f"{name}.errors.jsonl").unlink(missing_ok=True)
+    ids, names = [i.id for i in ok], [i.name for i in ok]
+    if settings.format == "parquet":
+        table = _rows_table(ids, names, settings, emb)
+        atomic_write(out / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
+    else:
+        table = _rows_table(ids, names, settings, None)
+        atomic_write(out / f"{name}.meta.parquet", lambda tmp: pq.write_table(table, tmp))
+
+        def save(tmp):
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(emb, dtype=np.float32))
+        atomic_write(out / f"{name}.npy", save)
+    return {"rows": len(ok), "errors": len(errors)}
+
+
+def shard_files(out: Path, k: int, settings_format: str) -> list[Path]:
+    """The data files of shard ``k`` (the errors file aside).
+
+    Example:
+        >>> [p.name for p in shard_files(Path("out"), 3, "npy")]
+        ['part-00003.meta.parquet', 'part-00003.npy']
+    """
+    name = shard_name(k)
+    if settings_format == "parquet":
+        return [out / f"{name}.parquet"]
+    return [out / f"{name}.meta.parquet", out / f"{name}.npy"]
+
+
+# ------------------------------------------------------------------------------------------------------ the job
+
+def _job_record(inputs: Inputs, settings: EmbedSettings) -> dict:
+    return {**settings.to_dict(), "num_inputs": len(inputs.items), "inputs_sha256": inputs.fingerprint()}
+
+
+def open_manifest(out: Path, inputs: Inputs, settings: EmbedSettings) -> dict:
+    """The folder's manifest (new, or the one a previous run of the same job left); refuses another job's.
+
+    Example:
+        >>> open_manifest(Path("out"), inputs, settings)["shards"]  # doctest: +SKIP
+        {}
+    """
+    job = _job_record(inputs, settings)
+    path = out / MANIFEST
+    if path.exists():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise EmbedJobError(f"{path}: cannot read the manifest ({e}); remove the folder to start again") from None
+        old = manifest.get("job", {})
+        diff = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: {old.get(k)!r} -> {job.get(k)!r}" for k in diff[:4])
+            raise EmbedJobError(f"{out} holds the output of another embedding job (differs in {detail}); "
+                                f"re-run with the same arguments to resume it, or write to a new folder")
+        return manifest
+    if out.exists() and any(p.name.startswith("part-") for p in out.iterdir()):
+        raise EmbedJobError(f"{out} holds part-* files but no {MANIFEST}; write to a new or empty folder")
+    shards = -(-len(inputs.items) // settings.shard_size)
+    manifest = {"format": "anyclip-embeddings", "version": 1, "job": job, "num_shards": shards, "shards": {},
+                "complete": False}
+    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def pending_shards(out: Path, manifest: dict, inputs: Inputs, settings: EmbedSettings) -> list[tuple[int, list]]:
+    """``(k, items)`` of the shards still to do (not recorded, or with a data file missing).
+
+    Example:
+        >>> [k for k, _ in pending_shards(Path("out"), manifest, inputs, settings)]  # doctest: +SKIP
+        [3, 4]
+    """
+    todo, size = [], settings.shard_size
+    for k in range(manifest["num_shards"]):
+        done = manifest["shards"].get(shard_name(k))
+        if done is not None and all(p.is_file() for p in shard_files(out, k, settings.format)):
+            continue
+        todo.append((k, inputs.items[k * size:(k + 1) * size]))
+    return todo
+
+
+def record_shard(out: Path, manifest: dict, k: int, record: dict) -> None:
+    """Add shard ``k`` to the manifest and rewrite it atomically."""
+    manifest["shards"][shard_name(k)] = record
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def finish_job(out: Path, manifest: dict) -> dict:
+    """Gather the shards' errors into ``errors.jsonl`` and mark the manifest complete.
+
+    Example:
+        >>> finish_job(Path("out"), manifest)["num_rows"]  # doctest: +SKIP
+        1000
+    """
+    parts = []
+    for k in range(manifest["num_shards"]):
+        path = out / f"{shard_name(k)}.errors.jsonl"
+        if manifest["shards"][shard_name(k)]["errors"]:
+            parts.append(path.read_text(encoding="utf-8"))
+    atomic_write_text(out / ERRORS, "".join(parts))
+    manifest["num_rows"] = sum(r["rows"] for r in manifest["shards"].values())
+    manifest["num_errors"] = sum(r["errors"] for r in manifest["shards"].values())
+    manifest["complete"] = True
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def clean_temporaries(out: Path) -> None:
+    """Remove the half-written temporary files a killed run left (``.part-*.tmp``, ``.manifest.json.*``)."""
+    if out.is_dir():
+        for p in out.iterdir():
+            if p.name.startswith((".part-", f".{MANIFEST}.", f".{ERRORS}.")) and p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
+
+
+def _bar(total: int, done: int, unit: str, progress: bool | None):
+    from tqdm.auto import tqdm
+    if progress is None:
+        progress = sys.stderr.isatty()
+    # rate and ETA count this run's inputs only (``initial``: the shards a previous run finished)
+    return tqdm(total=total, initial=done, desc="embed", unit=unit, disable=not progress, dynamic_ncols=True,
+                smoothing=0.1)
+
+
+def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSettings, load: Callable, *,
+                  workers: int = 4, progress: bool | None = None) -> dict:
+    """Run (or resume) a job; ``load()`` gives ``(model, tokenizer)`` and is called only if work remains.
+
+    Returns the completed manifest.
+
+    Example:
+        >>> manifest = run_embed_job(inputs, "out/", settings, load=lambda: (model, tokenizer))  # doctest: +SKIP
+        >>> manifest["num_rows"], manifest["num_errors"]  # doctest: +SKIP
+        (998, 2)
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_temporaries(out)
+    manifest = open_manifest(out, inputs, settings)
+    todo = pending_shards(out, manifest, inputs, settings)
+    if todo:
+        pool = _decode_pool(workers) if settings.kind == "image" else None  # forked before the model loads
+        model, tokenizer = load()
+        encoder = ShardEncoder(model, tokenizer, settings, workers, pool=pool)
+        remaining = sum(len(items) for _, items in todo)
+        unit = "img" if settings.kind == "image" else "txt"
+        try:
+            with _bar(len(inputs.items), len(inputs.items) - remaining, unit, progress) as bar:
+                for k, items in todo:
+                    emb, ok, errors = encoder.encode(items, bar)
+                    record_shard(out, manifest, k, write_shard(out, k, emb, ok, errors, settings))
+        finally:
+            encoder.close()
+    return finish_job(out, manifest)
+
+
+__all__ = ["EmbedJobError", "EmbedSettings", "ShardEncoder", "finish_job", "open_manifest", "pending_shards",
+           "record_shard", "run_embed_job", "shard_name", "write_shard"]
