@@ -1,4 +1,5 @@
-"""``anyclip train``: the training loop on one device (flags follow open_clip_train's names).
+"""``anyclip train``: the training loop (flags follow open_clip_train's names), on one device or, through
+:mod:`anyclip.train.distributed`, on a JAX device mesh or under ``torchrun`` (``--batch-size`` per device).
 
 Writes ``<logs>/<name>/`` with ``params.json``, ``train.jsonl`` (one JSON object per logged step, see
 :mod:`anyclip.train.logs`; ``--report-to tensorboard`` adds ``tensorboard/``) and ``checkpoints/step_*/``
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from .distributed import add_distributed_arguments
 from .evaluate import add_eval_arguments
 from .options import PRECISIONS, add_option_arguments, check_option_arguments
 
@@ -74,6 +76,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="train augmentation, open_clip's names: scale='(0.5,1.0)' ratio=... "
                         "color_jitter='(0.4,0.4,0.4,0.1)' color_jitter_prob=0.8 gray_scale_prob=0.2")
     add_eval_arguments(p)
+    add_distributed_arguments(p)
 
 
 def parse_aug_cfg(items) -> dict:
@@ -135,6 +138,31 @@ def run_train_command(args) -> int:
         >>> run_train_command(parser.parse_args(["--train-data", "train.csv", "--model", "tiny.json"]))  # doctest: +SKIP
     """
     _check(args)
+    from .distributed import DistributedError, setup_distributed
+    ctx = setup_distributed(args)  # before the model: a JAX mesh lays the variables out as they are made
+    try:
+        return _train(args, ctx)
+    except DistributedError as e:
+        print(f"anyclip train: {e}", file=sys.stderr)
+        return 4
+    finally:
+        ctx.close()
+
+
+class _NoLog:
+    """The run log of a process other than the first: nothing is written."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def log(self, *args, **kwargs):
+        pass
+
+
+def _train(args, ctx) -> int:
     import keras
     import numpy as np
 
@@ -169,8 +197,9 @@ def run_train_command(args) -> int:
     if args.aug_cfg:
         from ..transforms import train_transform
         preprocess_train = train_transform(model.preprocess_cfg, parse_aug_cfg(args.aug_cfg))
-    batches = TrainBatches(data, preprocess_train, tokenizer, args.batch_size * args.accum_freq, seed=args.seed,
-                           workers=args.workers)
+    # --batch-size is per device (open_clip's per-GPU batch); every process reads the same global batches
+    batches = TrainBatches(data, preprocess_train, tokenizer, args.batch_size * ctx.devices * args.accum_freq,
+                           seed=args.seed, workers=args.workers)
     steps_per_epoch = len(batches)
     total = steps_per_epoch * args.epochs
     cooldown = steps_per_epoch * (args.epochs_cooldown or 0)
@@ -180,13 +209,15 @@ def run_train_command(args) -> int:
     optimizer = create_optimizer(model, args.lr, args.wd, args.beta1, args.beta2, args.eps, None,
                                  args.grad_clip_norm, loss_scale=args.precision in LOSS_SCALED)
     loss_fn = (lambda o: siglip_loss(**o)) if args.siglip else (lambda o: clip_loss(**o))
+    kind = "siglip" if args.siglip else "clip"
     if extras.teacher is not None:
-        loss_fn = lambda o: distill_clip_loss(**o, output_dict=True)  # noqa: E731
+        loss_fn, kind = (lambda o: distill_clip_loss(**o, output_dict=True)), "distill"
     if coca:  # texts reach the model, which returns teacher-forced caption logits and labels
-        loss_fn = lambda o: coca_loss(**o, caption_loss_weight=args.coca_caption_loss_weight,  # noqa: E731
-                                      clip_loss_weight=args.coca_contrastive_loss_weight, output_dict=True)
-    step_fn = TrainStep(model, optimizer, loss_fn, accum_freq=args.accum_freq, teacher=extras.teacher,
-                        ema=extras.ema)
+        loss_fn, kind = (lambda o: coca_loss(**o, caption_loss_weight=args.coca_caption_loss_weight,
+                                             clip_loss_weight=args.coca_contrastive_loss_weight,
+                                             output_dict=True)), "coca"
+    step_fn = TrainStep(model, optimizer, ctx.wrap_loss(loss_fn, kind), accum_freq=args.accum_freq,
+                        teacher=extras.teacher, ema=extras.ema, distributed=ctx)
 
     state = {"epoch": 0, "position": 0, "step": 0}
     if args.resume:
@@ -194,18 +225,21 @@ def run_train_command(args) -> int:
         state = load_training_checkpoint(path, model, optimizer, ema=extras.ema)
         log.warning("resumed from %s (epoch %d, sample %d of the epoch)", path, state["epoch"], state["position"])
     params = {k: v for k, v in vars(args).items() if not callable(v)}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "params.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
 
-    def save(epoch, position, step):
-        save_training_checkpoint(ckpt_dir, model, optimizer, step,
-                                 {"epoch": epoch, "position": position, "args": params}, keep=args.keep,
-                                 ema=extras.ema)
+    def save(epoch, position, step):  # whole arrays, written once: a run resumes on any device count
+        if ctx.is_main:
+            save_training_checkpoint(ckpt_dir, model, optimizer, step,
+                                     {"epoch": epoch, "position": position, "devices": ctx.devices,
+                                      "args": params}, keep=args.keep, ema=extras.ema)
 
     from tqdm.auto import tqdm
     step = state["step"]
-    with RunLog(run_dir, getattr(args, "report_to", "jsonl")) as run_log, \
-            tqdm(total=total, initial=step, desc="train", unit="step", disable=not sys.stderr.isatty()) as bar:
+    run_log_cm = RunLog(run_dir, getattr(args, "report_to", "jsonl")) if ctx.is_main else _NoLog()
+    with run_log_cm as run_log, tqdm(total=total, initial=step, desc="train", unit="step",
+                                     disable=not (sys.stderr.isatty() and ctx.is_main)) as bar:
         for epoch in range(state["epoch"], args.epochs):
             start = state["position"] if epoch == state["epoch"] else 0
             tick = time.perf_counter()
@@ -216,7 +250,7 @@ def run_train_command(args) -> int:
                     pending = None
                 optimizer.learning_rate = float(keras.ops.convert_to_numpy(schedule(step)))
                 try:
-                    metrics = step_fn(batch.images, batch.texts)
+                    metrics = step_fn(*ctx.shard(batch.images, batch.texts))
                 except FloatingPointError as e:
                     print(f"anyclip train: stopped at step {step}: {e}; the last checkpoint in {ckpt_dir} "
                           "is intact", file=sys.stderr)
@@ -238,10 +272,13 @@ def run_train_command(args) -> int:
             if (epoch + 1) % args.save_frequency == 0 or last or pending:
                 save(epoch + 1, 0, step)  # an epoch's last step is saved once, as the epoch's end
             pending = None
-            if evaluator.due(epoch + 1, last):
+            if ctx.is_main and evaluator.due(epoch + 1, last):
                 results = evaluator(model, epoch + 1, last)
                 run_log.log({"step": step, "epoch": epoch + 1, **results}, kind="eval")
                 bar.write(f"eval after epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    ctx.barrier()
+    if not ctx.is_main:
+        return 0
     save_open_clip_checkpoint(model, run_dir / "final")
     export_variants(args, run_dir, model, extras)  # final_ema/, final_wise_ft_<alpha>/
     entry = pretrained_entry(run_dir / "final")

@@ -126,6 +126,8 @@ class TrainStep:
     A ``keras.optimizers.LossScaleOptimizer`` turns on dynamic loss scaling (metrics then also hold
     ``loss_scale`` and ``step_skipped``, 1.0 for a step dropped for non-finite gradients). ``ema``: a
     :class:`~anyclip.train.weights_avg.ModelEMA` of the trainable weights, updated after each applied step.
+    ``distributed``: a :class:`~anyclip.train.distributed.Distributed` whose ranks' gradients and metrics are
+    all-reduced (torch DDP; give it a ``loss_fn`` from its ``wrap_loss``); a JAX mesh needs nothing here.
 
     Example:
         >>> optimizer = keras.optimizers.AdamW(1e-4)  # doctest: +SKIP
@@ -135,9 +137,14 @@ class TrainStep:
 
     def __init__(self, model, optimizer: keras.optimizers.Optimizer, loss_fn: LossFn, accum_freq: int = 1,
                  max_logit_scale: float | None = math.log(100), teacher=None, ema=None,
-                 summed_parts: Sequence[str] = ("caption_loss",)):
+                 summed_parts: Sequence[str] = ("caption_loss",), distributed=None):
         if int(accum_freq) != accum_freq or accum_freq < 1:
             raise ValueError(f"accum_freq must be a positive integer, got {accum_freq!r}")
+        self.distributed = distributed
+        torch_ranks = distributed is not None and distributed.backend == "torch" and distributed.processes > 1
+        if torch_ranks and (accum_freq > 1 or teacher is not None):
+            raise ValueError("--accum-freq > 1 and --distill-model are not supported across torch processes "
+                             "yet (JAX data parallelism supports them)")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.accum_freq, self.max_logit_scale = int(accum_freq), max_logit_scale
         self.summed_parts = frozenset(summed_parts)
@@ -231,9 +238,12 @@ class TrainStep:
         else:
             loss, parts, grads = self._accumulate(images, texts, batch, extra)
         metrics = {k: float(ops.convert_to_numpy(v)) for k, v in parts.items()}
+        metrics["loss"] = float(ops.convert_to_numpy(loss))
+        if self.distributed is not None:  # every rank stops together on a non-finite loss
+            grads = self.distributed.reduce_gradients(grads)
+            metrics = self.distributed.reduce_metrics(metrics)
         if self.scaled:
             metrics["loss_scale"] = float(ops.convert_to_numpy(extra["scale"]))
-        metrics["loss"] = float(ops.convert_to_numpy(loss))
         if not math.isfinite(metrics["loss"]):
             raise FloatingPointError(f"the loss is not finite ({metrics['loss']}); no update was applied "
                                      "(lower the learning rate, or check the data)")
