@@ -17,6 +17,7 @@ def main(folders):
     import keras
 
     import anyclip
+    from reference import release_memory
     backend = keras.backend.backend()
     for folder in map(Path, folders):
         try:
@@ -32,6 +33,7 @@ def main(folders):
             (folder / f"error_{backend}.txt").write_text(traceback.format_exc())
         finally:
             keras.backend.clear_session()
+            release_memory()
         print(f"done {folder.name}", flush=True)
 
 

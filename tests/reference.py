@@ -110,6 +110,21 @@ def _timm_kwargs(cfg: dict):
         cfg["vision_cfg"]["timm_model_kwargs"] = kwargs
 
 
+def release_memory():
+    """Free what a finished parity case left behind, so a run over every config stays within CI's memory:
+    unreachable models, JAX's compiled-function caches, and heap pages glibc keeps after large tensors."""
+    import ctypes
+    import gc
+    import sys
+    gc.collect()
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _anyclip_own_config(name: str) -> dict:
     """The JSON of a config only anyclip ships (read as data, so open_clip builds it independently)."""
     from importlib import resources

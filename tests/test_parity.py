@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import anyclip
-from reference import build_reference_case
+from reference import build_reference_case, release_memory
 
 TOL = 1e-5
 AHEAD = 2  # checkpoints alive at once (the JAX test's case plus the one a worker is still reading)
@@ -57,6 +57,7 @@ class ParityPipeline:
             self._make_room()
             folder = self.root / nxt
             build_reference_case(nxt, folder, seed=NAMES.index(nxt))
+            release_memory()
             self.built[nxt] = folder
             for backend, proc in self.procs.items():
                 if nxt in self.wanted[backend]:
@@ -155,6 +156,7 @@ def test_parity_jax(parity, name):
         del model
     finally:
         keras.backend.clear_session()
+        release_memory()
         parity.jax_done(name)
     _compare(folder, out)
 
