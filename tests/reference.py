@@ -6,7 +6,8 @@ cannot pass unnoticed. Configs larger than ViT-L are cut to 2 blocks per tower; 
 (full size) to 1 block per stage and 2 text blocks, and those with images above 288 px to 224 px and half
 their width; text vocabularies above 100k entries are cut to 8,192 rows (the embedding lookup has no
 size-dependent code path) to keep the giant multilingual tables out of memory.
-timm towers (SigLIP) wider than 1024 or with text wider than 768 keep 2 blocks per tower: anyclip reads
+timm towers (SigLIP) wider than 1024 or with text wider than 768, and every ViTamin but ViTamin-S (whose
+MbConv stem stages stay whole) keep 2 blocks per tower: anyclip reads
 ``vision_cfg.timm_model_kwargs: {"depth": 2}``; open_clip's trunk is built with timm's ``depth=2``.
 MobileCLIP's FastViT towers fastvit_mci3 / mci4 keep [1, 2, 2, 1, 2] blocks per stage (timm's ``layers``);
 ConvNeXt / Swin towers with text wider than 768 (convnext_xlarge, xxlarge) keep [1, 1, 2, 1] (timm's ``depths``)
@@ -58,7 +59,8 @@ def reduced_config(name: str, hf_dir: Path | None = None) -> tuple[dict, list[st
             notes.append(f"timm layers -> [1, 2, 2, 1, 2], text layers {text['layers']} -> 2")
             vision["timm_model_kwargs"], text["layers"] = {"layers": [1, 2, 2, 1, 2]}, 2
     elif vision.get("timm_model_name"):  # timm towers: depth cut through anyclip's timm_model_kwargs (_timm_kwargs)
-        if _timm_width(vision["timm_model_name"]) > 1024 or text["width"] > 768:
+        big_vitamin = vision["timm_model_name"].startswith("vitamin_") and "small" not in vision["timm_model_name"]
+        if big_vitamin or _timm_width(vision["timm_model_name"]) > 1024 or text["width"] > 768:
             notes.append(f"timm depth -> 2, text layers {text['layers']} -> 2")
             vision["timm_model_kwargs"], text["layers"] = {"depth": 2}, 2
     elif isinstance(vision["layers"], list):  # ModifiedResNet: RN50 is the full-size case, the others are cut

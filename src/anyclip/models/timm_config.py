@@ -3,18 +3,18 @@
 open_clip hands the name to ``timm.create_model``: the architecture comes from timm's registry, not from
 ``vision_cfg``. anyclip implements the names of :data:`TIMM_VITS` natively (no timm at run time): SigLIP /
 SigLIP2 (MAP head), ``vit_medium_patch16_gap_256`` (average pool), ``vit_relpos_medium_patch16_cls_224``
-(relative-position MLP bias), MobileCLIP's ``vit_base_mci_224`` (convolutional stem) and MobileCLIP2's
-``vit_large_patch14_clip_224`` (pre-norm). Their architecture values are written here, checked against timm
-in ``tests/test_timm_vit.py``; :class:`TimmHead` resolves open_clip's ``TimmModel`` pool/projection rules.
+(relative-position MLP bias), MobileCLIP's ``vit_base_mci_224`` (convolutional stem), MobileCLIP2's
+``vit_large_patch14_clip_224`` (pre-norm) and ViTamin (``vitamin_*``: MbConv stem, GeGLU MLPs). Their
+architecture values are written here, checked against timm in ``tests/test_timm_vit.py`` and
+``tests/test_vitamin.py``; :class:`TimmHead` resolves open_clip's ``TimmModel`` pool/projection rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
-from .config import ConfigError, VisionConfig, _check_fields, _pair, _require
+from .config import _pair, _require
+from .timm_base import TimmTowerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +36,23 @@ class TimmViTArch:
     pre_norm: bool = False  # ``norm_pre`` after the embeddings; the patch convolution has no bias
     fc_norm: bool | None = None  # timm's ``fc_norm`` argument (None: after the pool iff the pool averages)
     norm_eps: float = 1e-6
-    stem: str = "patch"  # "patch": one patch convolution; "mci": MobileCLIP's 3-convolution stem
+    stem: str = "patch"  # "patch": one patch convolution; "mci": MobileCLIP's 3-convolution stem; "vitamin"
     rel_pos_dim: int | None = None  # relpos ViT: hidden width of the log-coordinate MLP; no absolute positions
+    pos_embed: bool = True  # learned absolute positions (timm's ``pos_embed='none'`` leaves them out)
+    geglu: bool = False  # the blocks' MLP is timm's GeGluMlp (ViTamin)
+    stem_widths: tuple[int, ...] = ()  # ViTamin stem: (stem width, stage 1 width, stage 2 width)
+    stem_depths: tuple[int, ...] = (2, 4)  # ViTamin stem: MbConv blocks per stage
 
     @property
     def mlp_width(self) -> int:
         return int(self.width * self.mlp_ratio)
+
+    def grid(self, size: tuple[int, int]) -> tuple[int, int]:
+        """Tokens along (height, width) for images of ``size`` pixels."""
+        if self.stem == "vitamin":  # four padded stride-2 steps
+            from .timm_vitamin import stem_grid
+            return stem_grid(size[0]), stem_grid(size[1])
+        return size[0] // self.patch_size, size[1] // self.patch_size
 
     @property
     def pools(self) -> tuple[str, ...]:
@@ -71,22 +82,26 @@ _OTHERS = {
     "vit_large_patch14_clip_224": TimmViTArch(14, 1024, 24, 16, 4.0, 224, class_token=True, pre_norm=True,
                                               norm_eps=1e-5),
 }
+
+
+def _vitamin(width, depth, heads, stem, sizes, pos_embed=True):
+    return {size: TimmViTArch(16, width, depth, heads, 2.0, size, default_pool="avg", stem="vitamin",
+                              pos_embed=pos_embed, geglu=True, stem_widths=stem) for size in sizes}
+
+
+_VITAMIN = {
+    "vitamin_small_{}": _vitamin(384, 14, 6, (64, 64, 128), (224,)),
+    "vitamin_base_{}": _vitamin(768, 14, 12, (128, 128, 256), (224,)),
+    "vitamin_large_{}": _vitamin(1024, 31, 16, (160, 160, 320), (224, 256, 336, 384)),
+    "vitamin_large2_{}": _vitamin(1024, 31, 16, (160, 160, 320), (224, 256, 336, 384)),  # timm: same as large
+    "vitamin_xlarge_{}": _vitamin(1152, 32, 16, (192, 192, 384), (256, 336, 384), pos_embed=False),
+}
 # timm model name -> architecture, for every name anyclip builds natively.
 TIMM_VITS: dict[str, TimmViTArch] = {
-    **{pattern.format(size): arch for pattern, archs in _SIGLIP.items() for size, arch in archs.items()}, **_OTHERS}
+    **{pattern.format(size): arch for family in (_SIGLIP, _VITAMIN) for pattern, archs in family.items()
+       for size, arch in archs.items()}, **_OTHERS}
 
-# Architecture overrides (anyclip's extension ``timm_model_kwargs``, as timm's ``create_model`` kwargs).
-_ARCH_KWARGS = {"depth"}
-# Native-ViT keys open_clip ignores once timm_model_name is set: accepted at their defaults only.
-_NATIVE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(VisionConfig)
-                    if f.name not in ("image_size", "patch_dropout") and f.default is not dataclasses.MISSING}
 _PROJS = (None, "", "none", "linear", "mlp")
-
-
-def _check_name(name):
-    if not isinstance(name, str) or name not in TIMM_VITS:
-        raise ConfigError(f"vision_cfg.timm_model_name={name!r} is not one of the timm vision towers anyclip "
-                          f"implements; supported: {', '.join(sorted(TIMM_VITS))}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +146,7 @@ def resolve_head(arch: TimmViTArch, pool: str, proj: str | None) -> TimmHead:
 
 
 @dataclasses.dataclass(frozen=True)
-class TimmViTConfig:
+class TimmViTConfig(TimmTowerConfig):
     """``vision_cfg`` of a timm ViT tower (open_clip ``CLIPVisionCfg`` timm fields).
 
     ``timm_pool`` and ``timm_proj`` follow open_clip's ``TimmModel`` (see :func:`resolve_head`): ``timm_proj``
@@ -148,57 +163,15 @@ class TimmViTConfig:
     """
 
     TIMM_NAMES = TIMM_VITS  # the timm names this family builds (see timm_families)
+    DROP_PATH = True
 
-    timm_model_name: str
-    image_size: int | tuple[int, int] = 224
-    timm_model_pretrained: bool = False
-    timm_pool: str = "avg"
-    timm_proj: str | None = "linear"
-    timm_proj_bias: bool = False
-    timm_drop: float = 0.0
-    timm_drop_path: float | None = None
-    patch_dropout: float = 0.0
-    timm_model_kwargs: dict | None = None
-
-    def __post_init__(self):
-        w = "vision_cfg"
-        _check_name(self.timm_model_name)
-        size = _pair(self.image_size, f"{w}.image_size")
-        patch = TIMM_VITS[self.timm_model_name].patch_size
-        _require(min(size) >= patch, f"{w}.image_size", f"{self.image_size!r} is smaller than the patch size {patch}")
-        _require(self.timm_model_pretrained is False, f"{w}.timm_model_pretrained",
-                 "timm's own (ImageNet) weights are not loaded by anyclip; use false and an open_clip checkpoint")
+    def check_family(self):
+        w, arch = "vision_cfg", self.arch
+        _require(min(_pair(self.image_size, "")) >= arch.patch_size, f"{w}.image_size",
+                 f"{self.image_size!r} is smaller than the patch size {arch.patch_size}")
         _require(self.timm_proj in _PROJS, f"{w}.timm_proj",
                  f"must be 'none', 'linear', 'mlp', '' or null, got {self.timm_proj!r}")
-        _require(isinstance(self.timm_proj_bias, bool), f"{w}.timm_proj_bias", "must be true/false")
-        for key in ("timm_drop", "patch_dropout"):
-            _require(getattr(self, key) in (0, 0.0), f"{w}.{key}", "dropout in timm towers is not supported (only 0)")
-        drop_path = 0.0 if self.timm_drop_path is None else self.timm_drop_path
-        _require(isinstance(drop_path, (int, float)) and not isinstance(drop_path, bool) and 0 <= drop_path < 1,
-                 f"{w}.timm_drop_path", f"must be null or in [0, 1), got {self.timm_drop_path!r}")
-        kwargs = self.timm_model_kwargs or {}
-        _require(isinstance(kwargs, dict) and set(kwargs) <= _ARCH_KWARGS, f"{w}.timm_model_kwargs",
-                 f"only {sorted(_ARCH_KWARGS)} may be overridden, got {kwargs!r}")
-        depth = kwargs.get("depth", 1)
-        _require(isinstance(depth, int) and not isinstance(depth, bool) and depth > 0,
-                 f"{w}.timm_model_kwargs.depth", f"must be a positive integer, got {depth!r}")
         self.head  # noqa: B018 (validates timm_pool against timm_proj and the model)
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> TimmViTConfig:
-        """Validate a ``vision_cfg`` dict that names a timm model (native-ViT keys must hold their defaults)."""
-        values = dict(values)
-        _check_name(values.get("timm_model_name"))
-        for key, default in _NATIVE_DEFAULTS.items():
-            if key in values and values.pop(key) != default:
-                raise ConfigError(f"vision_cfg.{key} does not apply to timm towers: timm_model_name fixes the "
-                                  f"architecture (only the default {default!r} is accepted)")
-        return cls(**_check_fields(cls, values, "vision_cfg"))
-
-    @property
-    def arch(self) -> TimmViTArch:
-        """The architecture: timm's, with the ``timm_model_kwargs`` overrides."""
-        return dataclasses.replace(TIMM_VITS[self.timm_model_name], **(self.timm_model_kwargs or {}))
 
     @property
     def head(self) -> TimmHead:
@@ -206,11 +179,5 @@ class TimmViTConfig:
         return resolve_head(self.arch, self.timm_pool, self.timm_proj)
 
     @property
-    def unprojected_width(self) -> int | None:
-        """The tower's output width when it has no projection (``timm_proj: "none"``), else None."""
-        return self.arch.width if self.timm_proj == "none" else None
-
-    @property
     def grid_size(self) -> tuple[int, int]:
-        (h, w), p = _pair(self.image_size, ""), self.arch.patch_size
-        return h // p, w // p
+        return self.arch.grid(_pair(self.image_size, ""))

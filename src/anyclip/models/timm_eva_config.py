@@ -9,10 +9,9 @@ open_clip hands the name to ``timm.create_model(name, num_classes=embed_dim, glo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
-from .config import ConfigError, VisionConfig, _check_fields, _pair, _require
+from .config import _pair, _require
+from .timm_base import TimmTowerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,19 +81,8 @@ TIMM_EVAS: dict[str, EvaArch] = {
     "vit_pe_core_gigantic_patch14_448": _pe(14, 1536, 50, 16, 8960 / 1536, 448, 32, class_token=False, offset=0.0),
 }
 
-_ARCH_KWARGS = {"depth"}  # anyclip's ``timm_model_kwargs`` overrides (timm ``create_model`` kwargs)
-_NATIVE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(VisionConfig)
-                    if f.name not in ("image_size", "patch_dropout") and f.default is not dataclasses.MISSING}
-
-
-def _check_name(name):
-    if not isinstance(name, str) or name not in TIMM_EVAS:
-        raise ConfigError(f"vision_cfg.timm_model_name={name!r} is not one of the timm EVA/PE towers anyclip "
-                          f"implements; supported: {', '.join(sorted(TIMM_EVAS))}")
-
-
 @dataclasses.dataclass(frozen=True)
-class TimmEvaConfig:
+class TimmEvaConfig(TimmTowerConfig):
     """``vision_cfg`` of a timm EVA / EVA02 / PE tower (open_clip ``CLIPVisionCfg`` timm fields).
 
     ``timm_pool`` must be the model's own pooling (``"token"`` for EVA, ``"map"`` for PE). ``timm_proj``:
@@ -110,63 +98,16 @@ class TimmEvaConfig:
 
     TIMM_NAMES = TIMM_EVAS  # the timm names this family builds (see timm_families)
 
-    timm_model_name: str
-    image_size: int | tuple[int, int] = 224
-    timm_model_pretrained: bool = False
-    timm_pool: str = "avg"
-    timm_proj: str | None = "linear"
-    timm_proj_bias: bool = False
-    timm_drop: float = 0.0
-    timm_drop_path: float | None = None
-    patch_dropout: float = 0.0
-    timm_model_kwargs: dict | None = None
-
-    def __post_init__(self):
-        w = "vision_cfg"
-        _check_name(self.timm_model_name)
-        arch = TIMM_EVAS[self.timm_model_name]
-        size = _pair(self.image_size, f"{w}.image_size")
-        _require(min(size) >= arch.patch_size, f"{w}.image_size",
+    def check_family(self):
+        w, arch = "vision_cfg", self.arch
+        _require(min(_pair(self.image_size, "")) >= arch.patch_size, f"{w}.image_size",
                  f"{self.image_size!r} is smaller than the patch size {arch.patch_size}")
-        _require(self.timm_model_pretrained is False, f"{w}.timm_model_pretrained",
-                 "timm's own (ImageNet) weights are not loaded by anyclip; use false and an open_clip checkpoint")
         _require(self.timm_pool == arch.pool, f"{w}.timm_pool",
                  f"{self.timm_model_name} is implemented with its own pooling {arch.pool!r} only, got "
                  f"{self.timm_pool!r}")
         _require(self.timm_proj in (None, "none"), f"{w}.timm_proj",
                  f"EVA/PE towers support null (timm's head, as open_clip's configs) or 'none', got {self.timm_proj!r}")
         _require(self.timm_proj_bias is False, f"{w}.timm_proj_bias", "only used with timm_proj 'linear'/'mlp'")
-        for key in ("timm_drop", "patch_dropout"):
-            _require(getattr(self, key) in (0, 0.0), f"{w}.{key}", "dropout in timm towers is not supported (only 0)")
-        _require(self.timm_drop_path in (None, 0, 0.0), f"{w}.timm_drop_path",
-                 "stochastic depth in timm towers is not supported (only null or 0)")
-        kwargs = self.timm_model_kwargs or {}
-        _require(isinstance(kwargs, dict) and set(kwargs) <= _ARCH_KWARGS, f"{w}.timm_model_kwargs",
-                 f"only {sorted(_ARCH_KWARGS)} may be overridden, got {kwargs!r}")
-        depth = kwargs.get("depth", 1)
-        _require(isinstance(depth, int) and not isinstance(depth, bool) and depth > 0,
-                 f"{w}.timm_model_kwargs.depth", f"must be a positive integer, got {depth!r}")
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> TimmEvaConfig:
-        """Validate a ``vision_cfg`` dict that names a timm EVA/PE model (native-ViT keys must hold defaults)."""
-        values = dict(values)
-        _check_name(values.get("timm_model_name"))
-        for key, default in _NATIVE_DEFAULTS.items():
-            if key in values and values.pop(key) != default:
-                raise ConfigError(f"vision_cfg.{key} does not apply to timm towers: timm_model_name fixes the "
-                                  f"architecture (only the default {default!r} is accepted)")
-        return cls(**_check_fields(cls, values, "vision_cfg"))
-
-    @property
-    def arch(self) -> EvaArch:
-        """The architecture: timm's, with the ``timm_model_kwargs`` overrides."""
-        return dataclasses.replace(TIMM_EVAS[self.timm_model_name], **(self.timm_model_kwargs or {}))
-
-    @property
-    def unprojected_width(self) -> int | None:
-        """The tower's output width when it has no head (``timm_proj: "none"``), else None."""
-        return self.arch.width if self.timm_proj == "none" else None
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -8,16 +8,13 @@ open_clip state dict (numpy, torch layouts), as timm's ``reparameterize()`` does
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 from keras import ops
 
-from .layers import attention, child_seed, constant_init, layer_norm, normal_init
-from .modified_resnet import BATCH_NORM_TABLE, BN_EPS, BatchNorm
+from .conv import CONV_TABLE, Conv, HostModule, conv2d, gelu
+from .layers import attention, layer_norm
+from .modified_resnet import BATCH_NORM_TABLE, BN_EPS
 
-_TORCH = keras.backend.backend() == "torch"
-
-CONV_TABLE = (("weight", "kernel", "conv"), ("bias", "bias", None))
 CONV_BN_TABLE = (("conv.weight", "kernel", "conv"), ("bn.", "bn", BATCH_NORM_TABLE))
 SE_TABLE = (("fc1.", "fc1", CONV_TABLE), ("fc2.", "fc2", CONV_TABLE))
 REP_TABLE = (("reparam_conv.", "reparam_conv", CONV_TABLE), ("se.", "se", SE_TABLE))
@@ -43,70 +40,7 @@ STAGE_TABLE = (
 )
 
 
-def conv2d(x, kernel, bias=None, stride: int = 1):
-    """torch's ``conv2d`` with zero padding ``k // 2`` on channels-last ``x``; kernel HWIO (groups from its I).
-
-    Example:
-        >>> conv2d(keras.ops.ones((1, 8, 8, 4)), keras.ops.ones((3, 3, 1, 8)), stride=2).shape
-        (1, 4, 4, 8)
-    """
-    kernel = ops.cast(kernel, x.dtype)
-    k, pad = kernel.shape[0], kernel.shape[0] // 2
-    if bias is not None:
-        bias = ops.cast(bias, x.dtype)
-    if _TORCH:  # torch's kernel on the NCHW view of the channels-last activations
-        import torch.nn.functional as F
-        groups = x.shape[-1] // kernel.shape[2]
-        y = F.conv2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1), bias, stride, pad, 1, groups)
-        return y.permute(0, 2, 3, 1)
-    if k == 1 and stride == 1 and kernel.shape[2] == x.shape[-1]:
-        y = ops.matmul(x, kernel[0, 0])
-    else:
-        if pad:
-            x = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        y = ops.conv(x, kernel, strides=stride, padding="valid")
-    return y + bias if bias is not None else y
-
-
-def gelu(x):
-    return keras.activations.gelu(x, approximate=False)
-
-
-class _Module(keras.layers.Layer):
-    """A layer whose weights are made in ``__init__`` (shapes are known), host-initialised from ``seed``."""
-
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-
-    def weight(self, name, shape, std=None, value=0.0):
-        init = normal_init(std, self.seed, name) if std is not None else constant_init(value)
-        return self.add_weight(name=name, shape=shape, initializer=init)
-
-    def sub(self, cls, name, *args, **kwargs):
-        return cls(*args, seed=child_seed(self.seed, name), name=name, dtype=self.dtype_policy, **kwargs)
-
-    def make_bn(self, name, channels):
-        layer = BatchNorm(channels, name=name, dtype=self.dtype_policy)
-        layer.build()
-        return layer
-
-
-class Conv(_Module):
-    """A convolution ``kernel`` (HWIO, ``groups`` from ``cin // I``) with optional ``bias`` (torch ``Conv2d``)."""
-
-    def __init__(self, cin, cout, k, stride=1, groups=1, bias=True, **kwargs):
-        super().__init__(**kwargs)
-        self.stride = stride
-        self.kernel = self.weight("kernel", (k, k, cin // groups, cout), std=(k * k * cin // groups) ** -0.5)
-        self.bias = self.weight("bias", (cout,)) if bias else None
-        self.built = True
-
-    def call(self, x):
-        return conv2d(x, self.kernel, self.bias, self.stride)
-
-
-class ConvBN(_Module):
+class ConvBN(HostModule):
     """timm ``ConvNormAct`` without activation: a bias-free convolution then BatchNorm."""
 
     def __init__(self, cin, cout, k, stride=1, groups=1, **kwargs):
@@ -120,7 +54,7 @@ class ConvBN(_Module):
         return self.bn(conv2d(x, self.kernel, None, self.stride), training=training)
 
 
-class SqueezeExcite(_Module):
+class SqueezeExcite(HostModule):
     """timm ``SEModule``: mean over the grid, 1x1 conv, ReLU, 1x1 conv, sigmoid gate."""
 
     def __init__(self, channels, reduced, **kwargs):
@@ -165,7 +99,7 @@ def _take(state, prefix):
     return out
 
 
-class _Reparam(_Module):
+class _Reparam(HostModule):
     """A block with a train-time (branches) and an inference (``reparam_conv``) form."""
 
     def fuse(self, state: dict, prefix: str) -> None:
@@ -283,7 +217,7 @@ class RepMixer(_Reparam):
         return kernel, gamma * (bm - bn)
 
 
-class ConvMlp(_Module):
+class ConvMlp(HostModule):
     """timm ``ConvMlp``: depthwise 7x7 conv + BN, 1x1 conv, GELU, 1x1 conv."""
 
     def __init__(self, dim, hidden, **kwargs):
@@ -297,7 +231,7 @@ class ConvMlp(_Module):
         return self.fc2(gelu(self.fc1(self.conv(x, training=training))))
 
 
-class Block(_Module):
+class Block(HostModule):
     """A FastViT block: RepMixer or (norm, attention with 32-wide heads, layer scale), then ConvMlp + layer scale."""
 
     def __init__(self, dim, mlp_ratio, mixer, layer_norm_=False, inference=False, **kwargs):
@@ -340,7 +274,7 @@ class Block(_Module):
         return x + self._scale(self.layer_scale_2, self.mlp(x, training=training))
 
 
-class Stage(_Module):
+class Stage(HostModule):
     """A FastViT stage: patch embedding (:class:`LargeKernel` + 1x1 :class:`MobileOne`), positional encoding
     (``x + depthwise 7x7 conv(x)``, re-parameterised as one conv), blocks."""
 

@@ -8,10 +8,9 @@ registry. anyclip writes the architectures of :data:`FASTVIT_ARCHS` here (checke
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
-from .config import ConfigError, VisionConfig, _check_fields, _pair, _require
+from .config import _pair, _require
+from .timm_base import TimmTowerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,20 +52,8 @@ FASTVIT_ARCHS: dict[str, FastViTArch] = {
     "fastvit_mci4": _mci((2, 12, 24, 4, 4), (128, 256, 512, 1024, 2048), 4.0, 2, (False,) * 5, True, False),
 }
 
-# anyclip's ``timm_model_kwargs`` (as timm's ``create_model`` kwargs): stage depths, re-parameterised form.
-_ARCH_KWARGS = {"layers", "inference_mode"}
-_NATIVE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(VisionConfig)
-                    if f.name not in ("image_size", "patch_dropout") and f.default is not dataclasses.MISSING}
-
-
-def _check_name(name):
-    if not isinstance(name, str) or name not in FASTVIT_ARCHS:
-        raise ConfigError(f"vision_cfg.timm_model_name={name!r} is not one of the FastViT towers anyclip "
-                          f"implements; supported: {', '.join(sorted(FASTVIT_ARCHS))}")
-
-
 @dataclasses.dataclass(frozen=True)
-class TimmFastViTConfig:
+class TimmFastViTConfig(TimmTowerConfig):
     """``vision_cfg`` of a MobileCLIP tower (open_clip ``CLIPVisionCfg`` timm fields, timm name ``fastvit_mci*``).
 
     ``timm_pool`` must be ``"avg"``. ``timm_proj`` null (MobileCLIP) keeps timm's classifier ``head.fc``
@@ -82,36 +69,18 @@ class TimmFastViTConfig:
     """
 
     TIMM_NAMES = FASTVIT_ARCHS  # the timm names this family builds (see timm_families)
+    # anyclip's ``timm_model_kwargs`` (as timm's ``create_model`` kwargs): stage depths, re-parameterised form.
+    ARCH_KWARGS = frozenset({"layers", "inference_mode"})
 
-    timm_model_name: str
-    image_size: int | tuple[int, int] = 224
-    timm_model_pretrained: bool = False
-    timm_pool: str = "avg"
-    timm_proj: str | None = "linear"
-    timm_proj_bias: bool = False
-    timm_drop: float = 0.0
-    timm_drop_path: float | None = None
-    patch_dropout: float = 0.0
-    timm_model_kwargs: dict | None = None
-
-    def __post_init__(self):
+    def check_family(self):
         w = "vision_cfg"
-        _check_name(self.timm_model_name)
-        size = _pair(self.image_size, f"{w}.image_size")
-        _require(min(size) >= 32, f"{w}.image_size", f"{self.image_size!r} is too small for a FastViT (>= 32)")
-        _require(self.timm_model_pretrained is False, f"{w}.timm_model_pretrained",
-                 "timm's own weights are not loaded by anyclip; use false and an open_clip checkpoint")
-        _require(self.timm_pool == "avg", f"{w}.timm_pool", f"FastViT towers support only 'avg', got {self.timm_pool!r}")
+        _require(min(_pair(self.image_size, "")) >= 32, f"{w}.image_size",
+                 f"{self.image_size!r} is too small for a FastViT (>= 32)")
+        _require(self.timm_pool == "avg", f"{w}.timm_pool",
+                 f"FastViT towers support only 'avg', got {self.timm_pool!r}")
         _require(self.timm_proj in (None, "", "none", "linear"), f"{w}.timm_proj",
                  f"must be null, 'none' or 'linear' for FastViT towers, got {self.timm_proj!r}")
-        _require(isinstance(self.timm_proj_bias, bool), f"{w}.timm_proj_bias", "must be true/false")
-        for key in ("timm_drop", "patch_dropout"):
-            _require(getattr(self, key) in (0, 0.0), f"{w}.{key}", "dropout in timm towers is not supported (only 0)")
-        _require(self.timm_drop_path in (None, 0, 0.0), f"{w}.timm_drop_path",
-                 "stochastic depth in timm towers is not supported (only null or 0)")
         kwargs = self.timm_model_kwargs or {}
-        _require(isinstance(kwargs, dict) and set(kwargs) <= _ARCH_KWARGS, f"{w}.timm_model_kwargs",
-                 f"only {sorted(_ARCH_KWARGS)} may be set for FastViT towers, got {kwargs!r}")
         n = len(FASTVIT_ARCHS[self.timm_model_name].layers)
         layers = kwargs.get("layers", [1] * n)
         _require(isinstance(layers, (list, tuple)) and len(layers) == n
@@ -119,17 +88,6 @@ class TimmFastViTConfig:
                  f"{w}.timm_model_kwargs.layers", f"must be {n} positive integers (one per stage), got {layers!r}")
         _require(isinstance(kwargs.get("inference_mode", False), bool), f"{w}.timm_model_kwargs.inference_mode",
                  "must be true/false")
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> TimmFastViTConfig:
-        """Validate a ``vision_cfg`` dict that names an MCi FastViT (native-ViT keys must hold their defaults)."""
-        values = dict(values)
-        _check_name(values.get("timm_model_name"))
-        for key, default in _NATIVE_DEFAULTS.items():
-            if key in values and values.pop(key) != default:
-                raise ConfigError(f"vision_cfg.{key} does not apply to timm towers: timm_model_name fixes the "
-                                  f"architecture (only the default {default!r} is accepted)")
-        return cls(**_check_fields(cls, values, "vision_cfg"))
 
     @property
     def arch(self) -> FastViTArch:

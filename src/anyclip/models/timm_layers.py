@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .layers import MLP, LayerScale, attention, child_seed, dense, layer_norm, normal_init
+from .layers import MLP, LayerScale, activation, attention, child_seed, dense, layer_norm, normal_init
 
 TIMM_LN_EPS = 1e-6  # timm's LayerNorm default
 
@@ -46,6 +46,14 @@ TIMM_VIT_BLOCK_TABLE = (
     ("mlp.fc1.bias", "mlp.c_fc.bias", None),
     ("mlp.fc2.weight", "mlp.c_proj.kernel", "linear"),
     ("mlp.fc2.bias", "mlp.c_proj.bias", None),
+    ("mlp.norm.weight", "mlp.norm.gamma", None),  # GeGLU MLP (ViTamin)
+    ("mlp.norm.bias", "mlp.norm.beta", None),
+    ("mlp.w0.weight", "mlp.w0.kernel", "linear"),
+    ("mlp.w0.bias", "mlp.w0.bias", None),
+    ("mlp.w1.weight", "mlp.w1.kernel", "linear"),
+    ("mlp.w1.bias", "mlp.w1.bias", None),
+    ("mlp.w2.weight", "mlp.w2.kernel", "linear"),
+    ("mlp.w2.bias", "mlp.w2.bias", None),
     ("ls2.gamma", "ls2.gamma", None),
 )
 # timm ``AttentionPoolLatent`` keys (relative to ``attn_pool.``).
@@ -113,12 +121,45 @@ class MAPHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
+class GeGluMlp(keras.layers.Layer):
+    """timm ``GeGluMlp`` (ViTamin): ``w2(gelu(w0(norm(x))) * w1(norm(x)))``, its own LayerNorm (eps 1e-6) first.
+
+    Example:
+        >>> GeGluMlp(64, 128)(keras.ops.zeros((2, 5, 64))).shape
+        (2, 5, 64)
+    """
+
+    def __init__(self, width: int, hidden: int, seed: int | None = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.hidden, policy = width, hidden, self.dtype_policy
+        self.norm = layer_norm("norm", policy, eps=TIMM_LN_EPS)
+        self.w0 = dense(hidden, width ** -0.5, seed, "w0", policy)
+        self.w1 = dense(hidden, width ** -0.5, seed, "w1", policy)
+        self.w2 = dense(width, hidden ** -0.5, seed, "w2", policy)
+        self.act = activation(False)
+
+    def build(self, input_shape):
+        for layer in (self.norm, self.w0, self.w1):
+            layer.build(input_shape)
+        self.w2.build(tuple(input_shape[:-1]) + (self.hidden,))
+        self.built = True
+
+    def call(self, x):
+        x = self.norm(x)
+        return self.w2(self.act(self.w0(x)) * self.w1(x))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "hidden": self.hidden}
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
 class TimmBlock(keras.layers.Layer):
     """timm's ViT ``Block``: ``x + ls1(attn(norm1(x)))`` then ``x + ls2(mlp(norm2(x)))``, each branch dropped per
     sample with probability ``drop_path`` in training (stochastic depth, survivors scaled by ``1 / keep``).
 
     ``qkv_bias=False``: the fused ``qkv`` projection has no bias; ``ls_init``: layer-scale gains (None: none);
-    ``call(x, bias=...)`` adds a ``[1, heads, tokens, tokens]`` bias to the attention logits (relpos ViT).
+    ``call(x, bias=...)`` adds a ``[1, heads, tokens, tokens]`` bias to the attention logits (relpos ViT);
+    ``geglu``: the MLP is :class:`GeGluMlp` (ViTamin).
 
     Example:
         >>> TimmBlock(64, heads=4, mlp_width=128, qkv_bias=False, ls_init=1e-6)(keras.ops.zeros((2, 5, 64))).shape
@@ -127,9 +168,9 @@ class TimmBlock(keras.layers.Layer):
 
     def __init__(self, width: int, heads: int, mlp_width: int, qkv_bias: bool = True, ls_init: float | None = None,
                  norm_eps: float = TIMM_LN_EPS, gelu_tanh: bool = False, drop_path: float = 0.0,
-                 seed: int | None = 0, **kwargs):
+                 seed: int | None = 0, geglu: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.width, self.heads, self.mlp_width, self.qkv_bias = width, heads, mlp_width, qkv_bias
+        self.width, self.heads, self.mlp_width, self.qkv_bias, self.geglu = width, heads, mlp_width, qkv_bias, geglu
         self.ls_init, self.norm_eps, self.gelu_tanh, self.drop_path, self.seed = (ls_init, norm_eps, gelu_tanh,
                                                                                   drop_path, seed)
         policy, std = self.dtype_policy, width ** -0.5
@@ -137,7 +178,11 @@ class TimmBlock(keras.layers.Layer):
         self.qkv = dense(3 * width, std, seed, "qkv", policy, bias=qkv_bias)
         self.proj = dense(width, std, seed, "proj", policy)
         self.norm2 = layer_norm("norm2", policy, eps=norm_eps)
-        self.mlp = MLP(width, mlp_width, seed=child_seed(seed, "mlp"), gelu_tanh=gelu_tanh, name="mlp", dtype=policy)
+        if geglu:
+            self.mlp = GeGluMlp(width, mlp_width, seed=child_seed(seed, "mlp"), name="mlp", dtype=policy)
+        else:
+            self.mlp = MLP(width, mlp_width, seed=child_seed(seed, "mlp"), gelu_tanh=gelu_tanh, name="mlp",
+                           dtype=policy)
         self.ls1 = self.ls2 = None
         if ls_init is not None:
             self.ls1 = LayerScale(width, ls_init, name="ls1", dtype=policy)
@@ -174,4 +219,4 @@ class TimmBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "width": self.width, "heads": self.heads, "mlp_width": self.mlp_width,
                 "qkv_bias": self.qkv_bias, "ls_init": self.ls_init, "norm_eps": self.norm_eps,
-                "gelu_tanh": self.gelu_tanh, "drop_path": self.drop_path, "seed": self.seed}
+                "gelu_tanh": self.gelu_tanh, "drop_path": self.drop_path, "seed": self.seed, "geglu": self.geglu}

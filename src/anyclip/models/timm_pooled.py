@@ -10,15 +10,14 @@ names anyclip builds are written here (:data:`CONVNEXTS`, :data:`SWINS`), checke
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from .config import ConfigError, VisionConfig, _check_fields, _pair, _require
+from .config import _pair, _require
 from .layers import activation, dense
+from .timm_base import TimmTowerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +76,6 @@ CONVNEXTS: dict[str, ConvNeXtArch] = {
 SWINS: dict[str, SwinArch] = {
     "swin_base_patch4_window7_224": SwinArch((2, 2, 18, 2), (4, 8, 16, 32), 128, 7, 224),
 }
-_NATIVE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(VisionConfig)
-                    if f.name not in ("image_size", "patch_dropout") and f.default is not dataclasses.MISSING}
 
 
 def drop_path_rates(rate: float | None, depths) -> list[list[float]]:
@@ -97,84 +94,33 @@ def drop_path_rates(rate: float | None, depths) -> list[list[float]]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _PooledConfig:
+class _PooledConfig(TimmTowerConfig):
     """``vision_cfg`` of a timm tower with an average-pool head (open_clip ``CLIPVisionCfg`` timm fields)."""
 
-    TIMM_NAMES = None  # the timm names the family builds (see timm_families), set by each family
+    TIMM_NAMES = {}  # the timm names the family builds (see timm_families), set by each family
+    ARCH_KWARGS = frozenset({"depths"})
+    DROPOUT = DROP_PATH = True
+    PATCH_TOKENS = False
 
-    timm_model_name: str
-    image_size: int | tuple[int, int] = 224
-    timm_model_pretrained: bool = False
-    timm_pool: str = "avg"
-    timm_proj: str = "linear"
-    timm_proj_bias: bool = False
-    timm_drop: float = 0.0
-    timm_drop_path: float | None = None
-    patch_dropout: float = 0.0
-    timm_model_kwargs: dict | None = None
-
-    def __post_init__(self):
+    def check_family(self):
         w = "vision_cfg"
-        self._check_name(self.timm_model_name)
-        _pair(self.image_size, f"{w}.image_size")
-        _require(self.timm_model_pretrained is False, f"{w}.timm_model_pretrained",
-                 "timm's own (ImageNet) weights are not loaded by anyclip; use false and an open_clip checkpoint")
         _require(self.timm_pool in ("", "avg"), f"{w}.timm_pool",
                  f"only '' (timm's default, an average pool) or 'avg' is supported, got {self.timm_pool!r}")
         _require(self.timm_proj in ("linear", "mlp", "none"), f"{w}.timm_proj",
                  f"must be 'linear', 'mlp' or 'none', got {self.timm_proj!r}")
         _require(self.timm_proj != "none" or self.timm_pool == "avg", f"{w}.timm_proj",
                  "'none' with timm_pool '' gives open_clip an unpooled feature map; use timm_pool 'avg'")
-        _require(isinstance(self.timm_proj_bias, bool), f"{w}.timm_proj_bias", "must be true/false")
-        for key in ("timm_drop", "timm_drop_path"):
-            value = getattr(self, key)
-            _require(value is None and key == "timm_drop_path" or isinstance(value, (int, float))
-                     and not isinstance(value, bool) and 0 <= value < 1, f"{w}.{key}",
-                     f"must be a rate in [0, 1){' or null' if key == 'timm_drop_path' else ''}, got {value!r}")
-        _require(self.patch_dropout in (0, 0.0), f"{w}.patch_dropout",
-                 f"{self.timm_model_name} has no patch tokens to drop (timm refuses patch_drop_rate); use 0")
-        kwargs = self.timm_model_kwargs or {}
-        _require(isinstance(kwargs, dict) and set(kwargs) <= {"depths"}, f"{w}.timm_model_kwargs",
-                 f"only ['depths'] may be overridden, got {kwargs!r}")
         stages = len(self.TIMM_NAMES[self.timm_model_name].depths)
-        depths = kwargs.get("depths", [1] * stages)
+        depths = (self.timm_model_kwargs or {}).get("depths", [1] * stages)
         _require(isinstance(depths, (list, tuple)) and len(depths) == stages and all(
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depths),
             f"{w}.timm_model_kwargs.depths", f"must be {stages} positive integers, got {depths!r}")
-
-    @classmethod
-    def _check_name(cls, name):
-        if not isinstance(name, str) or name not in cls.TIMM_NAMES:
-            raise ConfigError(f"vision_cfg.timm_model_name={name!r} is not one of the timm vision towers anyclip "
-                              f"implements; supported: {', '.join(sorted(cls.TIMM_NAMES))}")
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]):
-        """Validate a ``vision_cfg`` dict that names a timm model (native-ViT keys must hold their defaults)."""
-        values = dict(values)
-        cls._check_name(values.get("timm_model_name"))
-        for key, default in _NATIVE_DEFAULTS.items():
-            if key in values and values.pop(key) != default:
-                raise ConfigError(f"vision_cfg.{key} does not apply to timm towers: timm_model_name fixes the "
-                                  f"architecture (only the default {default!r} is accepted)")
-        return cls(**_check_fields(cls, values, "vision_cfg"))
-
-    @property
-    def arch(self):
-        """The architecture: timm's, with the ``timm_model_kwargs`` overrides (stage depths as a tuple)."""
-        kwargs = {k: tuple(v) for k, v in (self.timm_model_kwargs or {}).items()}
-        return dataclasses.replace(self.TIMM_NAMES[self.timm_model_name], **kwargs)
 
     @property
     def drop_path_rates(self) -> list[list[float]]:
         """Each block's stochastic-depth rate, stage by stage (``timm_drop_path``, or timm's default if null)."""
         arch = self.arch
         return drop_path_rates(arch.drop_path if self.timm_drop_path is None else self.timm_drop_path, arch.depths)
-
-    @property
-    def unprojected_width(self) -> int | None:
-        """The tower's output width when it has no projection (``timm_proj: "none"``), else None."""
-        return self.arch.width if self.timm_proj == "none" else None
 
 
 @dataclasses.dataclass(frozen=True)

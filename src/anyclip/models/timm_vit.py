@@ -1,9 +1,10 @@
-"""timm ViT image towers (SigLIP, ViT-M gap, relpos ViT, MobileCLIP / MobileCLIP2 ViTs), natively in Keras.
+"""timm ViT image towers (SigLIP, ViT-M gap, relpos ViT, MobileCLIP / MobileCLIP2 ViTs, ViTamin), natively in Keras.
 
 open_clip wraps ``timm.create_model(timm_model_name, ...)`` as ``visual.trunk`` (plus an optional
-``visual.head``). The trunk: a patch stem (one patch convolution, or MobileCLIP's convolutional stem), an
-optional class token, learned position embeddings (none in the relpos ViT, whose blocks add a relative
-position bias instead), an optional ``norm_pre``, timm blocks, then the head: final norm, pool (class token,
+``visual.head``). The trunk: a patch stem (one patch convolution, MobileCLIP's convolutional stem, or
+ViTamin's MbConv stages), an optional class token, learned position embeddings (none in the relpos ViT,
+whose blocks add a relative position bias instead, nor in ViTamin-XL), an optional ``norm_pre``, timm
+blocks (GeGLU MLPs in ViTamin), then the head: final norm, pool (class token,
 average, max, or the MAP attention pool), or pool then ``fc_norm``, and the projection
 (:class:`anyclip.models.timm_config.TimmHead`). Input: float images ``[batch, H, W, 3]`` (channels last).
 """
@@ -21,6 +22,7 @@ from .timm_config import TimmViTConfig
 from .timm_layers import MAP_HEAD_TABLE, TIMM_VIT_BLOCK_TABLE, MAPHead, TimmBlock
 from .timm_relpos import REL_POS_TABLE, RelPosMlp
 from .timm_stems import CONV_STEM_TABLE, PATCH_TABLE, PatchConv, mci_stem
+from .timm_vitamin import VITAMIN_STEM_TABLE, ViTaminStem
 
 # open_clip key (relative to ``visual.``) -> attribute path on this tower, transform (anyclip.weights.mapping).
 # Rows whose attribute the tower lacks (no class token, no fc_norm...) are skipped.
@@ -29,6 +31,7 @@ WEIGHT_TABLE = (
     ("trunk.pos_embed", "pos_embed", None),
     ("trunk.patch_embed.proj.", "patch_embed", PATCH_TABLE),
     ("trunk.patch_embed.backbone.{i}.", "backbone", CONV_STEM_TABLE),
+    ("trunk.patch_embed.backbone.", "vitamin_stem", VITAMIN_STEM_TABLE),
     ("trunk.norm_pre.weight", "norm_pre.gamma", None),
     ("trunk.norm_pre.bias", "norm_pre.beta", None),
     ("trunk.blocks.{i}.", "blocks", TIMM_VIT_BLOCK_TABLE),
@@ -80,9 +83,12 @@ class TimmViT(keras.layers.Layer):
         self.num_patches = cfg.grid_size[0] * cfg.grid_size[1]
         self.prefix = 1 if arch.class_token else 0
         eps = arch.norm_eps
-        self.patch_embed, self.backbone = None, []
+        self.patch_embed, self.backbone, self.vitamin_stem = None, [], None
         if arch.stem == "mci":
             self.backbone = mci_stem(arch.width, child_seed(seed, "backbone"), policy)
+        elif arch.stem == "vitamin":
+            self.vitamin_stem = ViTaminStem(arch.stem_widths[0], arch.stem_widths[1:], arch.stem_depths, arch.width,
+                                            seed=child_seed(seed, "vitamin_stem"), name="vitamin_stem", dtype=policy)
         else:
             self.patch_embed = PatchConv(arch.patch_size, 3, arch.width, bias=not arch.pre_norm,
                                          seed=child_seed(seed, "patch_embed"), name="patch_embed", dtype=policy)
@@ -91,7 +97,7 @@ class TimmViT(keras.layers.Layer):
             if cfg.timm_drop_path else [0.0] * arch.depth
         self.blocks = [TimmBlock(arch.width, arch.heads, arch.mlp_width, arch.qkv_bias,
                                  1e-6 if arch.layer_scale else None, eps, arch.gelu_tanh, rates[i],
-                                 child_seed(seed, f"block{i}"), name=f"blocks_{i}", dtype=policy)
+                                 child_seed(seed, f"block{i}"), geglu=arch.geglu, name=f"blocks_{i}", dtype=policy)
                        for i in range(arch.depth)]
         self.rel_pos = [RelPosMlp(cfg.grid_size, arch.heads, arch.rel_pos_dim, self.prefix,
                                   child_seed(seed, f"rel_pos{i}"), name=f"rel_pos_{i}", dtype=policy)
@@ -120,7 +126,7 @@ class TimmViT(keras.layers.Layer):
         else:
             self.cls_token = None
         self.pos_embed = None
-        if not arch.rel_pos_dim:
+        if arch.pos_embed and not arch.rel_pos_dim:
             length = self.num_patches + (0 if arch.no_embed_class else self.prefix)
             self.pos_embed = self.add_weight(name="pos_embed", shape=(1, length, w),
                                              initializer=normal_init(0.02, self.seed, "pos_embed"))
@@ -139,18 +145,20 @@ class TimmViT(keras.layers.Layer):
 
     def patchify(self, images, training: bool = False):
         """The patch stem -> ``[batch, patches, width]``; refuses images whose patch grid is not the model's."""
-        p, shape = self.config.arch.patch_size, ops.shape(images)
-        gh, gw = shape[1] // p, shape[2] // p
-        if isinstance(gh, int) and isinstance(gw, int) and (gh, gw) != tuple(self.config.grid_size):
+        arch, shape = self.config.arch, ops.shape(images)
+        p = arch.patch_size
+        gh, gw = arch.grid((shape[1], shape[2])) if isinstance(shape[1], int) else (shape[1] // p, shape[2] // p)
+        fixed = self.pos_embed is not None or arch.rel_pos_dim  # without positions any grid works (ViTamin-XL)
+        if fixed and isinstance(gh, int) and isinstance(gw, int) and (gh, gw) != tuple(self.config.grid_size):
             raise ValueError(f"image of {tuple(shape[1:3])} pixels gives a {gh}x{gw} patch grid, but this model "
                              f"expects {self.config.image_size} images ({self.config.grid_size[0]}x"
                              f"{self.config.grid_size[1]} patches of {p}); open_clip's timm tower refuses it too. "
                              "Resize the images, or build the model with force_image_size")
         x = images
-        for stage in [self.patch_embed, *self.backbone]:
+        for stage in [self.patch_embed, *self.backbone, self.vitamin_stem]:
             if stage is not None:
                 x = stage(x, training=training)
-        return ops.reshape(x, (shape[0], gh * gw, self.width))
+        return ops.reshape(x, (shape[0], -1, self.width))
 
     def forward_features(self, images, training: bool = False):
         """Tokens after the blocks and the final norm, ``[batch, tokens, width]`` (timm's ``forward_features``)."""
@@ -233,7 +241,7 @@ class TimmViT(keras.layers.Layer):
                     if not any(s in v.path for s in _STATES)]
 
         stem = [v for v in (self.cls_token, self.pos_embed) if v is not None]
-        stem += params(self.patch_embed, *self.backbone, self.norm_pre)
+        stem += params(self.patch_embed, *self.backbone, self.vitamin_stem, self.norm_pre)
         blocks = [params(b, *([self.rel_pos[i]] if self.rel_pos else [])) for i, b in enumerate(self.blocks)]
         blocks[-1] += params(self.norm)
         head = params(self.attn_pool, self.fc_norm, self.trunk_head)
