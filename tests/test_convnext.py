@@ -11,13 +11,13 @@ import keras
 import numpy as np
 import open_clip
 import pytest
-from reference import _timm_kwargs, randomize
+from pooled_towers import anyclip_model, assert_lock_matches_open_clip, image_features, open_clip_model
+from pooled_towers import images_like as _images
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.models.timm_pooled import CONVNEXTS, dropout
 from anyclip.weights import WeightMismatchError, export_state_dict, load_state_dict
-from anyclip.weights.mapping import model_entries
 
 CONVNEXT_NAMES = sorted(n for n in open_clip.list_models() if n.startswith("convnext_"))
 TINY = {
@@ -33,30 +33,6 @@ def _vision(**changes):
     cfg = copy.deepcopy(TINY)
     cfg["vision_cfg"].update(changes)
     return cfg
-
-
-def open_clip_model(cfg, seed=0):
-    cfg = copy.deepcopy(cfg)
-    with _timm_kwargs(cfg):
-        model = open_clip.CLIP(**cfg).eval()
-    model.load_state_dict(randomize(model.state_dict(), seed))
-    return model
-
-
-def anyclip_model(torch_model, cfg):
-    model = anyclip.CLIP(CLIPConfig.from_dict(copy.deepcopy(cfg)), seed=None)
-    load_state_dict(model, {k: v.detach().numpy() for k, v in torch_model.state_dict().items()})
-    return model
-
-
-def image_features(torch_model, images):
-    import torch
-    with torch.no_grad():
-        return torch_model.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2), normalize=True).numpy()
-
-
-def _images(h, w=None, n=2, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, h, w or h, 3)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -165,18 +141,7 @@ def test_training_mode_without_drop_path_equals_inference_and_drop_path_drops_wh
 
 
 def test_lock_freezes_the_groups_open_clip_freezes(pair):
-    torch_model, model = pair
-    try:
-        for unlocked in [0, 1, 3, 6, 7, 100]:
-            for param in torch_model.parameters():
-                param.requires_grad_(True)
-            torch_model.lock_image_tower(unlocked_groups=unlocked)
-            model.lock_image_tower(unlocked_groups=unlocked)
-            theirs = {k for k, p in torch_model.named_parameters() if k.startswith("visual.") and p.requires_grad}
-            ours = {k for k, (v, _) in model_entries(model).items() if k.startswith("visual.") and v.trainable}
-            assert ours == theirs, unlocked
-    finally:
-        model.visual.lock(unlocked_groups=10_000)  # everything trainable again for the other tests
+    assert_lock_matches_open_clip(*pair, [0, 1, 3, 6, 7, 100])
 
 
 def test_export_loads_strictly_into_open_clip(pair):

@@ -10,14 +10,14 @@ import copy
 import numpy as np
 import open_clip
 import pytest
-from test_convnext import _images, anyclip_model, image_features, open_clip_model
+from pooled_towers import anyclip_model, assert_lock_matches_open_clip, image_features, open_clip_model
+from pooled_towers import images_like as _images
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.models.timm_pooled import SWINS
 from anyclip.models.timm_swin import relative_position_index
 from anyclip.weights import export_state_dict, load_state_dict
-from anyclip.weights.mapping import model_entries
 
 NAME = "swin_base_patch4_window7_224"
 TINY = {  # every stage keeps a plain and (where the map is larger than a window) a shifted-window block
@@ -116,18 +116,7 @@ def test_other_image_sizes_are_refused(pair):
 
 
 def test_lock_freezes_the_groups_open_clip_freezes(pair):
-    torch_model, model = pair
-    try:
-        for unlocked in [0, 1, 2, 5, 9, 100]:
-            for param in torch_model.parameters():
-                param.requires_grad_(True)
-            torch_model.lock_image_tower(unlocked_groups=unlocked)
-            model.lock_image_tower(unlocked_groups=unlocked)
-            theirs = {k for k, p in torch_model.named_parameters() if k.startswith("visual.") and p.requires_grad}
-            ours = {k for k, (v, _) in model_entries(model).items() if k.startswith("visual.") and v.trainable}
-            assert ours == theirs, unlocked
-    finally:
-        model.visual.lock(unlocked_groups=10_000)  # everything trainable again for the other tests
+    assert_lock_matches_open_clip(*pair, [0, 1, 2, 5, 9, 100])
 
 
 def test_export_loads_strictly_into_open_clip_and_training_mode_keeps_values(pair):
