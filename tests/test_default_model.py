@@ -68,7 +68,7 @@ def test_classify_defaults_to_the_shipped_model_and_works_offline(offline, capsy
         ranked = [p["label"] for p in row["predictions"]]  # the top 3 of 64 colour-shape pairs
         assert drawn in ranked and ranked[0].split()[0] == drawn.split()[0], row
         top1 += ranked[0] == drawn
-    assert top1 >= len(rows) - 1, rows  # (the shape task scores about 94%: see bench/bench_shapes.py)
+    assert top1 >= len(rows) - 1, rows  # (the shape task scores about 96%: see bench/bench_shapes.py)
     assert any(tuple(Path(r["image"]).stem.split("-")) in DEFAULT_HELD_OUT for r in rows), \
         "one example should show a colour-shape pair held out of training"
 
@@ -76,7 +76,7 @@ def test_classify_defaults_to_the_shipped_model_and_works_offline(offline, capsy
 def test_shipped_model_recognises_shape_and_colour_on_new_images(shipped):
     model, tokenizer = shipped
     results = shapes_zero_shot(model, tokenizer, num_samples=300)
-    assert results["shape"]["acc1"] >= 0.88, results  # chance: 1/8; about 0.94 on 2000 images
+    assert results["shape"]["acc1"] >= 0.9, results  # chance: 1/8; about 0.96 on 2000 images
     assert results["colour"]["acc1"] >= 0.95, results
     chance = 1 / len(zero_shot_tasks()["combination"].classnames)
     assert results["combination"]["acc1"] > 5 * chance, results
