@@ -8,6 +8,7 @@ and a ``.keras`` round trip (the shipped configs are compared in test_timm_vit.p
 
 import numpy as np
 import pytest
+from backend_runner import start_in_backend
 from test_timm_vit import _cfg, _encode, _images, _open_clip_model, _state
 
 import anyclip
@@ -102,3 +103,28 @@ def test_keras_round_trip_and_weights_back_to_open_clip(tmp_path):
     images = _images(224, seed=2)
     np.testing.assert_allclose(np.asarray(again.encode_image(images)), np.asarray(model.encode_image(images)),
                                atol=1e-6)
+
+
+def seeded_worker(arrays, params):
+    """Subprocess entry (``backend_runner``): a seeded random ViTamin with stochastic depth, eval and train."""
+    import keras
+    model = anyclip.CLIP(CLIPConfig.from_dict(params["cfg"]), seed=params["seed"])
+    images = arrays["images"]
+    train = model.visual(images, training=True)
+    return {"eval": keras.ops.convert_to_numpy(model.encode_image(images)), "train": keras.ops.convert_to_numpy(train),
+            "block_seeds": np.array([b.seed for b in model.visual.blocks], np.uint64)}
+
+
+def test_seeded_random_init_with_stochastic_depth_is_the_same_on_torch():
+    """Weights are drawn on the host, so a seeded model is the same on every backend (the drop-path seed
+    generators of ViTamin's configs, ``timm_drop_path: 0.1``, must also fit torch's int32 seeds)."""
+    cfg = _cfg(SMALL, "", "linear", False, 48, depth=2, size=224, timm_drop_path=0.1)
+    images = _images(224, seed=4)
+    params = {"cfg": cfg, "seed": 1}
+    job = start_in_backend("torch", "test_vitamin:seeded_worker", {"images": images}, params)
+    ours = seeded_worker({"images": images}, params)
+    theirs = job.result(timeout=600)
+    assert ours["block_seeds"].max() >= 2**31  # the case that needs folding into int32
+    np.testing.assert_allclose(theirs["eval"], ours["eval"], atol=TOL)
+    assert theirs["train"].shape == ours["train"].shape and np.isfinite(theirs["train"]).all()
+

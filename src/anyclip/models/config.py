@@ -3,7 +3,7 @@
 A model config is ``{"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", ...}`` exactly as open_clip
 writes it, so open_clip's ``model_configs/*.json`` and the ``open_clip_config.json`` files on the
 Hugging Face hub load unchanged. Unknown keys and bad values raise :class:`ConfigError` naming the
-offending key; options that belong to a model family anyclip does not implement yet say so.
+offending key; open_clip options the towers do not use are accepted at their defaults only.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ class ConfigError(ValueError):
     """A model config has an unknown key or an invalid value."""
 
 
-# Keys open_clip knows that select a tower family anyclip does not implement yet (none at the moment).
-_OTHER_FAMILY_KEYS: dict[str, str] = {}
 # open_clip's defaults of the timm keys: a vision_cfg without timm_model_name may hold them (open_clip ignores them).
 _TIMM_DEFAULTS = {"timm_model_name": None, "timm_model_pretrained": False, "timm_pool": "avg", "timm_proj": "linear",
                   "timm_proj_bias": False, "timm_drop": 0.0, "timm_drop_path": None}
@@ -31,8 +29,8 @@ _DEFAULT_ONLY = {
     "attentional_pool": False, "pos_embed_type": "learnable", "output_tokens": False,
     "block_type": None, "qk_norm": False, "scaled_cosine_attn": False, "scale_heads": False,
     "scale_attn_inner": False, "scale_attn": False, "scale_fc": False, "embed_cls": False,
-    "act_kwargs": None, "norm_kwargs": None, "final_ln_after_pool": False, "attn_pooler_queries": 256, "attn_pooler_heads": 8,
-    "proj_type": "linear", "tokenizer_mode": None,
+    "act_kwargs": None, "norm_kwargs": None, "final_ln_after_pool": False, "attn_pooler_queries": 256,
+    "attn_pooler_heads": 8, "proj_type": "linear", "tokenizer_mode": None,
 }
 
 
@@ -42,11 +40,6 @@ def _check_fields(cls, values: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key, value in values.items():
         if key in names:
             out[key] = value
-        elif key in _OTHER_FAMILY_KEYS:
-            if value in (None, False, "", {}):
-                continue
-            raise ConfigError(f"{where}.{key}={value!r} needs {_OTHER_FAMILY_KEYS[key]}, "
-                              "which anyclip does not implement yet")
         elif key in _DEFAULT_ONLY:
             if value != _DEFAULT_ONLY[key]:
                 raise ConfigError(f"{where}.{key}={value!r} is not supported by the native ViT/text "

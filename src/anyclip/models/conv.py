@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .layers import child_seed, constant_init, normal_init
+from .layers import child_seed, constant_init, jax_on_cpu, normal_init
 from .modified_resnet import BatchNorm
 
 _TORCH = keras.backend.backend() == "torch"
@@ -37,11 +37,36 @@ def conv2d(x, kernel, bias=None, stride: int = 1):
         return y.permute(0, 2, 3, 1)
     if k == 1 and stride == 1 and kernel.shape[2] == x.shape[-1]:
         y = ops.matmul(x, kernel[0, 0])
+    elif kernel.shape[2] == 1 and kernel.shape[3] % x.shape[-1] == 0 and jax_on_cpu():  # depthwise (x multiplier)
+        if kernel.shape[3] != x.shape[-1]:  # torch's group c feeds outputs c * m ... c * m + m - 1
+            x = ops.repeat(x, kernel.shape[3] // x.shape[-1], axis=-1)
+        y = shifted_depthwise_conv(x, kernel[:, :, 0, :], stride)
     else:
         if pad:
             x = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         y = ops.conv(x, kernel, strides=stride, padding="valid")
     return y + bias if bias is not None else y
+
+
+def shifted_depthwise_conv(x, kernel, stride: int = 1):
+    """Depthwise ``k`` x ``k`` convolution (zero padding ``k // 2``) as a sum of ``k * k`` shifted, scaled copies.
+
+    ``kernel``: ``(k, k, C)``. XLA's CPU backend runs grouped convolutions as a slow generic loop; this form
+    compiles to one fused elementwise loop, 6-20x faster there (the sum order differs: ~1e-6 relative).
+
+    Example:
+        >>> shifted_depthwise_conv(keras.ops.ones((1, 5, 5, 2)), keras.ops.ones((3, 3, 2)), stride=2).shape
+        (1, 3, 3, 2)
+    """
+    k, p, (height, width) = kernel.shape[0], kernel.shape[0] // 2, ops.shape(x)[1:3]
+    x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+    out_h, out_w = (height + 2 * p - k) // stride + 1, (width + 2 * p - k) // stride + 1
+    y = None
+    for i in range(k):
+        for j in range(k):
+            tap = x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :] * kernel[i, j]
+            y = tap if y is None else y + tap
+    return y
 
 
 def gelu(x):

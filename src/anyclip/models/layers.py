@@ -63,6 +63,16 @@ def child_seed(seed: int | None, name: str) -> int | None:
     return None if seed is None else zlib.crc32(f"{seed}/{name}".encode())
 
 
+def seed_generator(seed: int | None):
+    """A ``keras.random.SeedGenerator`` for ``seed`` (``child_seed`` values folded into int32, which torch needs).
+
+    Example:
+        >>> seed_generator(2**32 - 1) is not None
+        True
+    """
+    return keras.random.SeedGenerator((seed or 0) % (2**31 - 1))
+
+
 def normal_init(std: float, seed: int | None, name: str) -> HostInit:
     return HostInit(std=std, seed=child_seed(seed, name))
 
@@ -92,7 +102,8 @@ _TORCH_FUSED = keras.backend.backend() == "torch"
 
 
 @functools.lru_cache(maxsize=None)
-def _jax_on_cpu() -> bool:
+def jax_on_cpu() -> bool:
+    """Whether Keras runs on JAX with the CPU as its default device (some ops take a CPU-friendlier form)."""
     if keras.backend.backend() != "jax":
         return False
     import jax
@@ -132,7 +143,7 @@ def attention_dtype(dtype) -> str:
         'bfloat16'
     """
     dtype = keras.backend.standardize_dtype(dtype)
-    return "float32" if dtype == "float16" and _jax_on_cpu() else dtype
+    return "float32" if dtype == "float16" and jax_on_cpu() else dtype
 
 
 def attention(q, k, v, mask=None, bias=None, scale: float | None = None, causal: bool = False):

@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import keras
+
 from .config import ConfigError, VisionConfig, _check_fields, _pair, _require
 
 # Native-ViT keys open_clip ignores once timm_model_name is set: accepted at their defaults only.
@@ -114,3 +116,38 @@ class TimmTowerConfig:
     def unprojected_width(self) -> int | None:
         """The tower's output width when it has no projection (``timm_proj: "none"``), else None."""
         return self.arch.width if self.timm_proj == "none" else None
+
+
+class TimmTower(keras.layers.Layer):
+    """The plumbing every timm image tower shares: its config (a dict is validated through ``CONFIG``),
+    ``embed_dim``, the output shape, serialisation and the gradient-checkpointing switch.
+
+    ``quick_gelu`` is accepted for the tower signature and unused: timm towers always use their own GELU,
+    as in open_clip.
+
+    Example:
+        >>> from anyclip.models.timm_vit import TimmViT
+        >>> TimmViT({"timm_model_name": "vitamin_small_224", "timm_pool": "", "timm_model_kwargs": {"depth": 1}},
+        ...         embed_dim=32).compute_output_shape((2, 224, 224, 3))
+        (2, 32)
+    """
+
+    CONFIG: ClassVar[type] = TimmTowerConfig  # the family's config class
+
+    def __init__(self, config, embed_dim: int, quick_gelu: bool = False, seed: int | None = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.config = config if isinstance(config, self.CONFIG) else self.CONFIG(**config)
+        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (``keras.remat``; same values and gradients)."""
+        self.grad_checkpointing = bool(enable)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.embed_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config),
+                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}

@@ -9,12 +9,13 @@ an average pool and LayerNorm (timm's ``head.norm``). open_clip's ``visual.head`
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import ops
 
-from .layers import activation, call_layer, child_seed, constant_init, dense, layer_norm, lock_groups, normal_init
+from .conv import shifted_depthwise_conv
+from .layers import activation, call_layer, child_seed, constant_init, dense, jax_on_cpu, layer_norm, lock_groups
+from .layers import normal_init
+from .timm_base import TimmTower
 from .timm_pooled import PROJ_HEAD_TABLE, ProjHead, TimmConvNeXtConfig, dropout, patch_conv, seed_generator
 
 _TORCH = keras.backend.backend() == "torch"
@@ -66,6 +67,8 @@ def depthwise_conv(x, kernel, bias):
         import torch.nn.functional as F
         weight = kernel.permute(3, 2, 0, 1)
         return F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=k // 2, groups=channels).permute(0, 2, 3, 1)
+    if jax_on_cpu():
+        return shifted_depthwise_conv(x, kernel[:, :, 0, :]) + bias
     y = ops.depthwise_conv(x, ops.reshape(kernel, (k, k, channels, 1)), strides=1, padding="same")
     return y + bias
 
@@ -161,7 +164,7 @@ class ConvNeXtStage(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
-class TimmConvNeXt(keras.layers.Layer):
+class TimmConvNeXt(TimmTower):
     """A timm ConvNeXt tower: patch stem, four stages, average pool + LayerNorm, open_clip's projection head.
 
     ``quick_gelu`` is accepted for the tower signature and unused (timm's GELU, as in open_clip).
@@ -173,13 +176,11 @@ class TimmConvNeXt(keras.layers.Layer):
     """
 
     WEIGHT_TABLE = WEIGHT_TABLE  # how open_clip names this tower's weights (anyclip.weights.mapping)
+    CONFIG = TimmConvNeXtConfig
 
     def __init__(self, config: TimmConvNeXtConfig | dict, embed_dim: int, quick_gelu: bool = False,
                  seed: int | None = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.config = config if isinstance(config, TimmConvNeXtConfig) else TimmConvNeXtConfig(**config)
-        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        super().__init__(config, embed_dim, quick_gelu, seed, **kwargs)
         cfg, arch, policy = self.config, self.config.arch, self.dtype_policy
         self.arch = arch
         self.stem_norm = layer_norm("stem_norm", policy, eps=arch.norm_eps)
@@ -226,7 +227,7 @@ class TimmConvNeXt(keras.layers.Layer):
         the head norm. open_clip's ``head`` (projection) stays trainable. There is no batch norm to freeze.
 
         Example:
-            >>> model.visual.lock(unlocked_groups=2)  # the last block and the head norm stay trainable  # doctest: +SKIP
+            >>> model.visual.lock(unlocked_groups=2)  # the last block and head norm stay trainable  # doctest: +SKIP
         """
         groups = [[self.stem_kernel, self.stem_bias, *self.stem_norm.weights]]
         for stage in self.stages:
@@ -243,10 +244,3 @@ class TimmConvNeXt(keras.layers.Layer):
         """Recompute each block's activations in the backward pass (timm's stage-level checkpointing)."""
         for stage in self.stages:
             stage.grad_checkpointing = bool(enable)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.embed_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}

@@ -20,6 +20,7 @@ from keras import ops
 from .config import ConfigError
 from .layers import attention, call_layer, child_seed, constant_init, dense, layer_norm, lock_groups, normal_init
 from .rope import RopeTables, apply_rope
+from .timm_base import TimmTower
 from .timm_eva_config import EvaArch, TimmEvaConfig
 from .timm_layers import MAP_HEAD_TABLE, MAPHead
 
@@ -196,7 +197,7 @@ class EvaBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
-class TimmEva(keras.layers.Layer):
+class TimmEva(TimmTower):
     """A timm EVA / EVA02 / PE tower: patchify, class token, positions, (norm_pre), blocks, norm, pool, head.
 
     ``quick_gelu`` is accepted for the tower signature and unused (timm towers keep their own activations).
@@ -209,13 +210,11 @@ class TimmEva(keras.layers.Layer):
     """
 
     WEIGHT_TABLE = WEIGHT_TABLE  # how open_clip names this tower's weights (anyclip.weights.mapping)
+    CONFIG = TimmEvaConfig
 
     def __init__(self, config: TimmEvaConfig | dict, embed_dim: int, quick_gelu: bool = False,
                  seed: int | None = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.config = config if isinstance(config, TimmEvaConfig) else TimmEvaConfig(**config)
-        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        super().__init__(config, embed_dim, quick_gelu, seed, **kwargs)
         cfg, arch, policy = self.config, self.config.arch, self.dtype_policy
         if cfg.timm_proj == "none" and arch.width != embed_dim:
             raise ConfigError(f"vision_cfg.timm_proj: 'none' needs the timm model's width ({arch.width}) equal to "
@@ -237,7 +236,6 @@ class TimmEva(keras.layers.Layer):
             ref = (arch.rope_ref, arch.rope_ref) if arch.rope_ref else None
             self.rope = RopeTables.build(cfg.grid_size, arch.width // arch.heads, ref_grid=ref,
                                          offset=arch.rope_offset, xy=arch.rope_xy, prefix_tokens=arch.prefix_tokens)
-        self.grad_checkpointing = False
 
     def build(self, input_shape=None):
         p, w = self.patch, self.width
@@ -325,14 +323,3 @@ class TimmEva(keras.layers.Layer):
         head = [v for layer in (self.attn_pool, self.head) if layer is not None for v in layer.weights]
         groups = [stem, *[b.weights for b in self.blocks[:-1]], self.blocks[-1].weights + self.norm.weights]
         lock_groups(self, groups + ([head] if head else []), unlocked_groups, "image tower")
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in the backward pass (``keras.remat``; same values)."""
-        self.grad_checkpointing = bool(enable)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.embed_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}

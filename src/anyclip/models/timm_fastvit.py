@@ -23,6 +23,7 @@ from keras import ops
 from .config import ConfigError
 from .layers import child_seed, constant_init, lock_groups, normal_init
 from .modified_resnet import BatchNorm
+from .timm_base import TimmTower
 from .timm_fastvit_blocks import MOBILEONE_TABLE, STAGE_TABLE, MobileOne, Stage
 from .timm_fastvit_config import TimmFastViTConfig
 
@@ -40,7 +41,7 @@ WEIGHT_TABLE = (
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
-class TimmFastViT(keras.layers.Layer):
+class TimmFastViT(TimmTower):
     """An MCi FastViT tower (MobileCLIP): stem, stages, final conv, average pool, projection.
 
     ``quick_gelu`` is accepted for the tower signature and unused (timm towers use their own GELU).
@@ -52,13 +53,11 @@ class TimmFastViT(keras.layers.Layer):
     """
 
     WEIGHT_TABLE = WEIGHT_TABLE  # how open_clip names this tower's weights (anyclip.weights.mapping)
+    CONFIG = TimmFastViTConfig
 
     def __init__(self, config: TimmFastViTConfig | dict, embed_dim: int, quick_gelu: bool = False,
                  seed: int | None = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.config = config if isinstance(config, TimmFastViTConfig) else TimmFastViTConfig(**config)
-        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        super().__init__(config, embed_dim, quick_gelu, seed, **kwargs)
         cfg, arch, policy = self.config, self.config.arch, self.dtype_policy
         if cfg.head == "none" and arch.num_features != embed_dim:
             raise ConfigError(f"vision_cfg.timm_proj: 'none' needs the timm model's width ({arch.num_features}) "
@@ -85,7 +84,8 @@ class TimmFastViT(keras.layers.Layer):
     def build(self, input_shape=None):
         w, e, std = self.width, self.embed_dim, self.width ** -0.5
         if self.config.head == "fc":
-            self.fc_kernel = self.add_weight(name="fc_kernel", shape=(w, e), initializer=normal_init(std, self.seed, "fc"))
+            self.fc_kernel = self.add_weight(name="fc_kernel", shape=(w, e),
+                                             initializer=normal_init(std, self.seed, "fc"))
             self.fc_bias = self.add_weight(name="fc_bias", shape=(e,), initializer=constant_init(0.0))
         elif self.config.head == "linear":
             self.proj_kernel = self.add_weight(name="proj_kernel", shape=(w, e),
@@ -166,13 +166,6 @@ class TimmFastViT(keras.layers.Layer):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Accepted for the tower interface; FastViT towers always keep their activations."""
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.embed_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}
 
 
 def reparameterize(model):

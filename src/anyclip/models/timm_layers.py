@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .layers import MLP, LayerScale, activation, attention, child_seed, dense, layer_norm, normal_init
+from .layers import MLP, LayerScale, activation, attention, child_seed, dense, layer_norm, normal_init, seed_generator
 
 TIMM_LN_EPS = 1e-6  # timm's LayerNorm default
 
@@ -187,7 +187,7 @@ class TimmBlock(keras.layers.Layer):
         if ls_init is not None:
             self.ls1 = LayerScale(width, ls_init, name="ls1", dtype=policy)
             self.ls2 = LayerScale(width, ls_init, name="ls2", dtype=policy)
-        self.seed_generator = keras.random.SeedGenerator(seed or 0) if drop_path > 0 else None
+        self.seed_generator = seed_generator(seed) if drop_path > 0 else None
 
     def build(self, input_shape):
         shape = (None, None, self.width)

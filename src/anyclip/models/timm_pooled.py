@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from .config import _pair, _require
-from .layers import activation, dense
+from .layers import activation, dense, seed_generator
 from .timm_base import TimmTowerConfig
 
 
@@ -176,16 +176,6 @@ PROJ_HEAD_TABLE = (
     ("mlp.fc2.weight", "fc2.kernel", "linear"),
     ("mlp.fc2.bias", "fc2.bias", None),
 )
-
-
-def seed_generator(seed: int | None):
-    """A ``keras.random.SeedGenerator`` for ``seed`` (``child_seed`` values folded into int32, which torch needs).
-
-    Example:
-        >>> seed_generator(2**32 - 1) is not None
-        True
-    """
-    return keras.random.SeedGenerator((seed or 0) % (2**31 - 1))
 
 
 def dropout(x, rate: float, generator, per_sample: bool = False):

@@ -10,13 +10,12 @@ projects to ``embed_dim``. Tensors are channels last, ``[batch, H, W, channels]`
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import numpy as np
 from keras import ops
 
 from .layers import MLP, call_layer, child_seed, constant_init, dense, layer_norm, lock_groups, normal_init
+from .timm_base import TimmTower
 from .timm_pooled import PROJ_HEAD_TABLE, ProjHead, TimmSwinConfig, dropout, patch_conv, seed_generator
 
 # timm key (relative to ``layers.{i}.blocks.{j}.``) -> attribute path on a SwinBlock, transform.
@@ -210,7 +209,7 @@ class SwinStage(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
-class TimmSwin(keras.layers.Layer):
+class TimmSwin(TimmTower):
     """A timm Swin Transformer tower: patch embedding, four window-attention stages, norm, average pool, head.
 
     ``quick_gelu`` is accepted for the tower signature and unused (timm's GELU, as in open_clip).
@@ -222,13 +221,11 @@ class TimmSwin(keras.layers.Layer):
     """
 
     WEIGHT_TABLE = WEIGHT_TABLE  # how open_clip names this tower's weights (anyclip.weights.mapping)
+    CONFIG = TimmSwinConfig
 
     def __init__(self, config: TimmSwinConfig | dict, embed_dim: int, quick_gelu: bool = False,
                  seed: int | None = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.config = config if isinstance(config, TimmSwinConfig) else TimmSwinConfig(**config)
-        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        super().__init__(config, embed_dim, quick_gelu, seed, **kwargs)
         cfg, arch, policy = self.config, self.config.arch, self.dtype_policy
         self.arch, rates, dims = arch, cfg.drop_path_rates, arch.dims
         self.grid = arch.image_size // arch.patch_size
@@ -290,10 +287,3 @@ class TimmSwin(keras.layers.Layer):
         """Recompute each block's activations in the backward pass (timm's stage-level checkpointing)."""
         for stage in self.stages:
             stage.grad_checkpointing = bool(enable)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.embed_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}

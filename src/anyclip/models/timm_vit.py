@@ -11,13 +11,12 @@ average, max, or the MAP attention pool), or pool then ``fc_norm``, and the proj
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import ops
 
 from .config import ConfigError
 from .layers import activation, call_layer, child_seed, dense, layer_norm, lock_groups, normal_init
+from .timm_base import TimmTower
 from .timm_config import TimmViTConfig
 from .timm_layers import MAP_HEAD_TABLE, TIMM_VIT_BLOCK_TABLE, MAPHead, TimmBlock
 from .timm_relpos import REL_POS_TABLE, RelPosMlp
@@ -54,7 +53,7 @@ _STATES = ("moving_mean", "moving_var", "num_batches_tracked", "seed_generator")
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
-class TimmViT(keras.layers.Layer):
+class TimmViT(TimmTower):
     """A timm ViT tower: patch stem, class token and positions, blocks, norm, pool, projection.
 
     ``quick_gelu`` is accepted for the tower signature and unused: timm towers always use their own GELU,
@@ -68,13 +67,11 @@ class TimmViT(keras.layers.Layer):
     """
 
     WEIGHT_TABLE = WEIGHT_TABLE  # how open_clip names this tower's weights (anyclip.weights.mapping)
+    CONFIG = TimmViTConfig
 
     def __init__(self, config: TimmViTConfig | dict, embed_dim: int, quick_gelu: bool = False,
                  seed: int | None = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.config = config if isinstance(config, TimmViTConfig) else TimmViTConfig(**config)
-        self.embed_dim, self.quick_gelu = embed_dim, quick_gelu
+        super().__init__(config, embed_dim, quick_gelu, seed, **kwargs)
         cfg, arch, head, policy = self.config, self.config.arch, self.config.head, self.dtype_policy
         if cfg.timm_proj == "none" and arch.width != embed_dim:
             raise ConfigError(f"vision_cfg.timm_proj: 'none' needs the timm model's width ({arch.width}) equal to "
@@ -116,7 +113,6 @@ class TimmViT(keras.layers.Layer):
             self.head_fc1 = dense(2 * embed_dim, std, seed, "head_fc1", policy)
             self.head_fc2 = dense(embed_dim, (2 * embed_dim) ** -0.5, seed, "head_fc2", policy,
                                   bias=cfg.timm_proj_bias)
-        self.grad_checkpointing = False
 
     def build(self, input_shape=None):
         w, arch = self.width, self.config.arch
@@ -253,14 +249,3 @@ class TimmViT(keras.layers.Layer):
             for stage in self.backbone:
                 if stage.bn is not None:
                     stage.bn.frozen = True
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in the backward pass (``keras.remat``; same values and gradients)."""
-        self.grad_checkpointing = bool(enable)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.embed_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu, "seed": self.seed}
