@@ -28,7 +28,7 @@ def _forms(args, model, ref, state):
         import open_clip
         from timm.models import reparameterize_model
 
-        from anyclip.models.timm_fastvit import reparameterize
+        from anyclip.weights.reparameterize import reparameterize
         fused = open_clip.create_model(args.model).eval()
         fused.load_state_dict(state)
         fused.visual.trunk = reparameterize_model(fused.visual.trunk)

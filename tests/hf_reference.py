@@ -25,7 +25,7 @@ def hf_reduced_config(name: str, cfg: dict, hf_dir: Path) -> tuple[dict, list[st
     """``cfg`` (open_clip's config of ``name``) pointed at a local, reduced copy of its HF config in ``hf_dir``."""
     from transformers import AutoConfig
 
-    from anyclip.models.hf_configs import KNOWN_HF_CONFIGS
+    from anyclip.towers.hf.config import KNOWN_HF_CONFIGS
     text, vision = cfg["text_cfg"], cfg["vision_cfg"]
     values = dict(KNOWN_HF_CONFIGS[text["hf_model_name"]])
     notes = [f"hf_model_name {text['hf_model_name']} -> local config.json with anyclip's shipped values"]

@@ -193,7 +193,8 @@ def test_generate_bad_images(model):
 
 
 def test_config_errors_name_the_key():
-    from anyclip.models.config import CLIPConfig, ConfigError
+    from anyclip.models.config import CLIPConfig
+    from anyclip.towers.config import ConfigError
     bad = json.loads(json.dumps(TINY))
     bad["multimodal_cfg"]["width"] = 32
     with pytest.raises(ConfigError, match="multimodal_cfg.width"):

@@ -1,4 +1,4 @@
-"""``anyclip.models.conv.conv2d`` against torch's ``conv2d`` (zero padding ``k // 2``), every path it takes on
+"""``anyclip.layers.conv.conv2d`` against torch's ``conv2d`` (zero padding ``k // 2``), every path it takes on
 this backend: 1x1 as a matmul, depthwise (with channel multiplier) as shifted sums on the JAX CPU backend,
 grouped and dense convolutions through ``keras.ops.conv``.
 """
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from anyclip.models.conv import conv2d
+from anyclip.layers.conv import conv2d
 
 
 @pytest.mark.parametrize("k,stride,cin,cout,groups,size", [

@@ -16,7 +16,8 @@ from pooled_towers import images_like as _images
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
-from anyclip.models.timm_pooled import CONVNEXTS, dropout
+from anyclip.layers.drop import dropout
+from anyclip.towers.timm.pooled import CONVNEXTS
 from anyclip.weights import WeightMismatchError, export_state_dict, load_state_dict
 
 CONVNEXT_NAMES = sorted(n for n in open_clip.list_models() if n.startswith("convnext_"))

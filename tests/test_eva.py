@@ -15,8 +15,8 @@ import pytest
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
-from anyclip.models.timm_eva import TimmEva
-from anyclip.models.timm_eva_config import TIMM_EVAS
+from anyclip.towers.timm.eva import TimmEva
+from anyclip.towers.timm.eva_config import TIMM_EVAS
 from anyclip.weights import export_state_dict, load_state_dict
 from reference import _timm_kwargs, randomize
 
@@ -133,7 +133,7 @@ def test_rope_tables_equal_timm():
     """The rotary tables themselves, on a non-square grid with a reference grid, for both axis orders."""
     from timm.layers import RotaryEmbeddingCat
 
-    from anyclip.models.rope import rope_tables
+    from anyclip.layers.rope import rope_tables
     for xy, offset in ((False, 0.0), (True, 1.0)):
         ref = RotaryEmbeddingCat(64, in_pixels=False, feat_shape=(5, 7), ref_feat_shape=(16, 16),
                                  grid_offset=offset, grid_indexing="xy" if xy else "ij").get_embed().numpy()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import anyclip
-from anyclip.models.config import ConfigError, get_model_config
+from anyclip.models.config import get_model_config
+from anyclip.towers.config import ConfigError
 from backend_runner import start_in_backend
 from reference import randomize
 
@@ -252,7 +253,7 @@ HF_SHIPPED = {  # name -> (text layers, width, pooler, projection) from the HF c
 def test_shipped_hf_configs_resolve_offline_and_equal_open_clip(name):
     import open_clip
     from anyclip.models.config import CLIPConfig
-    from anyclip.models.hf_configs import HFTextConfig
+    from anyclip.towers.hf.config import HFTextConfig
     cfg = get_model_config(name)
     text = cfg.text_cfg
     assert isinstance(text, HFTextConfig)

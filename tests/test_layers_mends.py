@@ -1,4 +1,4 @@
-"""Shared model helpers of ``anyclip.models.layers``: ``attention`` (float16 on JAX's CPU backend), ``call_layer``,
+"""Shared model helpers of ``anyclip.layers``: ``attention`` (float16 on JAX's CPU backend), ``call_layer``,
 the dense / LayerNorm builders, a length known only at run time in the mT5 and M2M100 towers, and the factory's
 error for a shipped config that fails to load.
 
@@ -13,7 +13,11 @@ import pytest
 from keras import ops
 
 import anyclip
-from anyclip.models.layers import attention, call_layer, dense, layer_norm
+import anyclip.layers.transformer
+from anyclip.layers.attention import attention
+from anyclip.layers.dense import dense
+from anyclip.layers.norm import layer_norm
+from anyclip.layers.transformer import call_layer
 from backend_runner import start_in_backend
 
 JAX = keras.backend.backend() == "jax"
@@ -140,7 +144,7 @@ def test_coca_grad_checkpointing_gives_the_same_gradients():
 
 
 def test_call_layer_remat_gives_the_same_values():
-    block = anyclip.models.layers.ResidualBlock(16, 2, 32, seed=1)
+    block = anyclip.layers.transformer.ResidualBlock(16, 2, 32, seed=1)
     x = np.random.default_rng(0).standard_normal((2, 5, 16)).astype(np.float32)
     plain = ops.convert_to_numpy(call_layer(block, x, causal=True))
     rematted = ops.convert_to_numpy(call_layer(block, x, causal=True, remat=True))
@@ -156,8 +160,8 @@ def test_t5_bucket_table_matches_transformers():
     import torch
     from transformers.models.t5.modeling_t5 import T5Attention
 
-    from anyclip.models.hf_t5 import T5Block
-    from anyclip.models.hf_configs import hf_arch
+    from anyclip.towers.hf.t5 import T5Block
+    from anyclip.towers.hf.config import hf_arch
     for buckets, distance in ((32, 128), (8, 12)):
         arch = hf_arch({"model_type": "mt5", "vocab_size": 50, "d_model": 16, "d_kv": 4, "d_ff": 24, "num_layers": 1,
                         "num_heads": 2, "relative_attention_num_buckets": buckets,

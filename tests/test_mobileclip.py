@@ -16,7 +16,7 @@ from reference import _timm_kwargs, randomize
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
-from anyclip.models.timm_fastvit_config import FASTVIT_ARCHS
+from anyclip.towers.timm.fastvit_config import FASTVIT_ARCHS
 
 NAMES = ["MobileCLIP-S1", "MobileCLIP-S2", "MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3", "MobileCLIP2-S4"]
 TEXT = {"context_length": 16, "vocab_size": 1000, "width": 64, "heads": 2, "layers": 1, "no_causal_mask": True}
@@ -63,7 +63,7 @@ def fastvit_outputs(arrays, params):
     """anyclip's outputs for a reference case (run on JAX here and on torch through backend_runner)."""
     import keras
 
-    from anyclip.models.timm_fastvit import reparameterize
+    from anyclip.weights.reparameterize import reparameterize
     from anyclip.weights import export_state_dict, load_state_dict
     cfg = CLIPConfig.from_dict(params["cfg"])
     images = arrays["images"]
@@ -187,7 +187,7 @@ def test_lock_freezes_timm_groups_and_batch_norm_statistics_like_open_clip(group
 
 
 def test_reparameterize_needs_a_fastvit_and_is_idempotent():
-    from anyclip.models.timm_fastvit import reparameterize
+    from anyclip.weights.reparameterize import reparameterize
     fast = reparameterize(anyclip.CLIP(CLIPConfig.from_dict(CASES["mci0"]), seed=0))
     assert fast.config.vision_cfg.inference_mode and reparameterize(fast) is fast
     with pytest.raises(ValueError, match="already re-parameterised"):

@@ -8,8 +8,9 @@ import open_clip
 import pytest
 
 import anyclip
-from anyclip.models.config import CLIPConfig, ConfigError, get_model_config
-from anyclip.models.text_transformer import needed_length
+from anyclip.models.config import CLIPConfig, get_model_config
+from anyclip.towers.config import ConfigError
+from anyclip.towers.openai.text_transformer import needed_length
 
 TINY = {
     "embed_dim": 16,

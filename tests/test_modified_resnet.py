@@ -176,7 +176,8 @@ def _bad(mutate):
     (lambda v: v.update(widht=8), r"unknown key vision_cfg.'widht'; did you mean 'width'"),
 ])
 def test_bad_resnet_configs_name_the_key(mutate, match):
-    from anyclip.models.config import CLIPConfig, ConfigError
+    from anyclip.models.config import CLIPConfig
+    from anyclip.towers.config import ConfigError
     with pytest.raises(ConfigError, match=match):
         CLIPConfig.from_dict(_bad(mutate))
 
@@ -185,7 +186,8 @@ def test_resnet_configs_round_trip_and_match_open_clip():
     import open_clip
 
     import anyclip
-    from anyclip.models.config import CLIPConfig, ModifiedResNetConfig, get_model_config
+    from anyclip.models.config import CLIPConfig, get_model_config
+    from anyclip.towers.openai.modified_resnet import ModifiedResNetConfig
     for name in ("RN50", "RN101-quickgelu", "RN50x64"):
         cfg = get_model_config(name)
         assert isinstance(cfg.vision_cfg, ModifiedResNetConfig)

@@ -14,7 +14,7 @@ import pytest
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
-from anyclip.models.timm_config import TIMM_VITS
+from anyclip.towers.timm.vit_config import TIMM_VITS
 from anyclip.weights import export_state_dict, load_state_dict
 from reference import _timm_kwargs, randomize
 

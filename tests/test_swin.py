@@ -15,8 +15,8 @@ from pooled_towers import images_like as _images
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
-from anyclip.models.timm_pooled import SWINS
-from anyclip.models.timm_swin import relative_position_index
+from anyclip.towers.timm.pooled import SWINS
+from anyclip.towers.timm.swin import relative_position_index
 from anyclip.weights import export_state_dict, load_state_dict
 
 NAME = "swin_base_patch4_window7_224"
@@ -75,7 +75,7 @@ def test_relative_position_index_and_shift_masks_match_timm(window):
     import torch
     from timm.models.swin_transformer import SwinTransformerBlock, get_relative_position_index
 
-    from anyclip.models.timm_swin import shift_mask
+    from anyclip.towers.timm.swin import shift_mask
     np.testing.assert_array_equal(relative_position_index(window), get_relative_position_index(window, window).numpy())
     block = SwinTransformerBlock(8, (4 * window, 4 * window), 2, window_size=window, shift_size=window // 2)
     np.testing.assert_array_equal(shift_mask(4 * window, window, window // 2), block.attn_mask.numpy())

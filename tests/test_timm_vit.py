@@ -17,7 +17,7 @@ from reference import _timm_kwargs, randomize
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
-from anyclip.models.timm_config import TIMM_VITS, resolve_head
+from anyclip.towers.timm.vit_config import TIMM_VITS, resolve_head
 
 TOL = 1e-5
 TEXT = {"context_length": 16, "vocab_size": 1000, "width": 64, "heads": 4, "layers": 1}
@@ -264,7 +264,7 @@ def test_stochastic_depth_in_training_only():
     """timm's DropPath: per-sample, each residual branch kept with probability 1 - rate and scaled by 1 / keep."""
     import keras
 
-    from anyclip.models.timm_layers import TimmBlock
+    from anyclip.towers.timm.vit_blocks import TimmBlock
     block = TimmBlock(16, 2, 32, drop_path=0.5, seed=1)
     x = keras.random.normal((256, 3, 16), seed=0)
     infer = keras.ops.convert_to_numpy(block(x))

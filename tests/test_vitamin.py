@@ -13,7 +13,7 @@ from test_timm_vit import _cfg, _encode, _images, _open_clip_model, _state
 
 import anyclip
 from anyclip.models import CLIPConfig
-from anyclip.models.timm_config import TIMM_VITS
+from anyclip.towers.timm.vit_config import TIMM_VITS
 from anyclip.weights import load_state_dict
 
 TOL = 1e-5

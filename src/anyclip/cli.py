@@ -481,7 +481,7 @@ def main(argv=None) -> int:
     """
     logging.basicConfig(level=os.environ.get("ANYCLIP_LOG", "WARNING"), format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    from .models.config import ConfigError
+    from .towers.config import ConfigError
     from .weights import CheckpointError, UnknownPretrainedError, WeightMismatchError, WeightsUnavailableError
     try:
         return args.func(args)

@@ -10,12 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from .models.clip import CLIP
-from .models.config import CLIPConfig, builtin_config_names, get_model_config, load_config_file
+from .models.config import (
+    CLIPConfig,
+    builtin_config_names,
+    get_model_config,
+    load_config_file,
+)
 from .transforms.config import PreprocessConfig
 from .weights import hub
 from .weights.checkpoint import file_sha256, read_state_dict
 from .weights.mapping import load_state_dict
-from .weights.pretrained import UnknownPretrainedError, get_pretrained_cfg, list_pretrained_tags_by_model
+from .weights.pretrained import (
+    UnknownPretrainedError,
+    get_pretrained_cfg,
+    list_pretrained_tags_by_model,
+)
 
 log = logging.getLogger("anyclip")
 
@@ -176,7 +185,7 @@ def create_model(
 
 def _model_class(config):
     """CoCa for configs with ``multimodal_cfg`` (open_clip's rule), else CLIP."""
-    from .models.coca_config import CoCaConfig
+    from .models.config import CoCaConfig
     if isinstance(config, CoCaConfig):
         from .models.coca import CoCa
         return CoCa

@@ -6,29 +6,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..layers.init import child_seed, constant_init
 from ..runtime import compiled
-from .config import CLIPConfig, ModifiedResNetConfig, TextConfig, VisionConfig
-from .layers import child_seed, constant_init
-from .text_transformer import TextTransformer, needed_length
-from .hf_configs import HFTextConfig
-from .hf_text import HFTextEncoder
-from .modified_resnet import ModifiedResNet
-from .timm_families import timm_towers
-from .vision_transformer import VisionTransformer
-
-
-# Tower config class -> the Keras layer that builds it. Each tower class carries its ``WEIGHT_TABLE``
-# (open_clip key -> attribute, see anyclip.weights.mapping) and the lock / grad-checkpointing methods.
-_TOWERS = {VisionConfig: VisionTransformer, TextConfig: TextTransformer, ModifiedResNetConfig: ModifiedResNet,
-           HFTextConfig: HFTextEncoder, **timm_towers()}
-
-
-def tower_class(tower_cfg):
-    """The tower layer class for a tower config: ``tower_class(VisionConfig())`` is ``VisionTransformer``."""
-    try:
-        return _TOWERS[type(tower_cfg)]
-    except KeyError:
-        raise TypeError(f"no tower is registered for config type {type(tower_cfg).__name__}") from None
+from ..towers.openai.text_transformer import TextConfig, needed_length
+from ..towers.registry import tower_class
+from .config import CLIPConfig
 
 
 def l2_normalize(x, axis=-1):
@@ -140,7 +122,7 @@ class CLIP(keras.Model):
         Example:
             >>> model.lock_image_tower(unlocked_groups=1)  # only [proj] stays trainable  # doctest: +SKIP
         """
-        self.visual.lock(unlocked_groups, freeze_bn_stats)
+        self.visual.lock(unlocked_groups, freeze_bn_stats=freeze_bn_stats)
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """Freeze the text tower but its last ``unlocked_layers`` groups; see ``text.lock``.
@@ -148,7 +130,7 @@ class CLIP(keras.Model):
         Example:
             >>> model.lock_text_tower(unlocked_layers=2)  # doctest: +SKIP
         """
-        self.text.lock(unlocked_layers, freeze_layer_norm)
+        self.text.lock(unlocked_layers, freeze_layer_norm=freeze_layer_norm)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Rematerialise every transformer block of both towers in the backward pass (same values, less memory).

@@ -5,11 +5,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ..layers.init import child_seed
+from ..towers.openai.coca_decoder import MultimodalTransformer
 from .clip import CLIP, l2_normalize
-from .coca_config import CoCaConfig
-from .config import CLIPConfig
-from .layers import child_seed
-from .text_decoder import MultimodalTransformer
+from .config import CLIPConfig, CoCaConfig
 
 
 @keras.saving.register_keras_serializable(package="anyclip")

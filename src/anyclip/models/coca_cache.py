@@ -16,13 +16,13 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from .layers import attention
+from ..layers.attention import attention
 
 
 def make_stepper(model, context, rows: int, opts, slide: bool):
     """Cached one-token steps for the native text tower; a rerun window when the window slides, and for HF
     towers (bidirectional: each new token changes the earlier ones' states, as in open_clip's full reruns)."""
-    from .text_transformer import TextTransformer
+    from ..towers.openai.text_transformer import TextTransformer
     if isinstance(model.text, TextTransformer) and not slide:
         return CachedStepper(model, context, rows, opts["seq_len"])
     return WindowStepper(model, context, opts["window"], slide)

@@ -13,8 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..models.layers import BLOCK_TABLE
-from .resize import resize_image_pos_embed, resize_text_pos_embed
+from ..layers.position import resize_image_pos_embed, resize_text_pos_embed
+from ..towers.base import table_entries
 
 # name -> (open_clip array -> ours, ours -> open_clip array)
 TRANSFORMS = {
@@ -33,51 +33,12 @@ class WeightMismatchError(ValueError):
     """
 
 
-def _resolve(obj, path: str):
-    for part in path.split("."):
-        if obj is None:
-            return None
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part, None)
-    return obj
-
-
-def table_entries(tower, table, prefix: str) -> dict[str, tuple[object, str | None]]:
-    """Expand a tower's table into ``{open_clip key: (variable, transform)}``.
-
-    A row whose transform is itself a tuple of rows is a sub-table: its keys are appended to the row's key
-    for the sub-layer at the row's attribute, or for each sub-layer of that list when the key holds ``{i}``.
-
-    Example:
-        >>> sorted(table_entries(model.visual, model.visual.WEIGHT_TABLE, "visual."))[:1]  # doctest: +SKIP
-        ['visual.class_embedding']
-    """
-    entries = {}
-    for key, attr, transform in table:
-        if transform == "block":
-            for i, block in enumerate(tower.transformer.resblocks):
-                for bkey, battr, btransform in BLOCK_TABLE:
-                    var = _resolve(block, battr)
-                    if var is not None:
-                        entries[prefix + key.format(i=i) + bkey] = (var, btransform)
-            continue
-        if isinstance(transform, tuple):  # a sub-table for the sub-layer at attr (for each one, if key has {i})
-            layers = _resolve(tower, attr)
-            for i, layer in enumerate(layers if "{i}" in key else [layers]):
-                if layer is not None:
-                    entries.update(table_entries(layer, transform, prefix + key.format(i=i)))
-            continue
-        var = _resolve(tower, attr)
-        if var is not None:
-            entries[prefix + key] = (var, transform)
-    return entries
-
-
 def _custom_text(model) -> bool:
     """Whether open_clip keeps the text tower's keys under ``text.`` (a ``CustomTextCLIP``).
 
     Hugging Face text towers always are; native ones when the config says ``custom_text``.
     """
-    return bool(model.config.custom_text or getattr(model.text, "ALWAYS_CUSTOM_TEXT", False))
+    return bool(model.config.custom_text or getattr(model.text, "CUSTOM_TEXT", False))
 
 
 def model_entries(model) -> dict[str, tuple[object, str | None]]:
@@ -87,8 +48,8 @@ def model_entries(model) -> dict[str, tuple[object, str | None]]:
         >>> model_entries(anyclip.create_model("ViT-B-32"))["logit_scale"][1] is None  # doctest: +SKIP
         True
     """
-    entries = table_entries(model.visual, model.visual.WEIGHT_TABLE, "visual.")
-    entries.update(table_entries(model.text, model.text.WEIGHT_TABLE, "text." if _custom_text(model) else ""))
+    entries = model.visual.weight_entries("visual.")
+    entries.update(model.text.weight_entries("text." if _custom_text(model) else ""))
     decoder = getattr(model, "text_decoder", None)  # CoCa's caption decoder
     if decoder is not None:
         entries.update(table_entries(decoder, decoder.WEIGHT_TABLE, "text_decoder."))

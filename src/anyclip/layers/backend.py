@@ -1,0 +1,104 @@
+"""The one place that decides backend-specific fast paths.
+
+Keras fixes its backend once per process. Layers call the kernels here instead of asking
+``keras.backend.backend()`` themselves: on torch (run eagerly by Keras) torch's own fused kernels on the NCHW view
+of channels-last activations beat a chain of ``keras.ops`` calls; on JAX's CPU backend some ops take an
+XLA:CPU-friendlier form. Every fast path returns what its portable ``keras.ops`` form returns (to float rounding).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+from keras import ops
+
+TORCH = keras.backend.backend() == "torch"
+
+
+@functools.lru_cache(maxsize=None)
+def jax_on_cpu() -> bool:
+    """Whether Keras runs on JAX with the CPU as its default device (some ops take a CPU-friendlier form)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+    return jax.default_backend() == "cpu"
+
+
+def linear(x, kernel, bias=None):
+    """``x @ kernel + bias`` over the last axis; one fused GEMM on torch (the kernel as a transposed view).
+
+    Example:
+        >>> linear(keras.ops.ones((2, 3)), keras.ops.ones((3, 4)), keras.ops.zeros(4)).shape
+        (2, 4)
+    """
+    if TORCH and bias is not None:
+        import torch.nn.functional as F
+        return F.linear(x, kernel.T, bias)
+    y = ops.matmul(x, kernel)
+    return y + bias if bias is not None else y
+
+
+def torch_conv2d(x, kernel, bias, stride: int, padding: int, groups: int):
+    """torch's ``conv2d`` on the NCHW view of channels-last ``x`` (kernel HWIO); torch backend only.
+
+    An ungrouped HWIO kernel becomes OIHW in channels-last memory with one 2-D transpose, the layout torch's
+    channels-last convolution wants; grouped kernels are passed as a permuted view.
+    """
+    import torch.nn.functional as F
+    if groups == 1:
+        k, cin = kernel.shape[0], kernel.shape[2]
+        weight = kernel.reshape(k * k * cin, -1).t().contiguous().view(-1, k, k, cin).permute(0, 3, 1, 2)
+    else:
+        weight = kernel.permute(3, 2, 0, 1)
+    y = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, stride, padding, 1, groups)
+    return y.permute(0, 2, 3, 1)
+
+
+def batch_norm_inference(x, mean, var, gamma, beta, eps: float):
+    """``(x - mean) / sqrt(var + eps) * gamma + beta`` per channel (last axis) with running statistics.
+
+    On torch (same dtype as the statistics) this is torch's kernel on the NCHW view.
+    """
+    if TORCH and keras.backend.standardize_dtype(x.dtype) == keras.backend.standardize_dtype(gamma.dtype):
+        import torch.nn.functional as F
+        return F.batch_norm(x.permute(0, 3, 1, 2), mean, var, gamma, beta, False, 0.0, eps).permute(0, 2, 3, 1)
+    f32 = "float32"
+    scale = ops.cast(gamma, f32) * ops.rsqrt(ops.cast(var, f32) + eps)
+    shift = ops.cast(beta, f32) - ops.cast(mean, f32) * scale
+    return x * ops.cast(scale, x.dtype) + ops.cast(shift, x.dtype)
+
+
+def avg_pool(x, size: int):
+    """``torch.nn.AvgPool2d(size)`` on channels-last ``x`` (stride = size, no padding, floor).
+
+    Example:
+        >>> avg_pool(keras.ops.ones((1, 5, 5, 2)), 2).shape
+        (1, 2, 2, 2)
+    """
+    if size == 1:
+        return x
+    if TORCH:
+        import torch.nn.functional as F
+        return F.avg_pool2d(x.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)
+    shape = ops.shape(x)
+    h, w = shape[1] // size, shape[2] // size
+    x = ops.reshape(x[:, :h * size, :w * size], (shape[0], h, size, w, size, shape[3]))
+    return ops.mean(x, axis=(2, 4))
+
+
+def _no_grad() -> bool:
+    if not TORCH:
+        return False
+    import torch
+    return not torch.is_grad_enabled()
+
+
+def relu(x):
+    """ReLU; in place on torch when no gradient is recorded (call it only on a fresh intermediate)."""
+    return x.relu_() if _no_grad() else ops.relu(x)
+
+
+def add_relu(x, identity):
+    """``relu(x + identity)``; in place on ``x`` on torch when no gradient is recorded."""
+    return x.add_(identity).relu_() if _no_grad() else ops.relu(x + identity)

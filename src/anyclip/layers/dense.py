@@ -1,0 +1,39 @@
+"""torch ``Linear`` as a Keras layer: host-initialised ``Dense`` with a fused bias add on torch."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from . import backend
+from .init import constant_init, normal_init
+
+
+@keras.saving.register_keras_serializable(package="anyclip")
+class Linear(keras.layers.Dense):
+    """``keras.layers.Dense`` whose bias add is fused into the matmul on the torch backend.
+
+    Keras runs torch eagerly, so ``matmul`` then ``add`` are two kernels and a full extra pass over the
+    activations; ``torch.nn.functional.linear`` does both in one GEMM (the kernel is passed as a
+    transposed view, no copy). Other backends compile the graph and fuse it themselves.
+    """
+
+    def call(self, inputs, training=None):
+        if backend.TORCH and self.bias is not None and self.lora_rank is None and self.quantization_mode is None:
+            dtype = inputs.dtype
+            return backend.linear(inputs, ops.cast(self.kernel, dtype), ops.cast(self.bias, dtype))
+        return super().call(inputs, training=training)
+
+
+
+
+def dense(units: int, std: float, seed: int | None, name: str, dtype=None, bias: bool = True) -> Linear:
+    """A Dense layer (torch ``Linear``) with normal(std) kernel and zero bias (none if not ``bias``),
+    initialised on the host.
+
+    Example:
+        >>> dense(4, 0.02, 0, "q", bias=False).use_bias
+        False
+    """
+    return Linear(units, use_bias=bias, kernel_initializer=normal_init(std, seed, name),
+                  bias_initializer=constant_init(0.0), name=name, dtype=dtype)

@@ -1,0 +1,1 @@
+"""OpenAI / open_clip's own towers: the ViT, the ModifiedResNet, the text transformer and CoCa's caption decoder."""
