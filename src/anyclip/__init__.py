@@ -23,7 +23,7 @@ from .factory import (  # noqa: E402
     get_tokenizer,
     list_models,
 )
-from .models import CLIP, CLIPConfig, CoCa, ConfigError, TextConfig, VisionConfig, decode_captions  # noqa: E402
+from .models import CLIP, CLIPConfig, CoCa, ConfigError, TextConfig, VisionConfig  # noqa: E402
 from .weights import (  # noqa: E402
     WeightMismatchError,
     WeightsUnavailableError,
@@ -45,7 +45,7 @@ from .zero_shot import (  # noqa: E402
     zero_shot_probs,
 )
 
-from .tokenizers import CLIPTokenizer, HFTokenizer, SimpleTokenizer  # noqa: E402
+from .tokenizers import CLIPTokenizer, HFTokenizer, SimpleTokenizer, decode_captions  # noqa: E402
 from .transforms import ImageLoadError, PreprocessConfig, image_transform, load_image  # noqa: E402
 
 __version__ = "0.1.0"

@@ -336,7 +336,7 @@ def cmd_plot(args):
 
 
 def cmd_convert(args):
-    from .weights.convert import convert
+    from .export.convert import convert
     if args.pretrained is None and not args.model.startswith(("hf-hub:", "local-dir:")):
         raise SystemExit(f"anyclip convert: give the weights to convert (a pretrained tag, a checkpoint file or "
                          f"folder) after {args.model}; 'none' converts random weights")

@@ -16,7 +16,7 @@ from .models.config import (
     get_model_config,
     load_config_file,
 )
-from .transforms.config import PreprocessConfig
+from .models.preprocess import PreprocessConfig
 from .weights import hub
 from .weights.checkpoint import file_sha256, read_state_dict
 from .weights.mapping import load_state_dict

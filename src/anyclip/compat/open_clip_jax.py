@@ -110,7 +110,7 @@ def anyclip_name(model_name: str, pretrained: str | bool = True) -> tuple[str, s
 
 def _create(model_name: str, pretrained, dtype_name: str) -> CLIP:
     from .. import factory
-    from ..transforms.config import PreprocessConfig
+    from ..models.preprocess import PreprocessConfig
     from ..weights.checkpoint import read_state_dict
     from ..weights.mapping import load_state_dict
     arch, tag = anyclip_name(model_name, pretrained)

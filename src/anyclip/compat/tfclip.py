@@ -30,7 +30,7 @@ from PIL import Image
 from ..factory import create_model, get_tokenizer
 from ..models.clip import CLIP, l2_normalize
 from ..models.config import get_model_config
-from ..transforms.config import PreprocessConfig
+from ..models.preprocess import PreprocessConfig
 from ..transforms.host import Preprocess
 from ..weights.pretrained import (get_pretrained_cfg, is_pretrained_cfg, list_pretrained,
                                   list_pretrained_models_by_tag, list_pretrained_tags_by_model)

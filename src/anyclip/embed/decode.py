@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..transforms.config import PreprocessConfig
+from ..models.preprocess import PreprocessConfig
 from ..transforms.host import (
     _RESAMPLE,
     DEFAULT_MAX_PIXELS,

@@ -9,7 +9,6 @@ from ..towers.openai.text_transformer import TextConfig
 from ..towers.openai.vision_transformer import VisionConfig
 from .clip import CLIP, l2_normalize
 from .coca import CoCa
-from .coca_generate import decode_captions
 from .config import (
     CLIPConfig,
     CoCaConfig,
@@ -19,6 +18,6 @@ from .config import (
 )
 
 __all__ = [
-    "CLIP", "CLIPConfig", "CoCa", "CoCaConfig", "ConfigError", "ModifiedResNetConfig", "TextConfig", "VisionConfig",
-    "builtin_config_names", "decode_captions", "get_model_config", "l2_normalize", "load_config_file",
+    "CLIP", "CLIPConfig", "CoCa", "CoCaConfig", "ConfigError", "ModifiedResNetConfig", "PreprocessConfig", "TextConfig",
+    "VisionConfig", "builtin_config_names", "get_model_config", "l2_normalize", "load_config_file",
 ]

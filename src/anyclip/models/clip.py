@@ -159,7 +159,7 @@ class CLIP(keras.Model):
         preprocess = config.pop("preprocess_cfg", None)
         model = cls(**config)
         if preprocess is not None:
-            from ..transforms.config import PreprocessConfig
+            from .preprocess import PreprocessConfig
             model.preprocess_cfg = PreprocessConfig.from_dict(preprocess)
         return model
 

@@ -57,20 +57,6 @@ def generate(model, images, text=None, seq_len: int = 30, max_seq_len: int = 77,
     return tokens.astype(np.int32)
 
 
-def decode_captions(ids, tokenizer=None) -> list[str]:
-    """Caption strings of generated ids: start token skipped, cut at the end token (open_clip's ``decode`` use).
-
-    Example:
-        >>> decode_captions([[49406, 320, 2368, 49407, 0]])
-        ['a cat']
-    """
-    if tokenizer is None:
-        from ..tokenizers import CLIPTokenizer
-        tokenizer = CLIPTokenizer()
-    ids = np.asarray(ops.convert_to_numpy(ids) if not isinstance(ids, (list, np.ndarray)) else ids)
-    return [tokenizer.decode(row) for row in np.atleast_2d(ids)]
-
-
 # ----------------------------------------------------------------------------- checks
 def _as_images(model, images):
     x = np.asarray(ops.convert_to_numpy(images), dtype="float32")

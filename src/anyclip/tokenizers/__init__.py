@@ -8,9 +8,9 @@ Example:
 """
 
 from .cleaning import canonicalize_text, clean_lower
-from .clip_bpe import CLIPTokenizer, SimpleTokenizer
+from .clip_bpe import CLIPTokenizer, SimpleTokenizer, decode_captions
 from .hf import HFTokenizer
 
 clean_text = clean_lower  # CLIP's cleaning, under its older name here
 
-__all__ = ["CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "canonicalize_text", "clean_text"]
+__all__ = ["CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "canonicalize_text", "clean_text", "decode_captions"]

@@ -35,7 +35,13 @@ from typing import Sequence
 import numpy as np
 import regex
 
-from .cleaning import _PLAIN_BYTES, as_text_list, clean_canonicalize, clean_lower, clean_whitespace
+from .cleaning import (
+    _PLAIN_BYTES,
+    as_text_list,
+    clean_canonicalize,
+    clean_lower,
+    clean_whitespace,
+)
 
 __all__ = ["CLIPTokenizer", "SimpleTokenizer"]
 
@@ -311,3 +317,18 @@ class CLIPTokenizer:
 
 
 SimpleTokenizer = CLIPTokenizer
+
+
+def decode_captions(ids, tokenizer=None) -> list[str]:
+    """Caption strings of generated ids: start token skipped, cut at the end token (open_clip's ``decode`` use).
+
+    Example:
+        >>> decode_captions([[49406, 320, 2368, 49407, 0]])
+        ['a cat']
+    """
+    tokenizer = tokenizer or CLIPTokenizer()
+    if not isinstance(ids, (list, np.ndarray)):
+        import keras
+        ids = keras.ops.convert_to_numpy(ids)
+    ids = np.asarray(ids)
+    return [tokenizer.decode(row) for row in np.atleast_2d(ids)]

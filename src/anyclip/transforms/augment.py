@@ -16,7 +16,7 @@ import math
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from .config import PreprocessConfig
+from ..models.preprocess import PreprocessConfig
 from .host import ImageLoadError, _as_pil, as_preprocess_config
 
 _BICUBIC = Image.Resampling.BICUBIC

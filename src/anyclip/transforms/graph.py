@@ -59,7 +59,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .config import PreprocessConfig
+from ..models.preprocess import PreprocessConfig
 from .host import crop_offsets, resize_geometry
 
 RESAMPLERS = ("pil", "keras")

@@ -49,7 +49,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, ImageOps
 
-from .config import PreprocessConfig
+from ..models.preprocess import PreprocessConfig
 
 DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own hard decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS)
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}

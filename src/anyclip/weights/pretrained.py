@@ -15,7 +15,7 @@ import functools
 import json
 from importlib import resources
 
-from ..transforms.config import PreprocessConfig
+from ..models.preprocess import PreprocessConfig
 
 
 class UnknownPretrainedError(ValueError):

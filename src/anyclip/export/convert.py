@@ -3,7 +3,7 @@
 ``anyclip convert MODEL PRETRAINED OUT --to open_clip|keras`` on the command line.
 
 Example:
-    >>> from anyclip.weights.convert import convert
+    >>> from anyclip.export.convert import convert
     >>> convert("ViT-B-32", "laion2b_s34b_b79k", "vit-b-32/", to="open_clip")  # doctest: +SKIP
     PosixPath('vit-b-32/open_clip_model.safetensors')
 """
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ..atomic import atomic_write
-from .export import save_open_clip_checkpoint
+from ..weights.export import save_open_clip_checkpoint
 
 FORMATS = ("open_clip", "keras")
 KERAS_SUFFIXES = (".keras", ".weights.h5")

@@ -1,0 +1,10 @@
+"""Writing models out for other tools: an open_clip checkpoint folder or a Keras file (``anyclip convert``).
+
+Example:
+    >>> from anyclip.export import convert
+    >>> convert("ViT-B-32", "laion2b_s34b_b79k", "vit-b-32/", to="open_clip")  # doctest: +SKIP
+"""
+
+from .convert import FORMATS, convert, save_keras
+
+__all__ = ["FORMATS", "convert", "save_keras"]
