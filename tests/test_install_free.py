@@ -56,3 +56,15 @@ def test_jax_path_needs_no_torch_or_tensorflow(tmp_path):
     assert result["same"] and result["text"] == [1, 8]
     assert not result["torch_loaded"] and not result["tf_loaded"]
     assert "needs torch" in result["torch_message"]
+
+
+def test_import_anyclip_and_the_cli_load_no_keras_until_needed():
+    """``import anyclip`` (and ``anyclip --help``) load no Keras; once anything imports Keras, anyclip's classes are
+    registered, so ``keras.saving.load_model`` reads anyclip's ``.keras`` files whatever the import order."""
+    code = ("import sys, json, anyclip, anyclip.cli; light = 'keras' not in sys.modules; "
+            "anyclip.cli.build_parser(); parser_light = 'keras' not in sys.modules; import keras; "
+            "registered = keras.saving.get_registered_object('anyclip>CLIP') is anyclip.CLIP; "
+            "print(json.dumps([light, parser_light, registered]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True, True]
