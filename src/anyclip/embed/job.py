@@ -34,6 +34,7 @@ import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
 from .decode import decode_chunk, normalize
+from .extra import require
 from .sources import Inputs, Item
 
 MANIFEST = "manifest.json"
@@ -198,7 +199,7 @@ class ShardEncoder:
 # ------------------------------------------------------------------------------------------------------ writing
 
 def _rows_table(ids, names, settings: EmbedSettings, emb: np.ndarray | None):
-    import pyarrow as pa
+    pa = require("pyarrow")
     n = len(ids)
     columns = {"id": pa.array(ids, type=pa.int64()),
                ("path" if settings.kind == "image" else "text"): pa.array(names, type=pa.string())}
@@ -217,7 +218,7 @@ def write_shard(out: Path, k: int, emb: np.ndarray, ok: list[Item], errors: list
         >>> write_shard(Path("out"), 0, emb, ok_items, [], settings)  # doctest: +SKIP
         {'rows': 100, 'errors': 0}
     """
-    import pyarrow.parquet as pq
+    pq = require("pyarrow.parquet")
     name = shard_name(k)
     if errors:
         text = "".join(json.dumps({"id": item.id, "path": item.name, "error": reason}, ensure_ascii=False) + "\n"
@@ -359,6 +360,7 @@ def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSetting
         >>> manifest["num_rows"], manifest["num_errors"]  # doctest: +SKIP
         (998, 2)
     """
+    require("pyarrow.parquet")  # before any work: every shard is written with it
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     clean_temporaries(out)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .extra import require
 from .job import (
     EmbedSettings,
     ShardEncoder,
@@ -72,6 +73,7 @@ def run_embed_job_on_ray(inputs: Inputs, out: str | os.PathLike, settings: Embed
         import ray
     except ImportError:
         raise ImportError("anyclip embed --ray needs Ray Data: pip install 'anyclip[ray]'") from None
+    require("pyarrow.parquet")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     clean_temporaries(out)
