@@ -12,6 +12,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
+DEFAULT_MAX_PIXELS = 178_956_970  # load_image's limit: PIL's hard decompression-bomb limit (2 * MAX_IMAGE_PIXELS)
 RESIZE_MODES = ("shortest", "longest", "squash")
 INTERPOLATIONS = ("bicubic", "bilinear")
 
