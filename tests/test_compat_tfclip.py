@@ -206,6 +206,6 @@ def test_float_images_are_rounded_as_tfclip_does():
 
 
 def anyclip_preprocess():
-    from anyclip.transforms.config import PreprocessConfig
+    from anyclip.models.preprocess import PreprocessConfig
     return PreprocessConfig(size=32)
 

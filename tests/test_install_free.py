@@ -56,3 +56,61 @@ def test_jax_path_needs_no_torch_or_tensorflow(tmp_path):
     assert result["same"] and result["text"] == [1, 8]
     assert not result["torch_loaded"] and not result["tf_loaded"]
     assert "needs torch" in result["torch_message"]
+
+
+NO_EMBED_EXTRA = textwrap.dedent(r"""
+    import contextlib, importlib.abc, io, json, sys
+
+    class Block(importlib.abc.MetaPathFinder):  # as if anyclip were installed without its [embed] extra
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("pyarrow", "faiss"):
+                raise ImportError(f"blocked: {name}")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import anyclip
+    from anyclip.cli import main
+    shapes, tmp = sys.argv[1], sys.argv[2]
+    runs = {"embed": ["embed", shapes, "-o", tmp + "/emb", "--workers", "0"],
+            "index": ["index", tmp + "/emb", "-o", tmp + "/idx"],
+            "search": ["search", tmp + "/idx", "--text", "a red circle"],
+            "classify": ["classify", shapes + "/red-square.png", shapes + "/blue-circle.png", "--labels-file",
+                         shapes + "/labels.txt"]}
+    result = {}
+    for command, args in runs.items():
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(args)
+        result[command] = {"code": code, "out": out.getvalue(), "err": err.getvalue(), "keras": "keras" in sys.modules}
+    result["loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("pyarrow", "faiss"))
+    print(json.dumps(result))
+""")
+
+
+def test_import_and_classify_need_no_embed_extra_and_embedding_says_what_to_install(tmp_path):
+    """Without pyarrow and faiss (``pip install anyclip`` without ``[embed]``): ``import anyclip`` and
+    ``anyclip classify`` work; ``embed``, ``index`` and ``search`` stop, before loading a model, naming the extra."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", NO_EMBED_EXTRA, os.path.join(root, "examples", "shapes"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for command in ("embed", "index", "search"):
+        run = result[command]
+        assert run["code"] == 2 and not run["keras"], (command, run)
+        assert f'anyclip {command}: error: this needs pyarrow: pip install "anyclip[embed]"' in run["err"], run["err"]
+    assert result["classify"]["code"] == 0, result["classify"]["err"]
+    assert "red-square.png" in result["classify"]["out"] and "top1" in result["classify"]["out"]
+    assert result["loaded"] == []
+
+
+def test_import_anyclip_and_the_cli_load_no_keras_until_needed():
+    """``import anyclip`` (and ``anyclip --help``) load no Keras; once anything imports Keras, anyclip's classes are
+    registered, so ``keras.saving.load_model`` reads anyclip's ``.keras`` files whatever the import order."""
+    code = ("import sys, json, anyclip, anyclip.cli; light = 'keras' not in sys.modules; "
+            "anyclip.cli.build_parser(); parser_light = 'keras' not in sys.modules; import keras; "
+            "registered = keras.saving.get_registered_object('anyclip>CLIP') is anyclip.CLIP; "
+            "print(json.dumps([light, parser_light, registered]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True, True]

@@ -12,50 +12,37 @@ The Keras backend comes from ``KERAS_BACKEND``; when unset anyclip picks jax, th
 tensorflow, whichever is installed.
 """
 
+from importlib import import_module as _import_module
+
 from ._backend import choose_default_backend
+from ._lazy import after_import, lazy_exports
 
 choose_default_backend()
 
-from .factory import (  # noqa: E402
-    create_model,
-    create_model_and_transforms,
-    create_model_from_pretrained,
-    get_tokenizer,
-    list_models,
-)
-from .models import CLIP, CLIPConfig, CoCa, ConfigError, TextConfig, VisionConfig  # noqa: E402
-from .weights import (  # noqa: E402
-    WeightMismatchError,
-    WeightsUnavailableError,
-    export_state_dict,
-    get_pretrained_cfg,
-    list_pretrained,
-    list_pretrained_models_by_tag,
-    list_pretrained_tags_by_model,
-    load_checkpoint,
-    push_to_hf_hub,
-    read_state_dict,
-    save_open_clip_checkpoint,
-)
-from .zero_shot import (  # noqa: E402
-    IMAGENET_CLASSNAMES,
-    OPENAI_IMAGENET_TEMPLATES,
-    SIMPLE_IMAGENET_TEMPLATES,
-    build_zero_shot_classifier,
-    zero_shot_probs,
-)
+# Names load from their modules on first use: `import anyclip` (and `anyclip --help`) imports no Keras.
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".factory": ("create_model", "create_model_and_transforms", "create_model_from_pretrained", "get_tokenizer",
+                 "list_models"),
+    ".models": ("CLIP", "CLIPConfig", "CoCa", "ConfigError", "TextConfig", "VisionConfig"),
+    ".weights": ("WeightMismatchError", "WeightsUnavailableError", "export_state_dict", "get_pretrained_cfg",
+                 "list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model",
+                 "load_checkpoint", "push_to_hf_hub", "read_state_dict", "save_open_clip_checkpoint"),
+    ".zero_shot": ("IMAGENET_CLASSNAMES", "OPENAI_IMAGENET_TEMPLATES", "SIMPLE_IMAGENET_TEMPLATES",
+                   "build_zero_shot_classifier", "zero_shot_probs"),
+    ".tokenizers": ("CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "decode_captions"),
+    ".transforms": ("ImageLoadError", "PreprocessConfig", "image_transform", "load_image"),
+})
 
-from .tokenizers import CLIPTokenizer, HFTokenizer, SimpleTokenizer, decode_captions  # noqa: E402
-from .transforms import ImageLoadError, PreprocessConfig, image_transform, load_image  # noqa: E402
+
+def _register_keras_classes() -> None:
+    """Import the modules that define anyclip's Keras classes, so ``keras.saving.load_model`` finds them."""
+    for module in (".models", ".transforms.graph"):
+        _import_module(module, __name__)
+    for family in _import_module(".towers.registry", __name__).FAMILIES:  # every tower and the blocks it uses
+        family.tower_class()
+        family.encoder_class()
+
+
+after_import("keras", _register_keras_classes)  # now, if Keras is loaded; else as soon as anything imports it
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "CLIP", "CLIPConfig", "CLIPTokenizer", "CoCa", "ConfigError", "HFTokenizer", "IMAGENET_CLASSNAMES",
-    "ImageLoadError", "OPENAI_IMAGENET_TEMPLATES", "PreprocessConfig", "SIMPLE_IMAGENET_TEMPLATES",
-    "SimpleTokenizer", "TextConfig", "VisionConfig", "WeightMismatchError", "WeightsUnavailableError",
-    "build_zero_shot_classifier", "create_model", "create_model_and_transforms", "create_model_from_pretrained",
-    "decode_captions", "export_state_dict", "get_pretrained_cfg", "get_tokenizer", "image_transform", "list_models",
-    "list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model", "load_checkpoint",
-    "load_image", "push_to_hf_hub", "read_state_dict", "save_open_clip_checkpoint", "zero_shot_probs",
-]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..progress import progress_bar
 from ..transforms.host import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
 
 
@@ -86,19 +86,6 @@ def load_and_preprocess(source, preprocess: Callable, max_pixels: int | None):
             if reason.startswith(prefix):
                 reason = reason[len(prefix):]
         return None, reason or type(e).__name__
-
-
-def progress_bar(total: int | None, desc: str, unit: str, progress: bool | None):
-    """A tqdm bar; ``progress=None`` shows it only when stderr is a terminal.
-
-    Example:
-        >>> with progress_bar(10, "images", "img", progress=False) as bar:
-        ...     bar.update(10)
-    """
-    from tqdm.auto import tqdm
-    if progress is None:
-        progress = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
 
 
 def ordered_map(sources: Iterable, fn: Callable, workers: int, window: int) -> Iterator[tuple]:

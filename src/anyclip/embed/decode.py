@@ -24,11 +24,8 @@ Example:
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..models.preprocess import PreprocessConfig
 from ..transforms.host import (
@@ -63,45 +60,24 @@ def _read_ref(ref):
 
 
 def _fast_load(source, cfg: PreprocessConfig, max_pixels: int | None) -> tuple[Image.Image, tuple[int, int]]:
-    """Open with a JPEG draft sized from the exact resize target; the same checks as :func:`load_image`.
+    """:func:`load_image` (same checks and errors) with a JPEG draft sized from the exact resize target.
 
     Returns the image and the full-resolution ``(height, width)`` after the EXIF rotation.
     """
-    if isinstance(source, (bytes, bytearray)):
-        fp, name = io.BytesIO(source), "<bytes>"
-    else:
-        fp, name = open(source, "rb"), str(source)  # noqa: SIM115 -- closed by the with below
-    with fp:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(fp)
-                width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageLoadError(f"{name}: {width}x{height} = {width * height} pixels exceeds the limit "
-                                         f"of {max_pixels} (possible decompression bomb)")
-                transposed = image.getexif().get(0x0112, 1) in _TRANSPOSED
-                full = (width, height) if transposed else (height, width)
-                if image.format == "JPEG" and image.mode in ("RGB", "L"):
-                    (rh, rw), _ = resize_geometry(full[0], full[1], cfg)
-                    if transposed:
-                        rh, rw = rw, rh
-                    image.draft(image.mode, (rw * DRAFT_MARGIN, rh * DRAFT_MARGIN))
-                image.load()
-                image = ImageOps.exif_transpose(image)
-        except ImageLoadError:
-            raise
-        except Image.DecompressionBombError as e:
-            raise ImageLoadError(f"{name}: refused by PIL's decompression-bomb guard ({e})") from None
-        except Image.UnidentifiedImageError:
-            raise ImageLoadError(f"{name}: not an image file (format not recognised)") from None
-        except MemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001 -- PIL raises many types for bad data
-            raise ImageLoadError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
-    if image.width == 0 or image.height == 0:
-        raise ImageLoadError(f"{name}: image has no pixels (size {image.size})")
-    return image, full
+    full = []
+
+    def draft(image: Image.Image) -> None:
+        width, height = image.size
+        transposed = image.getexif().get(0x0112, 1) in _TRANSPOSED
+        full.append((width, height) if transposed else (height, width))
+        if image.format == "JPEG" and image.mode in ("RGB", "L"):
+            (rh, rw), _ = resize_geometry(full[0][0], full[0][1], cfg)
+            if transposed:
+                rh, rw = rw, rh
+            image.draft(image.mode, (rw * DRAFT_MARGIN, rh * DRAFT_MARGIN))
+
+    image = load_image(source, max_pixels, draft=draft)
+    return image, full[0]
 
 
 def fast_resize_and_crop(source, cfg: PreprocessConfig, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
+from .extra import require
 
 EXACT_BELOW = 50_000
 PQ_ABOVE = 2_000_000
@@ -40,14 +41,6 @@ class EmbeddingIndexError(ValueError):
     """Embeddings that cannot be indexed, or an index folder that cannot be read; the message names it."""
 
 
-def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("anyclip index/search need faiss: pip install faiss-cpu") from None
-    return faiss
-
-
 def read_embeddings(sources: Sequence[str | os.PathLike]):
     """``(embeddings [n, d] float32, rows)`` from embedding folders (``anyclip embed -o DIR``) or files.
 
@@ -56,8 +49,7 @@ def read_embeddings(sources: Sequence[str | os.PathLike]):
     Example:
         >>> emb, rows = read_embeddings(["embeddings/"])  # doctest: +SKIP
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
     arrays, tables = [], []
     for source in sources:
         source = Path(source)
@@ -141,7 +133,7 @@ def build_index(emb: np.ndarray, kind: str = "auto", *, exact_below: int = EXACT
         >>> info["nprobe"], info["recall_at_10"]  # doctest: +SKIP
         (32, 0.972)
     """
-    faiss = _faiss()
+    faiss = require("faiss")
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     n, dim = emb.shape
     spec = choose_index(n, dim, kind, exact_below, pq_above)
@@ -182,8 +174,7 @@ def save_index(out: str | os.PathLike, index, info: dict, rows) -> Path:
     Example:
         >>> save_index("index/", index, info, rows)  # doctest: +SKIP
     """
-    import pyarrow.parquet as pq
-    faiss = _faiss()
+    pq, faiss = require("pyarrow.parquet"), require("faiss")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "index.faiss", lambda tmp: faiss.write_index(index, tmp))
@@ -202,8 +193,7 @@ class SearchIndex:
     """
 
     def __init__(self, folder: str | os.PathLike):
-        import pyarrow.parquet as pq
-        faiss = _faiss()
+        pq, faiss = require("pyarrow.parquet"), require("faiss")
         folder = Path(folder)
         for name in ("index.faiss", "index.json", "rows.parquet"):
             if not (folder / name).is_file():

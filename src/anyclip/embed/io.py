@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
+from .extra import require
 
 
 def write_embeddings(path: str | os.PathLike, embeddings: np.ndarray, ids: Sequence[str],
@@ -27,8 +28,7 @@ def write_embeddings(path: str | os.PathLike, embeddings: np.ndarray, ids: Seque
     if len(ids) != len(embeddings):
         raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
     if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        pa, pq = require("pyarrow"), require("pyarrow.parquet")
         dim = embeddings.shape[1]
         flat = pa.array(embeddings.reshape(-1), type=pa.float32())
         columns = {"id": pa.array([str(i) for i in ids], type=pa.string()),

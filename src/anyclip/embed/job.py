@@ -33,7 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
+from ..encode import encode_image_stream, encode_texts
+from ..progress import progress_bar
 from .decode import decode_chunk, normalize
+from .extra import require
 from .sources import Inputs, Item
 
 MANIFEST = "manifest.json"
@@ -115,30 +118,16 @@ class ShardEncoder:
     """
 
     def __init__(self, model, tokenizer, settings: EmbedSettings, workers: int = 0, pool=None):
-        import keras
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.cfg = getattr(model, "preprocess_cfg", None)
         self.workers = workers
         self.pool = pool if pool is not None else _decode_pool(workers) if settings.kind == "image" else None
-        self.pad = keras.backend.backend() in ("jax", "tensorflow")  # one compiled shape for every batch
-        self.dim = int(model.config.embed_dim)
 
     def close(self):
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()
             self.pool = None
-
-    def _run(self, inputs) -> np.ndarray:
-        from keras import ops
-        n, size = len(inputs), self.settings.batch_size
-        if self.pad and n < size:
-            inputs = np.concatenate([inputs, np.zeros((size - n,) + inputs.shape[1:], inputs.dtype)])
-        if self.settings.kind == "image":
-            out = self.model.encode_image(inputs, normalize=True)
-        else:
-            out = self.model.encode_text(inputs, normalize=True)
-        return np.asarray(ops.convert_to_numpy(out), dtype=np.float32)[:n]
 
     def _decoded(self, items: list[Item]):
         s = self.settings
@@ -168,37 +157,19 @@ class ShardEncoder:
     def encode(self, items: list[Item], bar=None):
         """Embed ``items``; failed inputs are returned with their reason, never raised."""
         s = self.settings
-        outs, ok, errors = [], [], []
         if s.kind == "text":
-            for start in range(0, len(items), s.batch_size):
-                chunk = items[start:start + s.batch_size]
-                outs.append(self._run(np.asarray(self.tokenizer([i.ref[1] for i in chunk]))))
-                ok.extend(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-        else:
-            pixels = []
-            for item, (array, reason) in zip(items, self._decoded(items)):
-                if array is None:
-                    errors.append((item, reason))
-                else:
-                    pixels.append(array)
-                    ok.append(item)
-                if len(pixels) == s.batch_size:
-                    outs.append(self._run(normalize(np.stack(pixels), self.cfg)))
-                    pixels = []
-                if bar is not None:
-                    bar.update(1)
-            if pixels:
-                outs.append(self._run(normalize(np.stack(pixels), self.cfg)))
-        emb = np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
-        return emb, ok, errors
+            return encode_texts(self.model, self.tokenizer, [i.ref[1] for i in items], batch_size=s.batch_size,
+                                bar=bar, progress=False), list(items), []
+        decoded = ((item.name, pixels, reason) for item, (pixels, reason) in zip(items, self._decoded(items)))
+        feats = encode_image_stream(self.model, decoded, batch_size=s.batch_size, bar=bar,
+                                    collate=lambda pixels: normalize(np.stack(pixels), self.cfg))
+        return feats.features, [items[i] for i in feats.indices], [(items[x.index], x.reason) for x in feats.skipped]
 
 
 # ------------------------------------------------------------------------------------------------------ writing
 
 def _rows_table(ids, names, settings: EmbedSettings, emb: np.ndarray | None):
-    import pyarrow as pa
+    pa = require("pyarrow")
     n = len(ids)
     columns = {"id": pa.array(ids, type=pa.int64()),
                ("path" if settings.kind == "image" else "text"): pa.array(names, type=pa.string())}
@@ -217,7 +188,7 @@ def write_shard(out: Path, k: int, emb: np.ndarray, ok: list[Item], errors: list
         >>> write_shard(Path("out"), 0, emb, ok_items, [], settings)  # doctest: +SKIP
         {'rows': 100, 'errors': 0}
     """
-    import pyarrow.parquet as pq
+    pq = require("pyarrow.parquet")
     name = shard_name(k)
     if errors:
         text = "".join(json.dumps({"id": item.id, "path": item.name, "error": reason}, ensure_ascii=False) + "\n"
@@ -339,15 +310,6 @@ def clean_temporaries(out: Path) -> None:
                 p.unlink(missing_ok=True)
 
 
-def _bar(total: int, done: int, unit: str, progress: bool | None):
-    from tqdm.auto import tqdm
-    if progress is None:
-        progress = sys.stderr.isatty()
-    # rate and ETA count this run's inputs only (``initial``: the shards a previous run finished)
-    return tqdm(total=total, initial=done, desc="embed", unit=unit, disable=not progress, dynamic_ncols=True,
-                smoothing=0.1)
-
-
 def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSettings, load: Callable, *,
                   workers: int = 4, progress: bool | None = None) -> dict:
     """Run (or resume) a job; ``load()`` gives ``(model, tokenizer)`` and is called only if work remains.
@@ -359,6 +321,7 @@ def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSetting
         >>> manifest["num_rows"], manifest["num_errors"]  # doctest: +SKIP
         (998, 2)
     """
+    require("pyarrow.parquet")  # before any work: every shard is written with it
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     clean_temporaries(out)
@@ -368,10 +331,10 @@ def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSetting
         pool = _decode_pool(workers) if settings.kind == "image" else None  # forked before the model loads
         model, tokenizer = load()
         encoder = ShardEncoder(model, tokenizer, settings, workers, pool=pool)
-        remaining = sum(len(items) for _, items in todo)
+        done = len(inputs.items) - sum(len(items) for _, items in todo)  # by a previous run: not in rate and ETA
         unit = "img" if settings.kind == "image" else "txt"
         try:
-            with _bar(len(inputs.items), len(inputs.items) - remaining, unit, progress) as bar:
+            with progress_bar(len(inputs.items), "embed", unit, progress, initial=done) as bar:
                 for k, items in todo:
                     emb, ok, errors = encoder.encode(items, bar)
                     record_shard(out, manifest, k, write_shard(out, k, emb, ok, errors, settings))

@@ -13,13 +13,13 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .extra import require
 from .job import (
     EmbedSettings,
     ShardEncoder,
@@ -38,13 +38,11 @@ class ShardActor:
     """A Ray Data callable class: loads the model once, then embeds and writes whole shards."""
 
     def __init__(self, out: str, settings: dict, model_spec: dict, workers: int):
-        from ..cli import _load
+        from ..model_flags import load_model
         self.out = Path(out)
         self.settings = EmbedSettings(**settings)
         pool = _decode_pool(workers) if self.settings.kind == "image" else None  # forked before the model loads
-        spec = {"model": "anyclip-shapes", "pretrained": None, "checkpoint": None, "cache_dir": None,
-                "precision": "fp32", **model_spec}
-        model, _, tokenizer = _load(argparse.Namespace(**spec))
+        model, _, tokenizer = load_model(**model_spec)
         self.encoder = ShardEncoder(model, tokenizer, self.settings, workers, pool=pool)
 
     def __call__(self, batch: dict) -> dict:
@@ -72,6 +70,7 @@ def run_embed_job_on_ray(inputs: Inputs, out: str | os.PathLike, settings: Embed
         import ray
     except ImportError:
         raise ImportError("anyclip embed --ray needs Ray Data: pip install 'anyclip[ray]'") from None
+    require("pyarrow.parquet")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     clean_temporaries(out)

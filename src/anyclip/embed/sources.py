@@ -38,6 +38,7 @@ from ..data.common import (
     pick_column,
     read_csv,
 )
+from .extra import require
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet")
 
@@ -134,7 +135,7 @@ def _table_column(spec: str, column: str | None, candidates, role: str, separato
     if not path.is_file():
         raise DatasetError(f"input file not found: {spec}")
     if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+        pq = require("pyarrow.parquet")
         try:
             table = pq.read_table(path)
         except Exception as e:  # noqa: BLE001 -- pyarrow raises several types for a bad file

@@ -1,4 +1,5 @@
-"""``anyclip eval``: zero-shot classification, retrieval or a linear probe from the command line.
+"""``anyclip eval``: zero-shot classification, retrieval or a linear probe from the command line; and
+``anyclip classify``: zero-shot classify image files against text labels, as a table or JSON.
 
 Flags follow clip_benchmark and open_clip's training script where they have one. Datasets are read
 (and checked) before the model loads, so a bad file fails fast. The result is printed and written as
@@ -8,15 +9,34 @@ clip_benchmark-style JSON (``--output``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
+from ..model_flags import add_model_arguments, load_model_from_args
+
 TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe")
+_MAX_LABEL_WIDTH = 40  # classify: longer labels are shortened with an ellipsis in the table (never in --json)
+
+
+def register(subparsers) -> None:
+    """Add the ``eval`` command to ``anyclip``'s sub-command parsers.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="anyclip")
+        >>> register(parser.add_subparsers(dest="command"))
+        >>> parser.parse_args(["eval", "--dataset", "pets/val"]).task
+        'auto'
+    """
+    p = subparsers.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")
+    add_eval_arguments(p)
+    add_model_arguments(p)
+    p.set_defaults(run=run_eval_command)
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    """Register the ``eval`` flags (the model flags are added by the CLI itself).
+    """Register the ``eval`` flags (the model flags are added by :func:`register`).
 
     Example:
         >>> parser = argparse.ArgumentParser(); add_eval_arguments(parser)
@@ -125,7 +145,7 @@ def _read_data(args, task):
     return {"task": task, "data": _labelled(args.dataset, args, classnames, kind)}
 
 
-def run_eval_command(args, load) -> int:
+def run_eval_command(args, load=load_model_from_args) -> int:
     """Run ``anyclip eval`` for parsed ``args``; ``load(args)`` returns ``(model, preprocess, tokenizer)``.
 
     Example:
@@ -177,4 +197,85 @@ def run_eval_command(args, load) -> int:
     return 0
 
 
-__all__ = ["TASKS", "add_eval_arguments", "run_eval_command"]
+def register_classify(subparsers) -> None:
+    """Add the ``classify`` command to ``anyclip``'s sub-command parsers.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="anyclip")
+        >>> register_classify(parser.add_subparsers(dest="command"))
+        >>> parser.parse_args(["classify", "cat.jpg", "--labels", "cat", "dog"]).top_k
+        3
+    """
+    p = subparsers.add_parser("classify", help="zero-shot classify images against text labels")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--labels", nargs="*", default=[], help="class names")
+    p.add_argument("--labels-file", help="a file with one class name per line")
+    p.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--activation", choices=["auto", "softmax", "sigmoid"], default="auto",
+                   help="softmax over the labels (CLIP), or a sigmoid per label (SigLIP); auto: sigmoid for "
+                        "models with a logit bias (SigLIP), else softmax")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_model_arguments(p)
+    p.set_defaults(run=run_classify)
+
+
+def _clip_label(label: str, width: int) -> str:
+    return label if len(label) <= width else label[:width - 1] + "…"
+
+
+def _print_table(rows: list[dict], top: int, activation: str) -> None:
+    width = max([len(Path(r["image"]).name) for r in rows] + [5])
+    label_width = min(max([len(q["label"]) for r in rows for q in r["predictions"]] + [4]), _MAX_LABEL_WIDTH)
+    cell = label_width + 7  # label, a space, "100.0%"
+    print(f"{'image':<{width}}  " + "  ".join(f"{f'top{i + 1}':<{cell}}" for i in range(top)).rstrip())
+    for r in rows:
+        cells = [f"{_clip_label(q['label'], label_width):<{label_width}} {q['prob']:6.1%}" for q in r["predictions"]]
+        print(f"{Path(r['image']).name:<{width}}  " + "  ".join(cells))
+    if activation == "sigmoid":
+        print("(sigmoid probabilities: each label is scored on its own; rows need not sum to 100%)")
+
+
+def run_classify(args) -> int:
+    """Run ``anyclip classify`` for parsed ``args``: 0 when some image was classified, else 1.
+
+    Example:
+        >>> from anyclip.cli import main
+        >>> main(["classify", "examples/shapes/red-triangle.png", "--labels", "red triangle", "blue"])  # doctest: +SKIP
+        0
+    """
+    labels = list(args.labels)
+    if args.labels_file:
+        labels += [line.strip() for line in Path(args.labels_file).read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
+    if len(labels) < 1:
+        raise SystemExit("anyclip classify: give at least one label with --labels or --labels-file")
+    import numpy as np
+
+    from ..encode import encode_images
+    from ..zero_shot import build_zero_shot_classifier, default_activation, features_probs
+    model, preprocess, tokenizer = load_model_from_args(args)
+    activation = default_activation(model) if args.activation == "auto" else args.activation
+    if activation == "sigmoid" and model.logit_bias is None:
+        print(f"anyclip classify: warning: {args.model} has no logit bias (it was not trained with the sigmoid "
+              "loss): sigmoid probabilities of its logits are near 1 for every label", file=sys.stderr)
+    weights = build_zero_shot_classifier(model, tokenizer, labels, args.template or ["a photo of a {}."])
+    feats = encode_images(model, args.images, preprocess, batch_size=args.batch_size)
+    probs = features_probs(model, feats.features, weights, activation)
+    errors = {skip.name: skip.reason for skip in feats.skipped}
+    top = min(args.top_k, len(labels))
+    rows = []
+    for i, p in zip(feats.indices, probs):
+        order = np.argsort(-p)[:top]
+        predictions = [{"label": labels[j], "prob": float(p[j])} for j in order]
+        rows.append({"image": args.images[i], "predictions": predictions})
+    if args.json:
+        print(json.dumps({"activation": activation, "results": rows, "errors": errors}, indent=2))
+    else:
+        _print_table(rows, top, activation)
+        for path, reason in errors.items():
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0 if rows else 1
+
+
+__all__ = ["TASKS", "add_eval_arguments", "register", "register_classify", "run_classify", "run_eval_command"]

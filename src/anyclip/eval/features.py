@@ -1,4 +1,4 @@
-"""Image and text features for evaluation: batched, parallel decoding, unreadable images counted.
+"""Image and text features for evaluation (the loops are :mod:`anyclip.encode`'s), over labelled sets.
 
 Also the on-disk feature cache of the linear probe: ``.npy`` features and labels plus a ``.json``
 record, written atomically and keyed by model identity, dataset fingerprint, split and preprocessing.
@@ -6,91 +6,18 @@ record, written atomically and keyed by model identity, dataset fingerprint, spl
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from ..data.labelled import LabelledImages
-from ..data.loader import SkippedImage, iter_image_batches, progress_bar
-
-
-@dataclasses.dataclass
-class Features:
-    """``features [n, d]`` float32 of the images that loaded, the input ``indices`` they came from,
-    ``labels`` (labelled sets only) and the inputs that were ``skipped``."""
-
-    features: np.ndarray
-    indices: np.ndarray
-    skipped: list[SkippedImage]
-    labels: np.ndarray | None = None
-
-
-def _to_numpy(x) -> np.ndarray:
-    from keras import ops
-    return np.asarray(ops.convert_to_numpy(x), dtype=np.float32)
-
-
-def _pad_batches() -> bool:
-    """JAX and TensorFlow compile once per input shape: pad short batches to one shape."""
-    import keras
-    return keras.backend.backend() in ("jax", "tensorflow")
-
-
-def encode_images(model, sources: Iterable, preprocess: Callable | None = None, *, batch_size: int = 64,
-                  workers: int = 4, progress: bool | None = None, total: int | None = None,
-                  desc: str = "images") -> Features:
-    """Normalised image features of ``sources`` (paths or ``(name, bytes)`` pairs), in input order.
-
-    Unreadable images are skipped and listed in ``skipped``; ``indices`` maps each feature row to its
-    input position. ``preprocess`` defaults to the model's eval transform.
-
-    Example:
-        >>> feats = encode_images(model, ["a.jpg", "broken.jpg"], batch_size=32)  # doctest: +SKIP
-        >>> feats.features.shape, [s.name for s in feats.skipped]  # doctest: +SKIP
-        ((1, 512), ['broken.jpg'])
-    """
-    if preprocess is None:
-        from ..transforms import image_transform
-        preprocess = image_transform(model.preprocess_cfg)
-    pad = _pad_batches()
-    out, indices, skipped = [], [], []
-    for batch in iter_image_batches(sources, preprocess, batch_size=batch_size, workers=workers,
-                                    progress=progress, total=total, desc=desc):
-        skipped.extend(batch.skipped)
-        n = len(batch.pixels)
-        if not n:
-            continue
-        pixels = batch.pixels
-        if pad and n < batch_size:
-            pixels = np.concatenate([pixels, np.zeros((batch_size - n,) + pixels.shape[1:], pixels.dtype)])
-        out.append(_to_numpy(model.encode_image(pixels, normalize=True))[:n])
-        indices.append(batch.indices)
-    dim = model.config.embed_dim
-    return Features(np.concatenate(out) if out else np.zeros((0, dim), np.float32),
-                    np.concatenate(indices) if indices else np.zeros(0, np.int64), skipped)
-
-
-def encode_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int = 256,
-                 progress: bool | None = None, desc: str = "texts") -> np.ndarray:
-    """Normalised text features ``[len(texts), d]`` float32, in order.
-
-    Example:
-        >>> encode_texts(model, tokenizer, ["a cat", "a dog"]).shape  # doctest: +SKIP
-        (2, 512)
-    """
-    out = []
-    with progress_bar(len(texts), desc, "txt", progress) as bar:
-        for start in range(0, len(texts), batch_size):
-            chunk = list(texts[start:start + batch_size])
-            out.append(_to_numpy(model.encode_text(tokenizer(chunk), normalize=True)))
-            bar.update(len(chunk))
-    return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), np.float32)
+from ..data.loader import SkippedImage
+from ..encode import Features, encode_images, encode_texts
 
 
 def encode_labelled(model, dataset: LabelledImages, preprocess: Callable | None = None, *, batch_size: int = 64,

@@ -31,6 +31,7 @@ def shapes_zero_shot(model, tokenizer, config: ShapesConfig | None = None, *, nu
     """
     import keras
 
+    from ..encode import encode_image_stream
     from ..transforms import image_transform
     from ..zero_shot import build_zero_shot_classifier
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -47,14 +48,15 @@ def shapes_zero_shot(model, tokenizer, config: ShapesConfig | None = None, *, nu
     for name in tasks:
         task = every[name]
         if task.split not in features:
-            data = ShapesDataset(config, task.split, num_samples)
-            feats, labels = [], []
-            for start in range(0, num_samples, batch_size):
-                chunk = [data[i] for i in range(start, min(start + batch_size, num_samples))]
-                images = np.stack([preprocess(image) for image, _, _ in chunk])
-                feats.append(np.asarray(keras.ops.convert_to_numpy(model.encode_image(images, normalize=True))))
-                labels.extend(lab for _, _, lab in chunk)
-            features[task.split] = (np.concatenate(feats).astype(np.float32), labels)
+            data, labels = ShapesDataset(config, task.split, num_samples), []
+
+            def rendered(data=data, labels=labels):
+                for i in range(num_samples):
+                    image, _, label = data[i]
+                    labels.append(label)
+                    yield str(i), preprocess(image), None
+            feats = encode_image_stream(model, rendered(), batch_size=batch_size)
+            features[task.split] = (feats.features, labels)
         feats, labels = features[task.split]
         classifier = np.asarray(build_zero_shot_classifier(model, tokenizer, task.classnames, task.templates,
                                                            use_tqdm=False), dtype=np.float32)

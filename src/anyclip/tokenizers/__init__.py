@@ -11,6 +11,4 @@ from .cleaning import canonicalize_text, clean_lower
 from .clip_bpe import CLIPTokenizer, SimpleTokenizer, decode_captions
 from .hf import HFTokenizer
 
-clean_text = clean_lower  # CLIP's cleaning, under its older name here
-
-__all__ = ["CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "canonicalize_text", "clean_text", "decode_captions"]
+__all__ = ["CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "canonicalize_text", "clean_lower", "decode_captions"]

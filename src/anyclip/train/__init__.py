@@ -8,21 +8,18 @@ Everything is written in ``keras.ops`` and runs on the JAX, torch and TensorFlow
     metrics = step(images, token_ids)                     # {"loss": ...}
 """
 
-from .checkpoint import (list_training_checkpoints, load_training_checkpoint, resolve_checkpoint,
-                         save_training_checkpoint)
-from .data import ImageTextSet, TrainBatch, TrainBatches, open_train_data
-from .evaluate import TrainEvaluator
-from .logs import RunLog, read_log
-from .losses import (LOGIT_SCALE_MAX, CoCaLoss, caption_loss, clamp_logit_scale, clip_loss, coca_loss,
-                     distill_clip_loss, put_local_rows, siglip_loss)
-from .optim import WarmupSchedule, create_optimizer, decays
-from .plot import plot_run, plot_runs
-from .step import TrainStep, value_and_grad
-from .weights_avg import ModelEMA, wise_ft
+from .._lazy import lazy_exports
 
-__all__ = ["CoCaLoss", "ImageTextSet", "LOGIT_SCALE_MAX", "ModelEMA", "RunLog", "TrainBatch", "TrainBatches", "TrainEvaluator",
-           "TrainStep", "WarmupSchedule", "caption_loss", "clamp_logit_scale", "clip_loss", "coca_loss",
-           "create_optimizer", "decays",
-           "distill_clip_loss", "list_training_checkpoints", "load_training_checkpoint", "open_train_data",
-           "plot_run", "plot_runs", "put_local_rows", "read_log", "resolve_checkpoint", "save_training_checkpoint",
-           "siglip_loss", "value_and_grad", "wise_ft"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".checkpoint": ("list_training_checkpoints", "load_training_checkpoint", "resolve_checkpoint",
+                    "save_training_checkpoint"),
+    ".data": ("ImageTextSet", "TrainBatch", "TrainBatches", "open_train_data"),
+    ".evaluate": ("TrainEvaluator",),
+    ".logs": ("RunLog", "read_log"),
+    ".losses": ("LOGIT_SCALE_MAX", "CoCaLoss", "caption_loss", "clamp_logit_scale", "clip_loss", "coca_loss",
+                "distill_clip_loss", "put_local_rows", "siglip_loss"),
+    ".optim": ("WarmupSchedule", "create_optimizer", "decays"),
+    ".plot": ("plot_run", "plot_runs"),
+    ".step": ("TrainStep", "value_and_grad"),
+    ".weights_avg": ("ModelEMA", "wise_ft"),
+})

@@ -12,26 +12,13 @@ In-graph path -- a batch of same-sized uint8 RGB images, on any Keras backend (j
     batch = preprocess_images(uint8_images, PreprocessConfig(size=224))   # [B, 224, 224, 3]
 """
 
-from ..models.preprocess import (
-                     IMAGENET_MEAN,
-                     IMAGENET_STD,
-                     INCEPTION_MEAN,
-                     INCEPTION_STD,
-                     OPENAI_DATASET_MEAN,
-                     OPENAI_DATASET_STD,
-                     PreprocessConfig,
-)
-from .augment import AugmentConfig, TrainTransform, train_transform
-from .graph import ImagePreprocessor, preprocess_images
-from .host import (
-                     DEFAULT_MAX_PIXELS,
-                     ImageLoadError,
-                     Preprocess,
-                     image_transform,
-                     load_image,
-)
+from .._lazy import lazy_exports
 
-__all__ = ["AugmentConfig", "DEFAULT_MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD",
-           "ImageLoadError", "ImagePreprocessor", "OPENAI_DATASET_MEAN", "OPENAI_DATASET_STD", "Preprocess",
-           "PreprocessConfig", "TrainTransform", "image_transform", "load_image", "preprocess_images",
-           "train_transform"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "..models.preprocess": ("IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD",
+                            "OPENAI_DATASET_MEAN", "OPENAI_DATASET_STD", "PreprocessConfig"),
+    ".augment": ("AugmentConfig", "TrainTransform", "train_transform"),
+    ".graph": ("ImagePreprocessor", "preprocess_images"),
+    ".limits": ("DEFAULT_MAX_PIXELS",),
+    ".host": ("ImageLoadError", "Preprocess", "image_transform", "load_image"),
+})

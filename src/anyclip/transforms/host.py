@@ -44,14 +44,14 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from ..models.preprocess import PreprocessConfig
+from .limits import DEFAULT_MAX_PIXELS
 
-DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own hard decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS)
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
@@ -70,7 +70,8 @@ class ImageLoadError(ValueError):
     """
 
 
-def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS, *,
+               draft: Callable[[Image.Image], None] | None = None) -> Image.Image:
     """Open and fully decode an image, applying its EXIF orientation; the mode is left as stored.
 
     ``source``: a path (``str`` / ``os.PathLike``), ``bytes``, or a binary file object (read, not
@@ -78,7 +79,10 @@ def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
     their declared size, before any pixel is decoded. PIL's own global guard still applies on top
     (``PIL.Image.MAX_IMAGE_PIXELS``: refused above twice that); raise both to open larger images.
     Every failure -- missing or empty file, not an image, truncated or corrupt data, too many pixels --
-    raises :class:`ImageLoadError` with the file name and the reason.
+    raises :class:`ImageLoadError` with the file name and the reason. This is anyclip's one image-safety
+    guard: every path that decodes image files (classify, eval, embed, training) goes through it.
+    ``draft(image)``, when given, runs after the size check and before the decode (to call
+    ``image.draft`` for a reduced-scale JPEG decode, say).
 
     Example:
         >>> image = load_image("examples/images/cat.jpg")  # doctest: +SKIP
@@ -96,21 +100,21 @@ def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
             if path.stat().st_size == 0:
                 raise ImageLoadError(f"{name}: file is empty (0 bytes)")
             with open(path, "rb") as fp:
-                return _decode(fp, name, max_pixels)
+                return _decode(fp, name, max_pixels, draft)
         except OSError as e:  # unreadable (permissions, I/O error)
             raise ImageLoadError(f"{name}: cannot read file ({type(e).__name__}: {e})") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageLoadError("<bytes>: empty input (0 bytes)")
-        return _decode(io.BytesIO(source), "<bytes>", max_pixels)
+        return _decode(io.BytesIO(source), "<bytes>", max_pixels, draft)
     if hasattr(source, "read"):
         if isinstance(source, io.TextIOBase):
             raise TypeError("load_image needs a binary file object (open the file with 'rb')")
-        return _decode(source, str(getattr(source, "name", "<file object>")), max_pixels)
+        return _decode(source, str(getattr(source, "name", "<file object>")), max_pixels, draft)
     raise TypeError(f"load_image takes a path, bytes or a binary file object, not {type(source).__name__}")
 
 
-def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
+def _decode(fp, name: str, max_pixels: int | None, draft=None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Our limit replaces PIL's warning tier; PIL's hard limit (DecompressionBombError) stays.
@@ -121,6 +125,8 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
                 raise ImageLoadError(f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
                                      f"{max_pixels} (possible decompression bomb; pass a larger max_pixels to "
                                      f"allow it)")
+            if draft is not None:
+                draft(image)
             image.load()  # force the full decode: truncated / corrupt data fails here, not later
             ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to rotate
     except ImageLoadError:

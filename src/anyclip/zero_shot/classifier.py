@@ -7,6 +7,8 @@ from typing import Callable, Sequence
 import numpy as np
 from keras import ops
 
+from ..progress import progress_bar
+
 
 def build_zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
                                templates: Sequence[str | Callable[[str], str]],
@@ -31,16 +33,15 @@ def build_zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
             raise TypeError(f"classnames[{i}] is {type(c).__name__}, not str")
     per_batch = batch_size or num_classes_per_batch or len(classnames)
     batches = [classnames[i:i + per_batch] for i in range(0, len(classnames), per_batch)]
-    if use_tqdm:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="class embeddings", unit="batch")
     columns = []
-    for batch in batches:
-        texts = [t.format(c) if isinstance(t, str) else t(c) for c in batch for t in templates]
-        emb = np.asarray(ops.convert_to_numpy(model.encode_text(tokenizer(texts), normalize=True)))
-        emb = emb.reshape(len(batch), len(templates), -1).mean(axis=1)
-        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-        columns.append(emb.T)
+    with progress_bar(len(batches), "class embeddings", "batch", progress=bool(use_tqdm)) as bar:
+        for batch in batches:
+            texts = [t.format(c) if isinstance(t, str) else t(c) for c in batch for t in templates]
+            emb = np.asarray(ops.convert_to_numpy(model.encode_text(tokenizer(texts), normalize=True)))
+            emb = emb.reshape(len(batch), len(templates), -1).mean(axis=1)
+            emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+            columns.append(emb.T)
+            bar.update(1)
     return np.concatenate(columns, axis=1).astype(np.float32)
 
 

@@ -1,0 +1,55 @@
+"""``anyclip convert``: a model and its weights as an open_clip checkpoint folder or a Keras file."""
+
+from __future__ import annotations
+
+
+def register_convert(subparsers) -> None:
+    """Add the ``convert`` command to ``anyclip``'s sub-command parsers.
+
+    Example:
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser(prog="anyclip")
+        >>> register_convert(parser.add_subparsers(dest="command"))
+        >>> parser.parse_args(["convert", "ViT-B-32", "openai", "out/"]).to
+        'open_clip'
+    """
+    p = subparsers.add_parser("convert",
+                              help="write a model and its weights as an open_clip checkpoint or a Keras file")
+    p.add_argument("model", help="architecture name, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument("pretrained", nargs="?", default=None,
+                   help="pretrained tag, checkpoint file or folder ('none': random weights)")
+    p.add_argument("out", help="output: a folder or .safetensors (open_clip), .keras or .weights.h5 (keras)")
+    p.add_argument("--to", choices=["open_clip", "keras"], default="open_clip")
+    p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the Keras model's dtype (--to keras); open_clip checkpoints are always float32")
+    p.set_defaults(run=run_convert)
+
+
+
+def run_convert(args) -> int:
+    """Run ``anyclip convert`` for parsed ``args``.
+
+    Example:
+        >>> from anyclip.cli import main
+        >>> main(["convert", "ViT-B-32", "openai", "vit-b-32.keras", "--to", "keras"])  # doctest: +SKIP
+        0
+    """
+    from .convert import convert
+    if args.pretrained is None and not args.model.startswith(("hf-hub:", "local-dir:")):
+        raise SystemExit(f"anyclip convert: give the weights to convert (a pretrained tag, a checkpoint file or "
+                         f"folder) after {args.model}; 'none' converts random weights")
+    pretrained = None if args.pretrained in (None, "none") else args.pretrained
+    if args.to == "open_clip" and args.precision != "fp32":
+        raise SystemExit("anyclip convert: error: open_clip checkpoints are written in float32; "
+                         "--precision applies to --to keras")
+    try:
+        path = convert(args.model, pretrained, args.out, to=args.to, cache_dir=args.cache_dir,
+                       precision=args.precision)
+    except ValueError as e:
+        raise SystemExit(f"anyclip convert: error: {e}") from None
+    print(f"wrote {path}")
+    return 0
+
+
+__all__ = ["register_convert", "run_convert"]

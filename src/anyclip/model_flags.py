@@ -1,0 +1,93 @@
+"""The model flags every model-using command shares (``--model``, ``--pretrained``, ...) and loading from them.
+
+``anyclip classify``, ``embed``, ``search`` and ``eval`` (and the Ray embedding actors) build their model
+with :func:`load_model`; nothing heavy is imported until a model is loaded.
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> add_model_arguments(parser)
+    >>> args = parser.parse_args([])
+    >>> args.model, pretrained_tag(args), model_spec(args)["precision"]
+    ('anyclip-shapes', 'v1', 'fp32')
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_MODEL = "anyclip-shapes"  # shipped inside the package: works offline
+DEFAULT_PRETRAINED = "v1"
+MODEL_FLAGS = ("model", "pretrained", "checkpoint", "cache_dir", "precision")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``--model``, ``--pretrained``, ``--checkpoint``, ``--cache-dir``, ``--batch-size`` and ``--precision``.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(); add_model_arguments(parser)
+        >>> parser.parse_args(["--model", "ViT-B-32"]).batch_size
+        32
+    """
+    p.add_argument("--model", default=DEFAULT_MODEL, help="architecture name, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument("--pretrained", default=None,
+                   help=f"pretrained tag, checkpoint file or folder (default {DEFAULT_PRETRAINED} for {DEFAULT_MODEL})")
+    p.add_argument("--checkpoint", default=None, help="an open_clip checkpoint file to load (same as --pretrained PATH)")
+    p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16, amp_bf16")
+
+
+def pretrained_tag(args) -> str | None:
+    """The weights the flags ask for: ``--checkpoint``, else ``--pretrained``, else ``v1`` for the default model.
+
+    Example:
+        >>> pretrained_tag(argparse.Namespace(model="ViT-B-32", pretrained="openai", checkpoint=None))
+        'openai'
+    """
+    tag = args.checkpoint or args.pretrained
+    return DEFAULT_PRETRAINED if tag is None and args.model == DEFAULT_MODEL else tag
+
+
+def model_spec(args) -> dict:
+    """The model flags of ``args`` as a plain dict (for :func:`load_model` in another process).
+
+    Example:
+        >>> model_spec(argparse.Namespace(model="RN50", pretrained="openai", checkpoint=None, cache_dir=None,
+        ...                               precision="fp32", batch_size=8))
+        {'model': 'RN50', 'pretrained': 'openai', 'checkpoint': None, 'cache_dir': None, 'precision': 'fp32'}
+    """
+    return {k: getattr(args, k) for k in MODEL_FLAGS}
+
+
+def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
+               cache_dir: str | None = None, precision: str = "fp32"):
+    """``(model, preprocess, tokenizer)`` for the model flags; warns on stderr when the weights will be random.
+
+    Example:
+        >>> model, preprocess, tokenizer = load_model("anyclip-shapes")  # doctest: +SKIP
+    """
+    from .factory import create_model_and_transforms, get_tokenizer, list_models
+    from .weights.pretrained import list_pretrained_tags_by_model
+    spec = argparse.Namespace(model=model, pretrained=pretrained, checkpoint=checkpoint)
+    tag = pretrained_tag(spec)
+    if tag is None and not model.startswith(("hf-hub:", "local-dir:")):
+        tags = list_pretrained_tags_by_model(model) if model in list_models() else []
+        print(f"anyclip: warning: no --pretrained given, so {model} has random weights"
+              + (f" (its tags: {', '.join(tags)})" if tags else ""), file=sys.stderr)
+    net, _, preprocess = create_model_and_transforms(model, tag, cache_dir=cache_dir, precision=precision)
+    return net, preprocess, get_tokenizer(model, cache_dir=cache_dir)
+
+
+def load_model_from_args(args):
+    """:func:`load_model` with the flags of parsed ``args`` (see :func:`add_model_arguments`).
+
+    Example:
+        >>> model, preprocess, tokenizer = load_model_from_args(parser.parse_args([]))  # doctest: +SKIP
+    """
+    return load_model(**model_spec(args))
+
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "MODEL_FLAGS", "add_model_arguments", "load_model",
+           "load_model_from_args", "model_spec", "pretrained_tag"]

@@ -1,0 +1,66 @@
+"""``anyclip train`` and ``anyclip plot``: the flags and the run are :mod:`anyclip.train.loop`'s and
+:mod:`anyclip.train.plot`'s; this module only registers them."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` and ``plot`` commands to ``anyclip``'s sub-command parsers.
+
+    Example:
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser(prog="anyclip")
+        >>> register(parser.add_subparsers(dest="command"))
+        >>> parser.parse_args(["plot", "logs/run"]).output
+        'curves.png'
+    """
+    from .loop import add_train_arguments
+    p = subparsers.add_parser("train", help="train or fine-tune a CLIP model on image-caption data")
+    add_train_arguments(p)
+    p.set_defaults(run=run_train)
+
+    p = subparsers.add_parser("plot", help="draw loss, learning rate, temperature and eval curves of training runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder(s) with train.jsonl (or the file itself)")
+    p.add_argument("--output", "-o", default="curves.png", help="image to write (default curves.png)")
+    p.add_argument("--title", default=None, help="figure title")
+    p.add_argument("--dpi", type=int, default=100)
+    p.set_defaults(run=run_plot)
+
+
+def run_train(args) -> int:
+    """Run ``anyclip train`` for parsed ``args`` (:func:`anyclip.train.loop.run_train_command`).
+
+    Example:
+        >>> from anyclip.cli import main
+        >>> main(["train", "--train-data", "data/train.csv", "--epochs", "1"])  # doctest: +SKIP
+        0
+    """
+    from .loop import run_train_command
+    try:
+        return run_train_command(args)
+    except (ValueError, ImportError) as e:  # bad flags or data (DatasetError is a ValueError), a missing extra
+        print(f"anyclip train: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_plot(args) -> int:
+    """Run ``anyclip plot`` for parsed ``args``.
+
+    Example:
+        >>> from anyclip.cli import main
+        >>> main(["plot", "logs/shapes", "-o", "curves.png"])  # doctest: +SKIP
+        0
+    """
+    from .plot import plot_runs
+    try:
+        out = plot_runs(args.runs, args.output, title=args.title, dpi=args.dpi)
+    except (ValueError, ImportError) as e:  # an empty or broken log, or no matplotlib: say which
+        print(f"anyclip plot: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+__all__ = ["register", "run_plot", "run_train"]
