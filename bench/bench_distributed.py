@@ -30,19 +30,15 @@ TINY = {
 
 def child(devices, batch, repeats, loss):
     """Median seconds per step on ``devices`` (JAX: simulated devices; torch: gloo processes)."""
-    import argparse as ap
-
     import keras
     import numpy as np
 
     import anyclip
-    from anyclip.train import TrainStep, clip_loss, siglip_loss
+    from anyclip.train import DistributedConfig, TrainStep, clip_loss, siglip_loss
     from anyclip.train.distributed import setup_distributed
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from timing import timed
-    args = ap.Namespace(dist_url=None, world_size=None, rank=None, devices=devices, fsdp=False, dist_timeout=300,
-                        dist_backend="gloo", local_loss=False, gather_with_grad=False)
-    ctx = setup_distributed(args)
+    ctx = setup_distributed(DistributedConfig(devices=devices, dist_timeout=300, dist_backend="gloo"))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({**TINY, "init_logit_bias": -10.0} if loss == "siglip" else TINY, f)
     model = anyclip.create_model(f.name, load_weights=False, seed=0)

@@ -101,19 +101,20 @@ def _step(arrays, kind, ctx, directory, tag, out):
 
 
 def jax_worker(arrays, directory):
-    import argparse
+    import dataclasses
 
+    from anyclip.train import DistributedConfig
     from anyclip.train.distributed import setup_distributed
-    args = argparse.Namespace(dist_url=None, world_size=None, rank=None, devices=4, fsdp=False, dist_timeout=60)
-    ctx = setup_distributed(args)
+    config = DistributedConfig(devices=4, dist_timeout=60)
+    ctx = setup_distributed(config)
     out = {}
     for kind in KINDS:
         _step({k[len(kind) + 1:]: v for k, v in arrays.items() if k.startswith(kind + "/")}, kind, ctx,
               directory, kind, out)
     # FSDP: the weights too are split over the devices (ModelParallel with fsdp_layout_map)
     (Path(directory) / "fsdp.json").write_text(json.dumps(TINY))
-    args.fsdp, args.model, args.precision = True, str(Path(directory) / "fsdp.json"), "fp32"
-    ctx = setup_distributed(args)
+    ctx = setup_distributed(dataclasses.replace(config, fsdp=True), model=str(Path(directory) / "fsdp.json"),
+                            precision="fp32")
     clip = {k[5:]: v for k, v in arrays.items() if k.startswith("clip/")}
     model = _model(clip, "clip", directory)
     out["fsdp/sharded"] = np.int32(sum(not v.value.sharding.is_fully_replicated for v in model.weights))
@@ -149,11 +150,9 @@ def _open_clip_ddp(arrays, kind, local_loss, gather_with_grad, rank, world):
 
 
 def torch_worker(arrays, directory):
-    import argparse
-
+    from anyclip.train import DistributedConfig
     from anyclip.train.distributed import setup_distributed
-    args = argparse.Namespace(dist_backend="gloo", dist_timeout=30, local_loss=False, gather_with_grad=False)
-    ctx = setup_distributed(args)
+    ctx = setup_distributed(DistributedConfig(dist_backend="gloo", dist_timeout=30))
     if os.environ.get("ANYCLIP_TEST_DIE"):  # a worker that dies: rank 0 must stop with a clear message, not hang
         if ctx.rank == 1:
             os._exit(3)

@@ -149,6 +149,26 @@ def test_eval_during_training_logs_zero_shot_retrieval_and_shapes(setup, tmp_pat
         assert last[f"zeroshot/{key}"] == pytest.approx(value, abs=1e-6), key
 
 
+def test_python_api_trains_from_a_config_as_the_command_does(setup):
+    from anyclip.cli import build_parser
+    from anyclip.train import TrainConfig, train
+    flags = ["--train-data", str(setup / "data" / "train.csv"), "--model", str(setup / "tiny.json"),
+             "--batch-size", "4", "--accum-freq", "2", "--lr", "1e-3", "--warmup", "1", "--workers", "2",
+             "--logs", str(setup / "logs"), "--log-every-n-steps", "1", "--epochs", "1"]
+    assert main(["train", *flags, "--name", "cli"]) == 0
+    config = TrainConfig.from_flags(train_data=setup / "data" / "train.csv", model=str(setup / "tiny.json"),
+                                    batch_size=4, accum_freq=2, lr=1e-3, warmup=1, workers=2, logs=setup / "logs",
+                                    log_every_n_steps=1, epochs=1, name="api")
+    assert train(config) == setup / "logs" / "api"
+    api, cli = final_weights(setup, "api"), final_weights(setup, "cli")
+    for key in cli:
+        np.testing.assert_array_equal(api[key], cli[key], err_msg=key)
+    # params.json: the keys and values of the parsed flags, from either side
+    parsed = build_parser().parse_args(["train", *flags, "--name", "api"])
+    expected = json.loads(json.dumps({k: v for k, v in vars(parsed).items() if not callable(v)}))
+    assert json.loads((setup / "logs" / "api" / "params.json").read_text()) == expected
+
+
 def test_final_export_comes_with_a_pretrained_entry(setup):
     import hashlib
     assert run(setup, "entry", "--epochs", "1") == 0
@@ -167,7 +187,7 @@ def test_eval_flags_are_checked_before_training(setup, tmp_path, capsys):
 
 
 def test_aug_cfg_takes_open_clips_key_value_syntax(setup, capsys):
-    from anyclip.train.loop import parse_aug_cfg
+    from anyclip.train.config import parse_aug_cfg
     assert parse_aug_cfg(["scale=(0.5, 1.0)", "color_jitter=(0.4,0.4,0.4,0.1)", "color_jitter_prob=0.8"]) == {
         "scale": (0.5, 1.0), "color_jitter": (0.4, 0.4, 0.4, 0.1), "color_jitter_prob": 0.8}
     assert run(setup, "aug", "--epochs", "1", "--aug-cfg", "scale=(0.5,1.0)", "gray_scale_prob=0.5") == 0

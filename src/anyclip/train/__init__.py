@@ -6,6 +6,11 @@ Everything is written in ``keras.ops`` and runs on the JAX, torch and TensorFlow
     optimizer = create_optimizer(model, lr=5e-4, schedule=WarmupSchedule(5e-4, warmup=100, total_steps=10_000))
     step = TrainStep(model, optimizer, lambda out: clip_loss(**out), accum_freq=4)
     metrics = step(images, token_ids)                     # {"loss": ...}
+
+A whole run, as ``anyclip train`` does it, from one checked :class:`TrainConfig` (the flags' names)::
+
+    from anyclip.train import TrainConfig, train
+    run_dir = train(TrainConfig.from_flags(train_data="train.csv", model="ViT-B-32", epochs=2, batch_size=128))
 """
 
 from .._lazy import lazy_exports
@@ -13,9 +18,12 @@ from .._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".checkpoint": ("list_training_checkpoints", "load_training_checkpoint", "resolve_checkpoint",
                     "save_training_checkpoint"),
-    ".data": ("ImageTextSet", "TrainBatch", "TrainBatches", "open_train_data"),
+    ".config": ("DataConfig", "DistributedConfig", "EvalConfig", "LossConfig", "OptimConfig", "OptionsConfig",
+                "RunConfig", "TrainConfig"),
+    ".data": ("EvalSets", "ImageTextSet", "RunData", "TrainBatch", "TrainBatches", "open_run_data", "open_train_data"),
     ".evaluate": ("TrainEvaluator",),
     ".logs": ("RunLog", "read_log"),
+    ".loop": ("TrainingStopped", "train"),
     ".losses": ("LOGIT_SCALE_MAX", "CoCaLoss", "caption_loss", "clamp_logit_scale", "clip_loss", "coca_loss",
                 "distill_clip_loss", "put_local_rows", "siglip_loss"),
     ".optim": ("WarmupSchedule", "create_optimizer", "decays"),

@@ -7,6 +7,10 @@ from ``(seed, epoch)``, images decoded and augmented in worker threads with a ge
 tokenised. A sample that cannot be used (unreadable image, empty caption) is skipped, counted and
 logged; the batch is filled from the next samples. Each batch reports the position in the epoch's
 order after it, which is all a checkpoint needs to resume the epoch without repeating a sample.
+
+:func:`open_run_data` is where a training run reads its data -- the training pairs and every evaluation
+set -- once, before the model is made, from the ``data`` and ``eval`` sections of its
+:class:`~anyclip.train.config.TrainConfig`.
 """
 
 from __future__ import annotations
@@ -258,4 +262,101 @@ def _detect_type(spec: str) -> str:
     return "webdataset"
 
 
-__all__ = ["ImageTextSet", "ShardMember", "TrainBatch", "TrainBatches", "open_train_data"]
+@dataclasses.dataclass(frozen=True)
+class EvalSets:
+    """The evaluation data of a run: ``zeroshot`` ``(prefix, LabelledImages, classnames, templates)`` tuples,
+    ``val`` (a :class:`~anyclip.data.RetrievalSet` or None) and ``shapes`` (the
+    :class:`~anyclip.data.ShapesConfig` the shapes tasks are drawn with, or None).
+
+    Example:
+        >>> EvalSets().active
+        False
+    """
+
+    zeroshot: tuple = ()
+    val: object = None
+    shapes: object = None
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to evaluate."""
+        return bool(self.zeroshot or self.val is not None or self.shapes is not None)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """What a training run reads: the training pairs and its evaluation sets.
+
+    Example:
+        >>> data = open_run_data(config.data, config.eval)  # doctest: +SKIP
+        >>> len(data.train), data.evals.active  # doctest: +SKIP
+        (30000, True)
+    """
+
+    train: ImageTextSet
+    evals: EvalSets = dataclasses.field(default_factory=EvalSets)
+
+
+def open_run_data(data, evals) -> RunData:
+    """Read the training pairs (``data``, a :class:`~anyclip.train.config.DataConfig`) and the evaluation sets
+    (``evals``, an :class:`~anyclip.train.config.EvalConfig`): ``--val-data`` is read in the training data's
+    format, the shapes tasks use the ShapesConfig recorded beside ``--train-data``. Problems (a missing file,
+    no caption column, ...) are raised here, before training starts.
+
+    Example:
+        >>> config = TrainConfig.from_flags(train_data="shapes/train.csv", zeroshot_shapes=500)  # doctest: +SKIP
+        >>> open_run_data(config.data, config.eval).evals.shapes  # doctest: +SKIP
+        ShapesConfig(image_size=64, ...)
+    """
+    def pairs(spec):
+        return open_train_data(spec, data.dataset_type, img_key=data.csv_img_key, caption_key=data.csv_caption_key,
+                               separator=data.csv_separator)
+
+    train = pairs(data.train_data)
+    zeroshot = []
+    if evals.zeroshot_data:
+        zeroshot.append(("zeroshot",) + _labelled(evals.zeroshot_data, evals.zeroshot_classnames,
+                                                   evals.zeroshot_templates))
+    if evals.imagenet_val:
+        zeroshot.append(("imagenet-val",) + _labelled(evals.imagenet_val, "imagenet", "imagenet"))
+    val = _retrieval_set(pairs(evals.val_data), f"--val-data {evals.val_data}") if evals.val_data else None
+    shapes = _shapes_config_near(data.train_data) if evals.zeroshot_shapes else None
+    return RunData(train, EvalSets(tuple(zeroshot), val, shapes))
+
+
+def _retrieval_set(pairs: ImageTextSet, name: str):
+    """Image-caption pairs as a retrieval set; empty captions are left out, as training skips them."""
+    from ..data.retrieval import RetrievalSet
+    keep = [i for i, caption in enumerate(pairs.captions) if caption.strip()]
+    if not keep:
+        raise ValueError(f"{name}: every caption is empty")
+    return RetrievalSet.from_pairs([pairs.images[i] for i in keep], [pairs.captions[i] for i in keep], name=name)
+
+
+def _labelled(path, classnames, templates):
+    from ..data.common import detect_dataset_type
+    from ..data.labelled import read_classnames, read_image_folder, read_labelled_csv, read_webdataset
+    from ..eval.zero_shot import read_templates
+    from ..zero_shot import IMAGENET_CLASSNAMES
+    if classnames == "imagenet":
+        names = tuple(IMAGENET_CLASSNAMES)
+    else:
+        names = read_classnames(classnames) if classnames else None
+    kind = detect_dataset_type(path, "classification")
+    reader = {"imagefolder": read_image_folder, "csv": read_labelled_csv, "webdataset": read_webdataset}.get(kind)
+    if reader is None:
+        raise ValueError(f"--zeroshot-data {path}: a {kind} dataset has no class labels")
+    data = reader(path, names)
+    names = names or data.classnames
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    return data, names, read_templates(templates, names, folder)
+
+
+def _shapes_config_near(train_data: str | None):
+    """The ShapesConfig recorded beside the training data, else the default one."""
+    from ..data.shapes import ShapesConfig
+    return (ShapesConfig.near(train_data) if train_data else None) or ShapesConfig()
+
+
+__all__ = ["EvalSets", "ImageTextSet", "RunData", "ShardMember", "TrainBatch", "TrainBatches", "open_run_data",
+           "open_train_data"]

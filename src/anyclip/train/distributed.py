@@ -240,62 +240,41 @@ class _LazyAllGather:
 _AllGather = _LazyAllGather()
 
 
-def add_distributed_arguments(p) -> None:
-    """Register the distributed flags (open_clip_train's names where it has them).
+def setup_distributed(config=None, env: Mapping[str, str] | None = None, *, model: str | None = None,
+                      precision: str = "fp32") -> Distributed:
+    """Start the process group (torch under ``torchrun``) or the device mesh (JAX) that ``config`` asks for.
+
+    ``config``: a :class:`~anyclip.train.config.DistributedConfig` (default: its defaults). Before the model
+    is created: on JAX it sets the Keras distribution that lays the variables out. ``model`` and
+    ``precision`` name the model that ``fsdp`` shards (its weights' shapes decide the layout).
 
     Example:
-        >>> import argparse; add_distributed_arguments(argparse.ArgumentParser())
-    """
-    p.add_argument("--dist-backend", default=None,
-                   help="torch: nccl or gloo (default nccl on GPU, gloo on CPU); jax: ignored")
-    p.add_argument("--dist-url", default=None,
-                   help="jax: coordinator host:port of a multi-host job (default from the environment)")
-    p.add_argument("--world-size", type=int, default=None, help="jax multi-host: number of processes")
-    p.add_argument("--rank", type=int, default=None, help="jax multi-host: this process's index")
-    p.add_argument("--devices", type=int, default=None,
-                   help="jax: train on the first N devices (default all; 1 turns data parallelism off)")
-    p.add_argument("--local-loss", action="store_true",
-                   help="torch: score this rank's rows against the gathered ones (open_clip's --local-loss)")
-    p.add_argument("--gather-with-grad", action="store_true",
-                   help="torch: all-gather features with gradient (open_clip's --gather-with-grad)")
-    p.add_argument("--dist-timeout", type=float, default=1800.0,
-                   help="seconds a collective waits for the other workers before the job stops")
-    p.add_argument("--fsdp", action="store_true",
-                   help="jax: also shard the weights over the devices (for towers too large for one device)")
-
-
-def setup_distributed(args, env: Mapping[str, str] | None = None) -> Distributed:
-    """Start the process group (torch under ``torchrun``) or the device mesh (JAX) that ``args`` ask for.
-
-    Before the model is created: on JAX it sets the Keras distribution that lays the variables out.
-
-    Example:
-        >>> ctx = setup_distributed(parser.parse_args([...]))  # doctest: +SKIP
+        >>> ctx = setup_distributed(DistributedConfig(devices=4))  # doctest: +SKIP
     """
     import keras
+
+    from .config import DistributedConfig
+    config = DistributedConfig() if config is None else config
     env = os.environ if env is None else env
     backend = keras.backend.backend()
-    timeout = float(getattr(args, "dist_timeout", 1800.0))
-    if timeout <= 0:
-        raise ValueError(f"--dist-timeout must be > 0 seconds, got {timeout}")
-    common = {"local_loss": bool(getattr(args, "local_loss", False)),
-              "gather_with_grad": bool(getattr(args, "gather_with_grad", False)), "timeout": timeout}
+    common = {"local_loss": config.local_loss, "gather_with_grad": config.gather_with_grad,
+              "timeout": config.dist_timeout}
     if backend == "torch":
         world = int(env.get("WORLD_SIZE", "1"))
         if world <= 1:
             return Distributed(**common)
-        return _setup_torch(args, env, world, common)
+        return _setup_torch(config.dist_backend, env, world, common)
     if backend == "jax":
-        return _setup_jax(args, env, common)
+        return _setup_jax(config, env, common, model, precision)
     return Distributed(**common)
 
 
-def _setup_torch(args, env, world, common) -> Distributed:
+def _setup_torch(dist_backend, env, world, common) -> Distributed:
     import datetime
 
     import torch
     rank, local_rank = int(env["RANK"]), int(env.get("LOCAL_RANK", env["RANK"]))
-    dist_backend = args.dist_backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    dist_backend = dist_backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if dist_backend == "nccl":
         torch.cuda.set_device(local_rank)
     if not torch.distributed.is_initialized():
@@ -304,12 +283,12 @@ def _setup_torch(args, env, world, common) -> Distributed:
     return Distributed("torch", rank=rank, processes=world, devices=world, **common)
 
 
-def _setup_jax(args, env, common) -> Distributed:
+def _setup_jax(config, env, common, model, precision) -> Distributed:
     import jax
     import keras
-    url = args.dist_url or env.get("JAX_COORDINATOR_ADDRESS")
-    world = args.world_size if args.world_size is not None else _int_env(env, "JAX_NUM_PROCESSES")
-    rank = args.rank if args.rank is not None else _int_env(env, "JAX_PROCESS_ID")
+    url = config.dist_url or env.get("JAX_COORDINATOR_ADDRESS")
+    world = config.world_size if config.world_size is not None else _int_env(env, "JAX_NUM_PROCESSES")
+    rank = config.rank if config.rank is not None else _int_env(env, "JAX_PROCESS_ID")
     if url or world is not None:
         if not url or world is None or rank is None:
             raise ValueError("a multi-host jax run needs --dist-url, --world-size and --rank (or "
@@ -318,10 +297,10 @@ def _setup_jax(args, env, common) -> Distributed:
     elif _cluster(env):  # TPU pod, SLURM or Open MPI: jax finds the coordinator and the processes itself
         jax.distributed.initialize(initialization_timeout=int(common["timeout"]))
     devices = jax.devices()
-    count = args.devices or len(devices)
+    count = config.devices or len(devices)
     if not 1 <= count <= len(devices):
         raise ValueError(f"--devices {count}: this job has {len(devices)} devices")
-    if jax.process_count() > 1 and (count != len(devices) or getattr(args, "fsdp", False)):
+    if jax.process_count() > 1 and (count != len(devices) or config.fsdp):
         raise ValueError("across several hosts, train on every device (no --devices) and without --fsdp "
                          "(its checkpoints would need sharded writing, which is not supported yet)")
     if count == 1 and jax.process_count() == 1:
@@ -330,10 +309,12 @@ def _setup_jax(args, env, common) -> Distributed:
     devices = devices[:count]
     mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
     names = [f"{d.platform}:{d.id}" for d in devices]
-    if getattr(args, "fsdp", False):
+    if config.fsdp:
+        if model is None:
+            raise ValueError("--fsdp needs the model whose weights it shards (setup_distributed(..., model=...))")
         mesh_k = keras.distribution.DeviceMesh((count,), ["batch"], names)
         keras.distribution.set_distribution(keras.distribution.ModelParallel(
-            layout_map=fsdp_layout_map(args, mesh_k), batch_dim_name="batch"))
+            layout_map=fsdp_layout_map(model, mesh_k, precision), batch_dim_name="batch"))
     else:
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=names))
     return Distributed("jax", rank=jax.process_index(), processes=jax.process_count(), devices=count,
@@ -356,15 +337,16 @@ def _cluster(env) -> bool:
     return any((_int_env(env, name) or 1) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
 
 
-def fsdp_layout_map(args, device_mesh):
+def fsdp_layout_map(model: str, device_mesh, precision: str = "fp32"):
     """A ``LayoutMap`` sharding each weight's largest axis divisible by the mesh size (FSDP-style).
 
-    The model is built once without a distribution to read its variable paths and shapes; weights with
+    ``model`` (an architecture name or config, as ``--model``) is built once at ``precision`` without a
+    distribution to read its variable paths and shapes; weights with
     no divisible axis stay replicated. Call it before the model is created under the distribution.
 
     Example:
         >>> mesh = keras.distribution.DeviceMesh((4,), ["batch"])  # doctest: +SKIP
-        >>> layout_map = fsdp_layout_map(args, mesh)  # doctest: +SKIP
+        >>> layout_map = fsdp_layout_map("ViT-B-32", mesh)  # doctest: +SKIP
     """
     import re
 
@@ -372,7 +354,7 @@ def fsdp_layout_map(args, device_mesh):
 
     import anyclip
     n = device_mesh.shape[0]
-    probe = anyclip.create_model(args.model, load_weights=False, precision=args.precision)
+    probe = anyclip.create_model(model, load_weights=False, precision=precision)
     layout_map = keras.distribution.LayoutMap(device_mesh)
     for var in probe.weights:
         dims = [i for i, d in enumerate(var.shape) if d % n == 0 and d >= n]
@@ -387,4 +369,4 @@ def fsdp_layout_map(args, device_mesh):
     return layout_map
 
 
-__all__ = ["Distributed", "DistributedError", "add_distributed_arguments", "fsdp_layout_map", "setup_distributed"]
+__all__ = ["Distributed", "DistributedError", "fsdp_layout_map", "setup_distributed"]
