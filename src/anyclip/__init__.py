@@ -12,6 +12,7 @@ The Keras backend comes from ``KERAS_BACKEND``; when unset anyclip picks jax, th
 tensorflow, whichever is installed.
 """
 
+import sys as _sys
 from importlib import import_module as _import_module
 
 from ._backend import choose_default_backend
@@ -35,12 +36,18 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
 
 
 def _register_keras_classes() -> None:
-    """Import the modules that define anyclip's Keras classes, so ``keras.saving.load_model`` finds them."""
-    for module in (".models", ".transforms.graph"):
+    """Import the modules that define anyclip's Keras models, so ``keras.saving.load_model`` finds them.
+
+    ``CLIP`` / ``CoCa.from_config`` build their towers from the saved config (importing each family's module
+    through the registry), so registering the model classes is enough. When Keras is being imported by one of
+    anyclip's own modules, that import chain is still running: importing more of anyclip now would re-enter it,
+    and the chain registers what it imports itself.
+    """
+    if any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+           for name, module in list(_sys.modules.items()) if name.startswith(__name__ + ".")):
+        return
+    for module in (".models.clip", ".models.coca", ".transforms.graph"):
         _import_module(module, __name__)
-    for family in _import_module(".towers.registry", __name__).FAMILIES:  # every tower and the blocks it uses
-        family.tower_class()
-        family.encoder_class()
 
 
 after_import("keras", _register_keras_classes)  # now, if Keras is loaded; else as soon as anything imports it

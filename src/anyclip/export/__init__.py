@@ -5,6 +5,6 @@ Example:
     >>> convert("ViT-B-32", "laion2b_s34b_b79k", "vit-b-32/", to="open_clip")  # doctest: +SKIP
 """
 
-from .convert import FORMATS, convert, save_keras
+from .._lazy import lazy_exports
 
-__all__ = ["FORMATS", "convert", "save_keras"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {".convert": ("FORMATS", "convert", "save_keras")})

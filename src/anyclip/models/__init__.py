@@ -1,23 +1,18 @@
 """Whole models: CLIP and CoCa built from a validated config, and the shipped model configs (``configs/*.json``).
 
-The towers they assemble live in :mod:`anyclip.towers` (one family per module, one registry).
+The towers they assemble live in :mod:`anyclip.towers` (one family per module, one registry). Names load on
+first use, so the light parts (``preprocess``, ``config``) can be read without Keras.
 """
 
-from ..towers.config import ConfigError
-from ..towers.openai.modified_resnet import ModifiedResNetConfig
-from ..towers.openai.text_transformer import TextConfig
-from ..towers.openai.vision_transformer import VisionConfig
-from .clip import CLIP, l2_normalize
-from .coca import CoCa
-from .config import (
-    CLIPConfig,
-    CoCaConfig,
-    builtin_config_names,
-    get_model_config,
-    load_config_file,
-)
+from .._lazy import lazy_exports
 
-__all__ = [
-    "CLIP", "CLIPConfig", "CoCa", "CoCaConfig", "ConfigError", "ModifiedResNetConfig", "PreprocessConfig", "TextConfig",
-    "VisionConfig", "builtin_config_names", "get_model_config", "l2_normalize", "load_config_file",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "..towers.config": ("ConfigError",),
+    "..towers.openai.modified_resnet": ("ModifiedResNetConfig",),
+    "..towers.openai.text_transformer": ("TextConfig",),
+    "..towers.openai.vision_transformer": ("VisionConfig",),
+    ".clip": ("CLIP", "l2_normalize"),
+    ".coca": ("CoCa",),
+    ".config": ("CLIPConfig", "CoCaConfig", "builtin_config_names", "get_model_config", "load_config_file"),
+    ".preprocess": ("PreprocessConfig",),
+})
