@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from .backend import jax_on_cpu
-from .dense import dense
+from .dense import LINEAR_TABLE, dense
 from .init import constant_init, normal_init
 
 
@@ -93,8 +93,7 @@ CROSS_ATTENTION_TABLE = (
     ("k_proj_weight", "k_proj_weight", "linear"),
     ("v_proj_weight", "v_proj_weight", "linear"),
     ("in_proj_bias", "qkv_bias", None),
-    ("out_proj.weight", "out_proj.kernel", "linear"),
-    ("out_proj.bias", "out_proj.bias", None),
+    ("out_proj.", "out_proj", LINEAR_TABLE),
 )
 
 

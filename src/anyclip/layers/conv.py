@@ -67,19 +67,28 @@ def shifted_depthwise_conv(x, kernel, stride: int = 1):
 class Conv(HostModule):
     """torch's ``Conv2d``: ``kernel`` (HWIO, ``groups`` from ``cin // I``), optional ``bias``, padding ``k // 2``.
 
-    ``std`` is the initial kernel's standard deviation (default ``fan_in ** -0.5``).
+    ``std`` is the initial kernel's standard deviation (default ``fan_in ** -0.5``). ``build_now=False`` leaves the
+    weights to ``build()``, so that a parent building it from its own ``build`` gives them nested paths.
 
     Example:
         >>> Conv(3, 8, 3, stride=2, bias=False)(keras.ops.zeros((1, 32, 32, 3))).shape
         (1, 16, 16, 8)
     """
 
-    def __init__(self, cin, cout, k, stride=1, groups=1, bias=True, std: float | None = None, **kwargs):
+    def __init__(self, cin, cout, k, stride=1, groups=1, bias=True, std: float | None = None, build_now: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.stride = stride
-        fan_in = k * k * cin // groups
-        self.kernel = self.weight("kernel", (k, k, cin // groups, cout), std=std or fan_in ** -0.5)
-        self.bias = self.weight("bias", (cout,)) if bias else None
+        self.stride, self.use_bias = stride, bias
+        self.kernel_shape = (k, k, cin // groups, cout)
+        self.std = std or (k * k * cin // groups) ** -0.5
+        self.kernel = self.bias = None
+        if build_now:  # weights made now have the layer's own path; a parent's build() nests them under its own
+            self.build()
+
+    def build(self, input_shape=None):
+        if self.kernel is None:
+            self.kernel = self.weight("kernel", self.kernel_shape, std=self.std)
+            self.bias = self.weight("bias", self.kernel_shape[-1:]) if self.use_bias else None
         self.built = True
 
     def call(self, x):

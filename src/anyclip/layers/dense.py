@@ -8,6 +8,10 @@ from keras import ops
 from . import backend
 from .init import constant_init, normal_init
 
+# torch ``Linear`` keys -> attribute path on a :class:`Linear`, transform (anyclip.weights.mapping); a layer
+# without bias has no ``bias`` row.
+LINEAR_TABLE = (("weight", "kernel", "linear"), ("bias", "bias", None))
+
 
 @keras.saving.register_keras_serializable(package="anyclip")
 class Linear(keras.layers.Dense):

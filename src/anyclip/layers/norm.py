@@ -21,6 +21,8 @@ def layer_norm(name: str, dtype=None, eps: float = LN_EPS) -> keras.layers.Layer
     """
     return keras.layers.LayerNormalization(epsilon=eps, name=name, dtype=dtype,
                                            gamma_initializer=constant_init(1.0), beta_initializer=constant_init(0.0))
+# torch ``LayerNorm`` keys -> attribute path on a Keras ``LayerNormalization``, transform (anyclip.weights.mapping).
+LAYER_NORM_TABLE = (("weight", "gamma", None), ("bias", "beta", None))
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch.nn.BatchNorm2d defaults, used by every open_clip ResNet
 
 

@@ -10,10 +10,10 @@ import keras
 from keras import ops
 
 from .attention import CrossAttention, attention
-from .dense import dense
+from .dense import LINEAR_TABLE, dense
 from .init import child_seed, normal_init
 from .mlp import MLP
-from .norm import TIMM_LN_EPS, layer_norm
+from .norm import LAYER_NORM_TABLE, TIMM_LN_EPS, layer_norm
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -105,18 +105,12 @@ class AttentionPool(keras.layers.Layer):
 # timm ``AttentionPoolLatent`` keys (relative to ``attn_pool.``).
 MAP_HEAD_TABLE = (
     ("latent", "latent", None),
-    ("q.weight", "q.kernel", "linear"),
-    ("q.bias", "q.bias", None),
-    ("kv.weight", "kv.kernel", "linear"),
-    ("kv.bias", "kv.bias", None),
-    ("proj.weight", "proj.kernel", "linear"),
-    ("proj.bias", "proj.bias", None),
-    ("norm.weight", "norm.gamma", None),
-    ("norm.bias", "norm.beta", None),
-    ("mlp.fc1.weight", "mlp.c_fc.kernel", "linear"),
-    ("mlp.fc1.bias", "mlp.c_fc.bias", None),
-    ("mlp.fc2.weight", "mlp.c_proj.kernel", "linear"),
-    ("mlp.fc2.bias", "mlp.c_proj.bias", None),
+    ("q.", "q", LINEAR_TABLE),
+    ("kv.", "kv", LINEAR_TABLE),
+    ("proj.", "proj", LINEAR_TABLE),
+    ("norm.", "norm", LAYER_NORM_TABLE),
+    ("mlp.fc1.", "mlp.c_fc", LINEAR_TABLE),
+    ("mlp.fc2.", "mlp.c_proj", LINEAR_TABLE),
 )
 
 

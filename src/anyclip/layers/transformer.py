@@ -13,26 +13,22 @@ import keras
 from keras import ops
 
 from .attention import Attention
+from .dense import LINEAR_TABLE
 from .init import child_seed, constant_init
 from .mlp import MLP
-from .norm import LN_EPS, layer_norm
+from .norm import LAYER_NORM_TABLE, LN_EPS, layer_norm
 
 # open_clip key (relative to a residual block, ``…resblocks.{i}.``) -> attribute path, transform; see
 # anyclip.weights.mapping. Rows whose attribute a block lacks (layer scale) are skipped.
 BLOCK_TABLE = (
-    ("ln_1.weight", "ln_1.gamma", None),
-    ("ln_1.bias", "ln_1.beta", None),
+    ("ln_1.", "ln_1", LAYER_NORM_TABLE),
     ("attn.in_proj_weight", "attn.in_proj.kernel", "linear"),
     ("attn.in_proj_bias", "attn.in_proj.bias", None),
-    ("attn.out_proj.weight", "attn.out_proj.kernel", "linear"),
-    ("attn.out_proj.bias", "attn.out_proj.bias", None),
+    ("attn.out_proj.", "attn.out_proj", LINEAR_TABLE),
     ("ls_1.gamma", "ls_1.gamma", None),
-    ("ln_2.weight", "ln_2.gamma", None),
-    ("ln_2.bias", "ln_2.beta", None),
-    ("mlp.c_fc.weight", "mlp.c_fc.kernel", "linear"),
-    ("mlp.c_fc.bias", "mlp.c_fc.bias", None),
-    ("mlp.c_proj.weight", "mlp.c_proj.kernel", "linear"),
-    ("mlp.c_proj.bias", "mlp.c_proj.bias", None),
+    ("ln_2.", "ln_2", LAYER_NORM_TABLE),
+    ("mlp.c_fc.", "mlp.c_fc", LINEAR_TABLE),
+    ("mlp.c_proj.", "mlp.c_proj", LINEAR_TABLE),
     ("ls_2.gamma", "ls_2.gamma", None),
 )
 

@@ -14,27 +14,25 @@ import numpy as np
 from keras import ops
 
 from ...layers.attention import masked_attention, split_heads
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.transformer import call_layer
 from .common import embedding, hf_activation
 from .config import HFArch
 from .roberta import position_ids
 
-LAYER_TABLE = tuple(
-    row for name in ("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj", "self_attn.out_proj", "fc1", "fc2")
-    for row in ((f"{name}.weight", f"{name.split('.')[-1]}.kernel", "linear"),
-                (f"{name}.bias", f"{name.split('.')[-1]}.bias", None))
-) + tuple(
-    (f"{name}.{leaf}", f"{name}.{attr}", None)
-    for name in ("self_attn_layer_norm", "final_layer_norm") for leaf, attr in (("weight", "gamma"), ("bias", "beta"))
+LAYER_TABLE = (
+    *((f"self_attn.{name}.", name, LINEAR_TABLE) for name in ("k_proj", "v_proj", "q_proj", "out_proj")),
+    ("self_attn_layer_norm.", "self_attn_layer_norm", LAYER_NORM_TABLE),
+    ("fc1.", "fc1", LINEAR_TABLE),
+    ("fc2.", "fc2", LINEAR_TABLE),
+    ("final_layer_norm.", "final_layer_norm", LAYER_NORM_TABLE),
 )
 WEIGHT_TABLE = (
     ("transformer.embed_tokens.weight", "transformer.embed_tokens.embeddings", None),
     ("transformer.layers.{i}.", "transformer.layers", LAYER_TABLE),
-    ("transformer.layer_norm.weight", "transformer.layer_norm.gamma", None),
-    ("transformer.layer_norm.bias", "transformer.layer_norm.beta", None),
+    ("transformer.layer_norm.", "transformer.layer_norm", LAYER_NORM_TABLE),
 )
 
 

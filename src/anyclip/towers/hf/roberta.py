@@ -11,34 +11,31 @@ import keras
 from keras import ops
 
 from ...layers.attention import masked_attention, split_heads
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.transformer import call_layer
 from .common import embedding, hf_activation
 from .config import HFArch
 
 # open_clip key (under "text.") -> attribute on the tower (see anyclip.weights.mapping)
-LAYER_TABLE = tuple(
-    row for name, attr in (("attention.self.query", "query"), ("attention.self.key", "key"),
-                           ("attention.self.value", "value"), ("attention.output.dense", "attention_output"),
-                           ("intermediate.dense", "intermediate"), ("output.dense", "output_dense"))
-    for row in ((f"{name}.weight", f"{attr}.kernel", "linear"), (f"{name}.bias", f"{attr}.bias", None))
-) + (
-    ("attention.output.LayerNorm.weight", "attention_norm.gamma", None),
-    ("attention.output.LayerNorm.bias", "attention_norm.beta", None),
-    ("output.LayerNorm.weight", "output_norm.gamma", None),
-    ("output.LayerNorm.bias", "output_norm.beta", None),
+LAYER_TABLE = (
+    ("attention.self.query.", "query", LINEAR_TABLE),
+    ("attention.self.key.", "key", LINEAR_TABLE),
+    ("attention.self.value.", "value", LINEAR_TABLE),
+    ("attention.output.dense.", "attention_output", LINEAR_TABLE),
+    ("attention.output.LayerNorm.", "attention_norm", LAYER_NORM_TABLE),
+    ("intermediate.dense.", "intermediate", LINEAR_TABLE),
+    ("output.dense.", "output_dense", LINEAR_TABLE),
+    ("output.LayerNorm.", "output_norm", LAYER_NORM_TABLE),
 )
 WEIGHT_TABLE = (
     ("transformer.embeddings.word_embeddings.weight", "transformer.word_embeddings.embeddings", None),
     ("transformer.embeddings.position_embeddings.weight", "transformer.position_embeddings.embeddings", None),
     ("transformer.embeddings.token_type_embeddings.weight", "transformer.token_type_embeddings.embeddings", None),
-    ("transformer.embeddings.LayerNorm.weight", "transformer.embeddings_norm.gamma", None),
-    ("transformer.embeddings.LayerNorm.bias", "transformer.embeddings_norm.beta", None),
+    ("transformer.embeddings.LayerNorm.", "transformer.embeddings_norm", LAYER_NORM_TABLE),
     ("transformer.encoder.layer.{i}.", "transformer.layers", LAYER_TABLE),
-    ("transformer.pooler.dense.weight", "transformer.pooler.kernel", "linear"),
-    ("transformer.pooler.dense.bias", "transformer.pooler.bias", None),
+    ("transformer.pooler.dense.", "transformer.pooler", LINEAR_TABLE),
 )
 
 

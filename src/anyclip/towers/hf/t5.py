@@ -14,22 +14,21 @@ import numpy as np
 from keras import ops
 
 from ...layers.attention import masked_attention, split_heads
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed
 from ...layers.norm import RMSNorm
 from ...layers.transformer import call_layer
 from .common import embedding, hf_activation
 from .config import HFArch
 
-BLOCK_TABLE = tuple(
-    (f"layer.0.SelfAttention.{n}.weight", f"{n}.kernel", "linear") for n in ("q", "k", "v", "o")
-) + (
+BLOCK_TABLE = (
+    *((f"layer.0.SelfAttention.{n}.", n, LINEAR_TABLE) for n in ("q", "k", "v", "o")),
     ("layer.0.SelfAttention.relative_attention_bias.weight", "relative_attention_bias.embeddings", None),
     ("layer.0.layer_norm.weight", "attention_norm.weight", None),
-    ("layer.1.DenseReluDense.wi.weight", "wi.kernel", "linear"),
-    ("layer.1.DenseReluDense.wi_0.weight", "wi_0.kernel", "linear"),
-    ("layer.1.DenseReluDense.wi_1.weight", "wi_1.kernel", "linear"),
-    ("layer.1.DenseReluDense.wo.weight", "wo.kernel", "linear"),
+    ("layer.1.DenseReluDense.wi.", "wi", LINEAR_TABLE),
+    ("layer.1.DenseReluDense.wi_0.", "wi_0", LINEAR_TABLE),
+    ("layer.1.DenseReluDense.wi_1.", "wi_1", LINEAR_TABLE),
+    ("layer.1.DenseReluDense.wo.", "wo", LINEAR_TABLE),
     ("layer.1.layer_norm.weight", "ffn_norm.weight", None),
 )
 WEIGHT_TABLE = (

@@ -13,7 +13,7 @@ import warnings
 import keras
 from keras import ops
 
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed
 from ..base import Tower
 from ..config import ConfigError
@@ -21,9 +21,9 @@ from ..registry import family
 from .config import HFTextConfig
 
 PROJ_TABLE = (
-    ("proj.weight", "proj.kernel", "linear"),
-    ("proj.0.weight", "proj_0.kernel", "linear"),
-    ("proj.2.weight", "proj_2.kernel", "linear"),
+    ("proj.", "proj", LINEAR_TABLE),
+    ("proj.0.", "proj_0", LINEAR_TABLE),
+    ("proj.2.", "proj_2", LINEAR_TABLE),
 )
 
 

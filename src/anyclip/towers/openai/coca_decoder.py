@@ -15,7 +15,7 @@ from keras import ops
 from ...layers.attention import CrossAttention
 from ...layers.init import child_seed, normal_init
 from ...layers.mlp import MLP
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.transformer import BLOCK_TABLE, LayerScale, Transformer, call_layer
 from ..config import _pos_int, _require
 
@@ -72,8 +72,7 @@ CROSS_BLOCK_TABLE = (*BLOCK_TABLE[:2], ("ln_1_kv.weight", "ln_1_kv.gamma", None)
 WEIGHT_TABLE = (
     ("resblocks.{i}.", "transformer.resblocks", BLOCK_TABLE),
     ("cross_attn.{i}.", "cross_attn", CROSS_BLOCK_TABLE),
-    ("ln_final.weight", "ln_final.gamma", None),
-    ("ln_final.bias", "ln_final.beta", None),
+    ("ln_final.", "ln_final", LAYER_NORM_TABLE),
     ("text_projection", "text_projection", None),
 )
 

@@ -19,6 +19,7 @@ import keras
 
 from ...layers import backend
 from ...layers.conv import Conv
+from ...layers.dense import LINEAR_TABLE
 from ...layers.init import child_seed
 from ...layers.norm import BATCH_NORM_TABLE, BatchNorm
 from ...layers.pooling import AttentionPool
@@ -101,15 +102,14 @@ WEIGHT_TABLE = (
     *THREE_CONV_TABLE,
     *((f"layer{n}.{{i}}.", f"layer{n}", BOTTLENECK_TABLE) for n in (1, 2, 3, 4)),
     ("attnpool.positional_embedding", "attnpool.positional_embedding", None),
-    *((f"attnpool.{p}_proj.weight", f"attnpool.{p}_proj.kernel", "linear") for p in "kqvc"),
-    *((f"attnpool.{p}_proj.bias", f"attnpool.{p}_proj.bias", None) for p in "kqvc"),
+    *((f"attnpool.{p}_proj.", f"attnpool.{p}_proj", LINEAR_TABLE) for p in "kqvc"),
 )
 
 
 def resnet_conv(cin: int, cout: int, k: int, stride: int, seed: int | None, name: str, dtype=None) -> Conv:
     """OpenAI's bias-free convolution (padding ``k // 2``), initialised with std ``(3 * fan_in) ** -0.5``."""
-    return Conv(cin, cout, k, stride, bias=False, std=(3 * k * k * cin) ** -0.5, seed=child_seed(seed, name),
-                name=name, dtype=dtype)
+    return Conv(cin, cout, k, stride, bias=False, std=(3 * k * k * cin) ** -0.5, build_now=False,
+                seed=child_seed(seed, name), name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -136,7 +136,8 @@ class Bottleneck(keras.layers.Layer):
             self.downsample_bn = BatchNorm(out, name="downsample_bn", dtype=policy)
 
     def build(self, input_shape=None):
-        for layer in (self.bn1, self.bn2, self.bn3, self.downsample_bn):
+        for layer in (self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3, self.downsample_conv,
+                      self.downsample_bn):
             if layer is not None:
                 layer.build()
         self.built = True
@@ -206,7 +207,7 @@ class ModifiedResNet(Tower):
         return [self.bn1, self.bn2, self.bn3] + blocks
 
     def build(self, input_shape=None):
-        for layer in (self.bn1, self.bn2, self.bn3, *self.blocks, self.attnpool):
+        for layer in (self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3, *self.blocks, self.attnpool):
             layer.build()
         self.built = True
 

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed, normal_init
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.transformer import BLOCK_TABLE, Transformer
 from ..base import Tower, lock_groups
 from ..config import _pos_int, _require
@@ -98,11 +98,9 @@ WEIGHT_TABLE = (
     ("positional_embedding", "positional_embedding", None),
     ("cls_emb", "cls_emb", None),
     ("transformer.resblocks.{i}.", "transformer.resblocks", BLOCK_TABLE),
-    ("ln_final.weight", "ln_final.gamma", None),
-    ("ln_final.bias", "ln_final.beta", None),
+    ("ln_final.", "ln_final", LAYER_NORM_TABLE),
     ("text_projection", "text_projection", None),
-    ("text_projection.weight", "text_projection_dense.kernel", "linear"),
-    ("text_projection.bias", "text_projection_dense.bias", None),
+    ("text_projection.", "text_projection_dense", LINEAR_TABLE),
 )
 
 

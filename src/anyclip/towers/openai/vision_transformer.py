@@ -14,7 +14,7 @@ from keras import ops
 from ...layers.attention import CROSS_ATTENTION_TABLE
 from ...layers.conv import patch_conv
 from ...layers.init import child_seed, normal_init
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.pooling import AttentionalPooler
 from ...layers.transformer import BLOCK_TABLE, Transformer
 from ..base import Tower, lock_groups
@@ -89,10 +89,8 @@ class VisionConfig:
 ATTN_POOL_TABLE = (
     ("query", "query", None),
     ("attn.", "attn", CROSS_ATTENTION_TABLE),
-    ("ln_q.weight", "ln_q.gamma", None),
-    ("ln_q.bias", "ln_q.beta", None),
-    ("ln_k.weight", "ln_k.gamma", None),
-    ("ln_k.bias", "ln_k.beta", None),
+    ("ln_q.", "ln_q", LAYER_NORM_TABLE),
+    ("ln_k.", "ln_k", LAYER_NORM_TABLE),
 )
 
 # open_clip key (relative to ``visual.``) -> attribute path on this tower, transform.
@@ -101,12 +99,10 @@ WEIGHT_TABLE = (
     ("conv1.weight", "conv1.kernel", "conv"),
     ("class_embedding", "class_embedding", None),
     ("positional_embedding", "positional_embedding", None),
-    ("ln_pre.weight", "ln_pre.gamma", None),
-    ("ln_pre.bias", "ln_pre.beta", None),
+    ("ln_pre.", "ln_pre", LAYER_NORM_TABLE),
     ("transformer.resblocks.{i}.", "transformer.resblocks", BLOCK_TABLE),
     ("attn_pool.", "attn_pool", ATTN_POOL_TABLE),
-    ("ln_post.weight", "ln_post.gamma", None),
-    ("ln_post.bias", "ln_post.beta", None),
+    ("ln_post.", "ln_post", LAYER_NORM_TABLE),
     ("proj", "proj", None),
 )
 

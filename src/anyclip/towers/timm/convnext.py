@@ -13,11 +13,11 @@ import keras
 from keras import ops
 
 from ...layers.conv import conv2d, patch_conv
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.drop import dropout
 from ...layers.init import child_seed, constant_init, normal_init, seed_generator
 from ...layers.mlp import activation
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.transformer import call_layer
 from ..base import Tower, lock_groups
 from .pooled import PROJ_HEAD_TABLE, ProjHead, TimmConvNeXtConfig
@@ -26,17 +26,13 @@ from .pooled import PROJ_HEAD_TABLE, ProjHead, TimmConvNeXtConfig
 BLOCK_TABLE = (
     ("conv_dw.weight", "dw_kernel", "conv"),  # (C, 1, 7, 7) <-> our (7, 7, 1, C)
     ("conv_dw.bias", "dw_bias", None),
-    ("norm.weight", "norm.gamma", None),
-    ("norm.bias", "norm.beta", None),
-    ("mlp.fc1.weight", "fc1.kernel", "linear"),
-    ("mlp.fc1.bias", "fc1.bias", None),
-    ("mlp.fc2.weight", "fc2.kernel", "linear"),
-    ("mlp.fc2.bias", "fc2.bias", None),
+    ("norm.", "norm", LAYER_NORM_TABLE),
+    ("mlp.fc1.", "fc1", LINEAR_TABLE),
+    ("mlp.fc2.", "fc2", LINEAR_TABLE),
     ("gamma", "gamma", None),
 )
 STAGE_TABLE = (  # the downsample rows are skipped for the first stage, which has none
-    ("downsample.0.weight", "downsample_norm.gamma", None),
-    ("downsample.0.bias", "downsample_norm.beta", None),
+    ("downsample.0.", "downsample_norm", LAYER_NORM_TABLE),
     ("downsample.1.weight", "downsample_kernel", "conv"),
     ("downsample.1.bias", "downsample_bias", None),
     ("blocks.{i}.", "blocks", BLOCK_TABLE),
@@ -45,11 +41,9 @@ STAGE_TABLE = (  # the downsample rows are skipped for the first stage, which ha
 WEIGHT_TABLE = (
     ("trunk.stem.0.weight", "stem_kernel", "conv"),
     ("trunk.stem.0.bias", "stem_bias", None),
-    ("trunk.stem.1.weight", "stem_norm.gamma", None),
-    ("trunk.stem.1.bias", "stem_norm.beta", None),
+    ("trunk.stem.1.", "stem_norm", LAYER_NORM_TABLE),
     ("trunk.stages.{i}.", "stages", STAGE_TABLE),
-    ("trunk.head.norm.weight", "head_norm.gamma", None),
-    ("trunk.head.norm.bias", "head_norm.beta", None),
+    ("trunk.head.norm.", "head_norm", LAYER_NORM_TABLE),
     ("head.", "head", PROJ_HEAD_TABLE),
 )
 

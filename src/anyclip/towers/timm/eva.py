@@ -19,9 +19,9 @@ from keras import ops
 
 from ...layers.attention import attention
 from ...layers.conv import patch_conv
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed, constant_init, normal_init
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.pooling import MAP_HEAD_TABLE, MAPHead
 from ...layers.rope import RopeTables, apply_rope
 from ...layers.transformer import call_layer
@@ -49,14 +49,11 @@ WEIGHT_TABLE = (
     ("trunk.patch_embed.proj.bias", "patch_bias", None),
     ("trunk.cls_token", "cls_token", None),
     ("trunk.pos_embed", "pos_embed", None),
-    ("trunk.norm_pre.weight", "norm_pre.gamma", None),
-    ("trunk.norm_pre.bias", "norm_pre.beta", None),
+    ("trunk.norm_pre.", "norm_pre", LAYER_NORM_TABLE),
     ("trunk.blocks.{i}.", "blocks", EVA_BLOCK_TABLE),
-    ("trunk.norm.weight", "norm.gamma", None),
-    ("trunk.norm.bias", "norm.beta", None),
+    ("trunk.norm.", "norm", LAYER_NORM_TABLE),
     ("trunk.attn_pool.", "attn_pool", MAP_HEAD_TABLE),
-    ("trunk.head.weight", "head.kernel", "linear"),
-    ("trunk.head.bias", "head.bias", None),
+    ("trunk.head.", "head", LINEAR_TABLE),
 )
 
 

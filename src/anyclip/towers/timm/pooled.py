@@ -14,7 +14,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.drop import dropout
 from ...layers.init import seed_generator
 from ...layers.mlp import activation
@@ -171,12 +171,9 @@ class TimmSwinConfig(_PooledConfig):
 
 # open_clip's ``visual.head`` (relative to ``head.``) -> attribute on a ProjHead; rows it lacks are skipped.
 PROJ_HEAD_TABLE = (
-    ("proj.weight", "proj.kernel", "linear"),
-    ("proj.bias", "proj.bias", None),
-    ("mlp.fc1.weight", "fc1.kernel", "linear"),
-    ("mlp.fc1.bias", "fc1.bias", None),
-    ("mlp.fc2.weight", "fc2.kernel", "linear"),
-    ("mlp.fc2.bias", "fc2.bias", None),
+    ("proj.", "proj", LINEAR_TABLE),
+    ("mlp.fc1.", "fc1", LINEAR_TABLE),
+    ("mlp.fc2.", "fc2", LINEAR_TABLE),
 )
 
 

@@ -13,14 +13,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 
 # timm keys (relative to ``blocks.{i}.attn.rel_pos.``) -> attribute path on a RelPosMlp, transform.
 REL_POS_TABLE = (
-    ("mlp.fc1.weight", "fc1.kernel", "linear"),
-    ("mlp.fc1.bias", "fc1.bias", None),
-    ("mlp.fc2.weight", "fc2.kernel", "linear"),
-    ("mlp.fc2.bias", "fc2.bias", None),
+    ("mlp.fc1.", "fc1", LINEAR_TABLE),
+    ("mlp.fc2.", "fc2", LINEAR_TABLE),
 )
 
 

@@ -15,46 +15,37 @@ import numpy as np
 from keras import ops
 
 from ...layers.conv import patch_conv
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.drop import dropout
 from ...layers.init import child_seed, constant_init, normal_init, seed_generator
 from ...layers.mlp import MLP
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.transformer import call_layer
 from ..base import Tower, lock_groups
 from .pooled import PROJ_HEAD_TABLE, ProjHead, TimmSwinConfig
 
 # timm key (relative to ``layers.{i}.blocks.{j}.``) -> attribute path on a SwinBlock, transform.
 BLOCK_TABLE = (
-    ("norm1.weight", "norm1.gamma", None),
-    ("norm1.bias", "norm1.beta", None),
+    ("norm1.", "norm1", LAYER_NORM_TABLE),
     ("attn.relative_position_bias_table", "relative_position_bias_table", None),
-    ("attn.qkv.weight", "qkv.kernel", "linear"),
-    ("attn.qkv.bias", "qkv.bias", None),
-    ("attn.proj.weight", "proj.kernel", "linear"),
-    ("attn.proj.bias", "proj.bias", None),
-    ("norm2.weight", "norm2.gamma", None),
-    ("norm2.bias", "norm2.beta", None),
-    ("mlp.fc1.weight", "mlp.c_fc.kernel", "linear"),
-    ("mlp.fc1.bias", "mlp.c_fc.bias", None),
-    ("mlp.fc2.weight", "mlp.c_proj.kernel", "linear"),
-    ("mlp.fc2.bias", "mlp.c_proj.bias", None),
+    ("attn.qkv.", "qkv", LINEAR_TABLE),
+    ("attn.proj.", "proj", LINEAR_TABLE),
+    ("norm2.", "norm2", LAYER_NORM_TABLE),
+    ("mlp.fc1.", "mlp.c_fc", LINEAR_TABLE),
+    ("mlp.fc2.", "mlp.c_proj", LINEAR_TABLE),
 )
 STAGE_TABLE = (  # the first stage has no patch merging: its rows are skipped
-    ("downsample.norm.weight", "merge_norm.gamma", None),
-    ("downsample.norm.bias", "merge_norm.beta", None),
-    ("downsample.reduction.weight", "merge_reduction.kernel", "linear"),
+    ("downsample.norm.", "merge_norm", LAYER_NORM_TABLE),
+    ("downsample.reduction.", "merge_reduction", LINEAR_TABLE),
     ("blocks.{i}.", "blocks", BLOCK_TABLE),
 )
 # open_clip key (relative to ``visual.``) -> attribute path on this tower, transform (anyclip.weights.mapping).
 WEIGHT_TABLE = (
     ("trunk.patch_embed.proj.weight", "patch_kernel", "conv"),
     ("trunk.patch_embed.proj.bias", "patch_bias", None),
-    ("trunk.patch_embed.norm.weight", "patch_norm.gamma", None),
-    ("trunk.patch_embed.norm.bias", "patch_norm.beta", None),
+    ("trunk.patch_embed.norm.", "patch_norm", LAYER_NORM_TABLE),
     ("trunk.layers.{i}.", "stages", STAGE_TABLE),
-    ("trunk.norm.weight", "norm.gamma", None),
-    ("trunk.norm.bias", "norm.beta", None),
+    ("trunk.norm.", "norm", LAYER_NORM_TABLE),
     ("head.", "head", PROJ_HEAD_TABLE),
 )
 MASK_VALUE = -100.0  # timm's (and the original Swin's) additive mask between pieces of a shifted window

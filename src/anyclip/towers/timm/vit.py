@@ -14,10 +14,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed, normal_init
 from ...layers.mlp import activation
-from ...layers.norm import layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.pooling import MAP_HEAD_TABLE, MAPHead
 from ...layers.transformer import call_layer
 from ..base import Tower, lock_groups
@@ -36,23 +36,16 @@ WEIGHT_TABLE = (
     ("trunk.patch_embed.proj.", "patch_embed", PATCH_TABLE),
     ("trunk.patch_embed.backbone.{i}.", "backbone", CONV_STEM_TABLE),
     ("trunk.patch_embed.backbone.", "vitamin_stem", VITAMIN_STEM_TABLE),
-    ("trunk.norm_pre.weight", "norm_pre.gamma", None),
-    ("trunk.norm_pre.bias", "norm_pre.beta", None),
+    ("trunk.norm_pre.", "norm_pre", LAYER_NORM_TABLE),
     ("trunk.blocks.{i}.", "blocks", TIMM_VIT_BLOCK_TABLE),
     ("trunk.blocks.{i}.attn.rel_pos.", "rel_pos", REL_POS_TABLE),
-    ("trunk.norm.weight", "norm.gamma", None),
-    ("trunk.norm.bias", "norm.beta", None),
+    ("trunk.norm.", "norm", LAYER_NORM_TABLE),
     ("trunk.attn_pool.", "attn_pool", MAP_HEAD_TABLE),
-    ("trunk.fc_norm.weight", "fc_norm.gamma", None),
-    ("trunk.fc_norm.bias", "fc_norm.beta", None),
-    ("trunk.head.weight", "trunk_head.kernel", "linear"),  # timm_proj null / "": timm's classifier projects
-    ("trunk.head.bias", "trunk_head.bias", None),
-    ("head.proj.weight", "head_proj.kernel", "linear"),  # timm_proj "linear"
-    ("head.proj.bias", "head_proj.bias", None),
-    ("head.mlp.fc1.weight", "head_fc1.kernel", "linear"),  # timm_proj "mlp"
-    ("head.mlp.fc1.bias", "head_fc1.bias", None),
-    ("head.mlp.fc2.weight", "head_fc2.kernel", "linear"),
-    ("head.mlp.fc2.bias", "head_fc2.bias", None),
+    ("trunk.fc_norm.", "fc_norm", LAYER_NORM_TABLE),
+    ("trunk.head.", "trunk_head", LINEAR_TABLE),  # timm_proj null / "": timm's classifier projects
+    ("head.proj.", "head_proj", LINEAR_TABLE),  # timm_proj "linear"
+    ("head.mlp.fc1.", "head_fc1", LINEAR_TABLE),  # timm_proj "mlp"
+    ("head.mlp.fc2.", "head_fc2", LINEAR_TABLE),
 )
 _STATES = ("moving_mean", "moving_var", "num_batches_tracked", "seed_generator")
 

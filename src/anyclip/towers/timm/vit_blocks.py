@@ -11,35 +11,25 @@ import keras
 from keras import ops
 
 from ...layers.attention import attention
-from ...layers.dense import dense
+from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed, seed_generator
 from ...layers.mlp import MLP, GeGluMlp
-from ...layers.norm import TIMM_LN_EPS, layer_norm
+from ...layers.norm import LAYER_NORM_TABLE, TIMM_LN_EPS, layer_norm
 from ...layers.transformer import LayerScale
 
 # timm key (relative to ``blocks.{i}.``) -> attribute path on a TimmBlock, transform; absent layers are skipped.
 TIMM_VIT_BLOCK_TABLE = (
-    ("norm1.weight", "norm1.gamma", None),
-    ("norm1.bias", "norm1.beta", None),
-    ("attn.qkv.weight", "qkv.kernel", "linear"),
-    ("attn.qkv.bias", "qkv.bias", None),
-    ("attn.proj.weight", "proj.kernel", "linear"),
-    ("attn.proj.bias", "proj.bias", None),
+    ("norm1.", "norm1", LAYER_NORM_TABLE),
+    ("attn.qkv.", "qkv", LINEAR_TABLE),
+    ("attn.proj.", "proj", LINEAR_TABLE),
     ("ls1.gamma", "ls1.gamma", None),
-    ("norm2.weight", "norm2.gamma", None),
-    ("norm2.bias", "norm2.beta", None),
-    ("mlp.fc1.weight", "mlp.c_fc.kernel", "linear"),
-    ("mlp.fc1.bias", "mlp.c_fc.bias", None),
-    ("mlp.fc2.weight", "mlp.c_proj.kernel", "linear"),
-    ("mlp.fc2.bias", "mlp.c_proj.bias", None),
-    ("mlp.norm.weight", "mlp.norm.gamma", None),  # GeGLU MLP (ViTamin)
-    ("mlp.norm.bias", "mlp.norm.beta", None),
-    ("mlp.w0.weight", "mlp.w0.kernel", "linear"),
-    ("mlp.w0.bias", "mlp.w0.bias", None),
-    ("mlp.w1.weight", "mlp.w1.kernel", "linear"),
-    ("mlp.w1.bias", "mlp.w1.bias", None),
-    ("mlp.w2.weight", "mlp.w2.kernel", "linear"),
-    ("mlp.w2.bias", "mlp.w2.bias", None),
+    ("norm2.", "norm2", LAYER_NORM_TABLE),
+    ("mlp.fc1.", "mlp.c_fc", LINEAR_TABLE),
+    ("mlp.fc2.", "mlp.c_proj", LINEAR_TABLE),
+    ("mlp.norm.", "mlp.norm", LAYER_NORM_TABLE),  # GeGLU MLP (ViTamin)
+    ("mlp.w0.", "mlp.w0", LINEAR_TABLE),
+    ("mlp.w1.", "mlp.w1", LINEAR_TABLE),
+    ("mlp.w2.", "mlp.w2", LINEAR_TABLE),
     ("ls2.gamma", "ls2.gamma", None),
 )
 
