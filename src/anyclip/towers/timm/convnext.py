@@ -14,7 +14,7 @@ from keras import ops
 
 from ...layers.conv import conv2d, patch_conv
 from ...layers.dense import LINEAR_TABLE, dense
-from ...layers.drop import dropout
+from ...layers.drop import drop_path
 from ...layers.init import child_seed, constant_init, normal_init, seed_generator
 from ...layers.mlp import activation
 from ...layers.norm import LAYER_NORM_TABLE, layer_norm
@@ -82,7 +82,7 @@ class ConvNeXtBlock(keras.layers.Layer):
     def call(self, x, training: bool = False):
         y = self.norm(conv2d(x, self.dw_kernel, self.dw_bias))
         y = self.fc2(activation(False)(self.fc1(y))) * ops.cast(self.gamma, x.dtype)
-        return x + dropout(y, self.drop_path if training else 0.0, self.seed_generator, per_sample=True)
+        return x + drop_path(y, self.drop_path if training else 0.0, self.seed_generator)
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "kernel_size": self.kernel_size,

@@ -14,9 +14,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from ...layers.attention import attention
 from ...layers.conv import patch_conv
 from ...layers.dense import LINEAR_TABLE, dense
-from ...layers.drop import dropout
+from ...layers.drop import drop_path
 from ...layers.init import child_seed, constant_init, normal_init, seed_generator
 from ...layers.mlp import MLP
 from ...layers.norm import LAYER_NORM_TABLE, layer_norm
@@ -134,9 +135,9 @@ class SwinBlock(keras.layers.Layer):
         x = ops.reshape(x, (batch, r // w, w, r // w, w, self.dim))
         x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, nw, n, self.dim))
         qkv = ops.reshape(self.qkv(x), (batch, nw, n, 3, self.heads, hd))
-        q, k, v = qkv[:, :, :, 0] * ops.cast(hd ** -0.5, x.dtype), qkv[:, :, :, 1], qkv[:, :, :, 2]
-        logits = ops.einsum("bwqhd,bwkhd->bwhqk", q, k) + self.attention_bias(x.dtype)[None]
-        out = ops.einsum("bwhqk,bwkhd->bwqhd", ops.softmax(logits, axis=-1), v)
+        qkv = ops.reshape(qkv, (batch * nw, n, 3, self.heads, hd))  # every window of every image: one sequence
+        bias = ops.broadcast_to(self.attention_bias(x.dtype)[None], (batch, nw, self.heads, n, n))
+        out = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=ops.reshape(bias, (batch * nw, self.heads, n, n)))
         out = self.proj(ops.reshape(out, (batch, nw, n, self.dim)))
         out = ops.reshape(out, (batch, r // w, r // w, w, w, self.dim))
         out = ops.reshape(ops.transpose(out, (0, 1, 3, 2, 4, 5)), (batch, r, r, self.dim))
@@ -144,8 +145,8 @@ class SwinBlock(keras.layers.Layer):
 
     def call(self, x, training: bool = False):
         rate = self.drop_path if training else 0.0
-        x = x + dropout(self.window_attention(self.norm1(x)), rate, self.seed_generator, per_sample=True)
-        return x + dropout(self.mlp(self.norm2(x)), rate, self.seed_generator, per_sample=True)
+        x = x + drop_path(self.window_attention(self.norm1(x)), rate, self.seed_generator)
+        return x + drop_path(self.mlp(self.norm2(x)), rate, self.seed_generator)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "heads": self.heads, "resolution": self.resolution,

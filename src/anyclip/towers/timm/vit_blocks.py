@@ -12,6 +12,7 @@ from keras import ops
 
 from ...layers.attention import attention
 from ...layers.dense import LINEAR_TABLE, dense
+from ...layers.drop import drop_path
 from ...layers.init import child_seed, seed_generator
 from ...layers.mlp import MLP, GeGluMlp
 from ...layers.norm import LAYER_NORM_TABLE, TIMM_LN_EPS, layer_norm
@@ -88,11 +89,7 @@ class TimmBlock(keras.layers.Layer):
 
     def _branch(self, h, scale, training):
         h = scale(h) if scale is not None else h
-        if not training or self.drop_path <= 0:
-            return h
-        keep = 1.0 - self.drop_path
-        mask = ops.floor(keep + keras.random.uniform((ops.shape(h)[0], 1, 1), seed=self.seed_generator))
-        return h * ops.cast(mask / keep, h.dtype)
+        return drop_path(h, self.drop_path if training else 0.0, self.seed_generator)
 
     def call(self, x, bias=None, training: bool = False):
         x = x + self._branch(self.attention(self.norm1(x), bias), self.ls1, training)
