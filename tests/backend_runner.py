@@ -33,7 +33,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 class BackendJob:
     """A worker running under one backend; ``result()`` waits for it and returns its arrays."""
 
-    def __init__(self, backend, target, arrays, params=None):
+    def __init__(self, backend, target, arrays, params=None, env=None):
         self.backend, self.target = backend, target
         self._dir = tempfile.TemporaryDirectory(prefix=f"anyclip-{backend}-")
         root = Path(self._dir.name)
@@ -41,7 +41,7 @@ class BackendJob:
         self._err, self._log = root / "error.txt", root / "log.txt"
         np.savez(self._in, **arrays)
         self._params.write_text(json.dumps(params))
-        env = {**os.environ, "KERAS_BACKEND": backend, "HF_HUB_OFFLINE": "1",
+        env = {**os.environ, **(env or {}), "KERAS_BACKEND": backend, "HF_HUB_OFFLINE": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))}
         with open(self._log, "w") as log:
             self._proc = subprocess.Popen(
@@ -72,9 +72,9 @@ class BackendJob:
             self._proc.wait()
 
 
-def start_in_backend(backend, target, arrays, params=None):
-    """Start ``target(arrays, params)`` under ``backend`` and return a :class:`BackendJob`."""
-    return BackendJob(backend, target, arrays, params)
+def start_in_backend(backend, target, arrays, params=None, env=None):
+    """Start ``target(arrays, params)`` under ``backend`` (``env``: extra environment) and return a :class:`BackendJob`."""
+    return BackendJob(backend, target, arrays, params, env)
 
 
 def run_in_backend(backend, target, arrays, params=None, timeout=600):

@@ -106,8 +106,10 @@ def _check(out, case, grads):
             ours = out[f"grad{accum}/{key}"]
             err = np.abs(ours - ref).max()
             assert err <= 1e-5 * max(1.0, np.abs(ref).max()), f"accum {accum}: gradient of {key} off by {err:.2e}"
-    for key in ref_grads:  # SGD: the update is the gradient, so accumulation must not rescale it
-        np.testing.assert_allclose(out[f"after4/{key}"], out[f"after1/{key}"], atol=2e-6, err_msg=key)
+    for key in ref_grads:  # SGD(0.5): the update is half the gradient, so accumulation must not rescale it; the two
+        # gradients each lie within 1e-5 * scale of open_clip's, so the updates within 0.5 * 2e-5 * scale of each other
+        atol = 1e-5 * max(1.0, np.abs(ref_grads[key]).max())
+        np.testing.assert_allclose(out[f"after4/{key}"], out[f"after1/{key}"], atol=atol, err_msg=key)
         expected = state[key] - 0.5 * ref_grads[key]
         if key == "logit_scale":
             expected = np.clip(expected, 0, math.log(100))

@@ -10,4 +10,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".pretrained": ("PretrainedEntry", "UnknownPretrainedError", "get_pretrained_cfg", "is_pretrained_cfg",
                     "list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model"),
     ".push": ("push_to_hf_hub",),
+    ".reparameterize": ("reparameterize",),
 })
