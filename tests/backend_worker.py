@@ -7,6 +7,7 @@ Writes ``CASE_FOLDER/out_<backend>.npz`` (or ``error_<backend>.txt``) for each c
 
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -16,25 +17,19 @@ import numpy as np
 def main(folders):
     import keras
 
-    import anyclip
-    from reference import release_memory
+    from reference import encode_case, release_memory
     backend = keras.backend.backend()
     for folder in map(Path, folders):
+        start = time.perf_counter()
         try:
-            model = anyclip.create_model(f"local-dir:{folder}")
-            case = np.load(folder / "case.npz")
-            image = keras.ops.convert_to_numpy(model.encode_image(case["images"], normalize=True))
-            text = keras.ops.convert_to_numpy(model.encode_text(case["tokens"], normalize=True))
             tmp = folder / f"out_{backend}.tmp.npz"
-            np.savez(tmp, image=image, text=text,
-                     logit_scale=float(keras.ops.convert_to_numpy(keras.ops.exp(model.logit_scale))))
+            np.savez(tmp, **encode_case(folder))
             os.replace(tmp, folder / f"out_{backend}.npz")
         except Exception:
             (folder / f"error_{backend}.txt").write_text(traceback.format_exc())
         finally:
-            keras.backend.clear_session()
             release_memory()
-        print(f"done {folder.name}", flush=True)
+        print(f"done {folder.name} in {time.perf_counter() - start:.1f}s", flush=True)
 
 
 if __name__ == "__main__":

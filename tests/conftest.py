@@ -19,3 +19,15 @@ def hf_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_memory_after_each_module():
+    """Hand back what a test module leaves behind (Keras state, JAX's compiled functions, freed heap pages)
+    before the next one starts: one pytest process runs them all and would otherwise keep accumulating."""
+    yield
+    import sys
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    from reference import release_memory
+    release_memory()

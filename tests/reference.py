@@ -112,6 +112,53 @@ def _timm_kwargs(cfg: dict):
         cfg["vision_cfg"]["timm_model_kwargs"] = kwargs
 
 
+def tree_rss(pid: int | None = None) -> int:
+    """Resident bytes of process ``pid`` (this one by default) and all its descendants (Linux ``/proc``; 0
+    elsewhere)."""
+    import os
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    for p in entries:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(p)
+        except (OSError, IndexError, ValueError):
+            pass
+    total, todo = 0, [pid or os.getpid()]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+@contextlib.contextmanager
+def peak_tree_rss(interval: float = 0.2):
+    """Samples :func:`tree_rss` in a thread while the block runs; yields a dict whose ``"bytes"`` is the peak."""
+    import threading
+    peak, stop = {"bytes": tree_rss()}, threading.Event()
+
+    def sample():
+        while not stop.wait(interval):
+            peak["bytes"] = max(peak["bytes"], tree_rss())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+        peak["bytes"] = max(peak["bytes"], tree_rss())
+
+
 def release_memory():
     """Free what a finished parity case left behind, so a run over every config stays within CI's memory:
     unreachable models, JAX's compiled-function caches, and heap pages glibc keeps after large tensors."""
@@ -125,6 +172,31 @@ def release_memory():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def encode_case(folder: Path, image: bool = True, text: bool = True) -> dict:
+    """anyclip's normalised embeddings of a saved case, under the current Keras backend.
+
+    The model is ``local-dir:folder`` (open_clip's folder layout); the inputs are ``case.npz``'s ``images`` /
+    ``tokens``. Returns ``image`` and / or ``text`` embeddings and ``logit_scale`` (exponentiated); the Keras
+    session is cleared afterwards.
+    """
+    import keras
+
+    import anyclip
+    folder = Path(folder)
+    try:
+        model = anyclip.create_model(f"local-dir:{folder}")
+        case = np.load(folder / "case.npz")
+        out = {"logit_scale": float(keras.ops.convert_to_numpy(keras.ops.exp(model.logit_scale)))}
+        if image:
+            out["image"] = keras.ops.convert_to_numpy(model.encode_image(case["images"], normalize=True))
+        if text:
+            out["text"] = keras.ops.convert_to_numpy(model.encode_text(case["tokens"], normalize=True))
+        del model
+        return out
+    finally:
+        keras.backend.clear_session()
 
 
 def _anyclip_own_config(name: str) -> dict:

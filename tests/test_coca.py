@@ -16,6 +16,7 @@ import pytest
 import anyclip
 from backend_runner import start_in_backend
 from reference import randomize
+from towers import tiny_hf_dir
 
 EOT = 49407
 TINY = {
@@ -230,10 +231,8 @@ ROBERTA_GEN = {
 @pytest.fixture(scope="module")
 def roberta_case(tmp_path_factory):
     """A random open_clip CoCa whose text tower is a tiny RoBERTa (HFTextEncoder with output_tokens)."""
-    from transformers import AutoConfig
     folder = tmp_path_factory.mktemp("coca-roberta")
-    values = dict(ROBERTA)
-    AutoConfig.for_model(values.pop("model_type"), **values).save_pretrained(str(folder / "hf"))
+    tiny_hf_dir(folder / "hf", ROBERTA)
     cfg = json.loads(json.dumps(TINY))
     cfg["text_cfg"] = {"hf_model_name": str(folder / "hf"), "hf_model_pretrained": False, "hf_proj_type": "linear",
                        "output_tokens": True, "vocab_size": 100, "context_length": 20}

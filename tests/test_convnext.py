@@ -5,17 +5,17 @@ architecture table against timm itself, shipped configs and registry pairs, the 
 MLP, none; biases), image sizes ConvNeXt accepts, locking, export, weight-mapping and config errors.
 """
 
-import copy
-
 import keras
 import numpy as np
 import open_clip
 import pytest
-from pooled_towers import anyclip_model, assert_lock_matches_open_clip, image_features, open_clip_model
-from pooled_towers import images_like as _images
+from inputs import images_like as _images
+from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_export_loads_into_open_clip,
+                         assert_lock_matches_open_clip, assert_pretrained_like_open_clip, image_features, model_pair,
+                         open_clip_model, torch_state, with_vision)
 
 import anyclip
-from anyclip.models import CLIPConfig, ConfigError, get_model_config
+from anyclip.models import CLIPConfig, ConfigError
 from anyclip.layers.drop import dropout
 from anyclip.towers.timm.pooled import CONVNEXTS
 from anyclip.weights import WeightMismatchError, export_state_dict, load_state_dict
@@ -30,16 +30,9 @@ TINY = {
 }
 
 
-def _vision(**changes):
-    cfg = copy.deepcopy(TINY)
-    cfg["vision_cfg"].update(changes)
-    return cfg
-
-
 @pytest.fixture(scope="module")
 def pair():
-    torch_model = open_clip_model(TINY)
-    return torch_model, anyclip_model(torch_model, TINY)
+    return model_pair(TINY)
 
 
 @pytest.mark.parametrize("name", sorted(CONVNEXTS))
@@ -77,22 +70,14 @@ def test_convnext_architecture_table_matches_timm(name):
 
 
 def test_every_convnext_config_is_shipped_and_equal():
-    assert len(CONVNEXT_NAMES) == 11 and set(CONVNEXT_NAMES) <= set(anyclip.list_models())
+    assert len(CONVNEXT_NAMES) == 11
     for name in CONVNEXT_NAMES:
-        ours, theirs = get_model_config(name).to_dict(), open_clip.get_model_config(name)
-        for tower in ("vision_cfg", "text_cfg"):
-            for key, value in theirs[tower].items():
-                assert ours[tower][key] == value, (name, tower, key)
-        assert ours["embed_dim"] == theirs["embed_dim"]
+        assert_config_like_open_clip(name)
 
 
 def test_registry_has_every_convnext_pair_with_open_clip_settings():
-    theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in CONVNEXT_NAMES]
-    assert len(theirs) == 12 and set(theirs) <= set(anyclip.list_pretrained())
-    for model, tag in theirs:
-        ref, entry = open_clip.get_pretrained_cfg(model, tag), anyclip.get_pretrained_cfg(model, tag)
-        assert entry.hf_hub == ref["hf_hub"] and not entry.quick_gelu
-        assert entry.preprocess.mean == tuple(ref["mean"]) and entry.preprocess.std == tuple(ref["std"])
+    theirs = assert_pretrained_like_open_clip(CONVNEXT_NAMES)
+    assert len(theirs) == 12 and not any(anyclip.get_pretrained_cfg(*pair).quick_gelu for pair in theirs)
 
 
 @pytest.mark.parametrize("changes", [
@@ -103,7 +88,7 @@ def test_registry_has_every_convnext_pair_with_open_clip_settings():
     {"timm_proj": "none", "timm_pool": "avg", "timm_model_name": "convnext_small"},  # 768 wide: embed_dim 768
 ])
 def test_head_variants_equal_open_clip(changes):
-    cfg = _vision(**changes)
+    cfg = with_vision(TINY, **changes)
     if changes.get("timm_proj") == "none":
         cfg["embed_dim"] = cfg["text_cfg"]["width"] = 768
         cfg["text_cfg"]["heads"] = 12
@@ -130,7 +115,7 @@ def test_too_small_images_are_refused(pair):
 
 def test_training_mode_without_drop_path_equals_inference_and_drop_path_drops_whole_samples(pair):
     _, model = pair
-    cfg = _vision(timm_drop_path=0.0)
+    cfg = with_vision(TINY, timm_drop_path=0.0)
     plain = anyclip.CLIP(CLIPConfig.from_dict(cfg), seed=None)
     load_state_dict(plain, export_state_dict(model))
     images = _images(64)
@@ -146,19 +131,13 @@ def test_lock_freezes_the_groups_open_clip_freezes(pair):
 
 
 def test_export_loads_strictly_into_open_clip(pair):
-    import torch
-    torch_model, model = pair
-    state = {k: torch.from_numpy(v) for k, v in export_state_dict(model).items()}
-    fresh = open_clip_model(TINY, seed=5)
-    fresh.load_state_dict(state, strict=True)
-    images = _images(64)
-    np.testing.assert_allclose(image_features(fresh, images), image_features(torch_model, images), atol=1e-6)
+    assert_export_loads_into_open_clip(pair, TINY, _images(64))
 
 
 def test_weight_mismatch_names_the_key_and_both_shapes(pair):
     torch_model, _ = pair
-    other = anyclip.CLIP(CLIPConfig.from_dict(_vision(timm_model_kwargs={"depths": [1, 1, 3, 1]})), seed=None)
-    state = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
+    other = anyclip.CLIP(CLIPConfig.from_dict(with_vision(TINY, timm_model_kwargs={"depths": [1, 1, 3, 1]})), seed=None)
+    state = torch_state(torch_model)
     with pytest.raises(WeightMismatchError, match=r"missing key 'visual.trunk.stages.2.blocks.2.conv_dw.weight' "
                                                   r"\(anyclip expects shape \(384, 1, 7, 7\)\)"):
         load_state_dict(other, state)
@@ -191,4 +170,4 @@ def test_tower_config_round_trip(pair):
 ])
 def test_config_errors_name_the_key(changes, match):
     with pytest.raises(ConfigError, match=match):
-        CLIPConfig.from_dict(_vision(**changes))
+        CLIPConfig.from_dict(with_vision(TINY, **changes))

@@ -102,6 +102,7 @@ def test_rerun_skips_complete_shards_and_workers_do_not_change_the_output(folder
     assert "shard_size: 6 -> 5" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # exhaustive; the re-run / lost-shard path runs by default in the test above
 def test_kill_minus_9_at_random_points_then_rerun_gives_the_clean_output(folder, clean_run, tmp_path):
     """Five real SIGKILLs at random moments (start-up, mid-shard, while writing), each followed by a re-run."""
     rng = random.Random(20261124)

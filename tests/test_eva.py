@@ -18,7 +18,9 @@ from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.towers.timm.eva import TimmEva
 from anyclip.towers.timm.eva_config import TIMM_EVAS
 from anyclip.weights import export_state_dict, load_state_dict
-from reference import _timm_kwargs, randomize
+from inputs import images_like
+from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_pretrained_like_open_clip, image_features,
+                         open_clip_model, torch_state, trainable_visual_keys)
 
 EVA_NAMES = ["EVA01-g-14", "EVA01-g-14-plus", "EVA02-B-16", "EVA02-E-14", "EVA02-E-14-plus", "EVA02-L-14",
              "EVA02-L-14-336", "PE-Core-B-16", "PE-Core-L-14-336", "PE-Core-S-16-384", "PE-Core-T-16-384",
@@ -37,41 +39,11 @@ def _tiny(name, depth=2, image_size=None):
     return cfg
 
 
-def _open_clip_model(cfg, seed=0):
-    import open_clip
-    cfg = copy.deepcopy(cfg)
-    cfg.pop("custom_text")
-    with _timm_kwargs(cfg):
-        model = open_clip.model.CustomTextCLIP(**cfg).eval()
-    model.load_state_dict(randomize(model.state_dict(), seed))
-    return model
-
-
-def _state(torch_model):
-    return {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
-
-
-def _anyclip_model(torch_model, cfg):
-    model = anyclip.CLIP(CLIPConfig.from_dict(copy.deepcopy(cfg)), seed=None)
-    load_state_dict(model, _state(torch_model))
-    return model
-
-
-def _images(hw, n=2, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, *hw, 3)).astype(np.float32)
-
-
-def _encode_ref(torch_model, images):
-    import torch
-    with torch.no_grad():
-        return torch_model.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2), normalize=True).numpy()
-
-
 @pytest.fixture(scope="module")
 def pe_pair():
     cfg = _tiny("PE-Core-T-16-384")
-    torch_model = _open_clip_model(cfg)
-    return torch_model, _anyclip_model(torch_model, cfg), cfg
+    torch_model = open_clip_model(cfg)
+    return torch_model, anyclip_model(torch_model, cfg), cfg
 
 
 @pytest.mark.parametrize("name", sorted(TIMM_EVAS))
@@ -146,30 +118,19 @@ def test_every_eva_config_is_shipped_and_equal():
     names = sorted(n for n in open_clip.list_models() if n.startswith(("EVA", "PE-Core")))
     assert names == sorted(EVA_NAMES) and set(names) <= set(anyclip.list_models())
     for name in names:
-        ours, theirs = get_model_config(name).to_dict(), open_clip.get_model_config(name)
-        for tower in ("vision_cfg", "text_cfg"):
-            for key, value in theirs[tower].items():
-                assert ours[tower][key] == value, (name, tower, key)
-        assert ours["embed_dim"] == theirs["embed_dim"] and ours["custom_text"] == theirs["custom_text"]
+        ours, _ = assert_config_like_open_clip(name, keys=("embed_dim", "custom_text"))
         assert CLIPConfig.from_dict(ours) == get_model_config(name)  # timm_proj null survives the round trip
 
 
 def test_registry_has_every_eva_pair_with_open_clip_settings():
-    import open_clip
-    theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in EVA_NAMES]
-    assert len(theirs) == 12 and set(theirs) <= set(anyclip.list_pretrained())
-    for model, tag in theirs:
-        ref, entry = open_clip.get_pretrained_cfg(model, tag), anyclip.get_pretrained_cfg(model, tag)
-        assert entry.hf_hub == ref["hf_hub"] and not entry.quick_gelu
-        assert (entry.preprocess.mean, entry.preprocess.std) == (tuple(ref["mean"]), tuple(ref["std"]))
-        assert (entry.preprocess.interpolation, entry.preprocess.resize_mode) == (ref["interpolation"],
-                                                                                  ref["resize_mode"])
+    theirs = assert_pretrained_like_open_clip(EVA_NAMES)
+    assert len(theirs) == 12 and not any(anyclip.get_pretrained_cfg(*pair).quick_gelu for pair in theirs)
 
 
 def test_other_image_size_is_refused_like_open_clip(pe_pair):
     import torch
     torch_model, model, _ = pe_pair
-    images = _images((224, 224), n=1)
+    images = images_like(224, n=1)
     with pytest.raises(AssertionError), torch.no_grad():  # timm's PatchEmbed checks the input size
         torch_model.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2))
     with pytest.raises(ValueError, match=r"gives a 14x14 patch grid, but this model expects 384 images"):
@@ -183,27 +144,24 @@ def test_forced_image_size_matches_open_clip(name, size):
     """open_clip's ``force_image_size``: timm's ``set_input_size`` resamples the positions (class token kept)
     and rebuilds the rotary tables for the new grid (same reference grid)."""
     cfg = _tiny(name, depth=1)
-    torch_model = _open_clip_model(cfg, seed=1)
+    torch_model = open_clip_model(cfg, seed=1)
     model = anyclip.CLIP(CLIPConfig.from_dict(_tiny(name, depth=1, image_size=size)), seed=None)
-    load_state_dict(model, _state(torch_model))  # the checkpoint's native positions, resampled on load
+    load_state_dict(model, torch_state(torch_model))  # the checkpoint's native positions, resampled on load
     torch_model.visual.set_input_size(size)
-    images = _images(size if isinstance(size, tuple) else (size, size))
+    images = images_like(*(size if isinstance(size, tuple) else (size,)))
     np.testing.assert_allclose(np.asarray(model.encode_image(images, normalize=True)),
-                               _encode_ref(torch_model, images), atol=1e-5)
+                               image_features(torch_model, images), atol=1e-5)
 
 
 @pytest.mark.parametrize("groups", [0, 1, 2, 3, 4])
 def test_lock_image_tower_freezes_timm_groups_like_open_clip(pe_pair, groups):
-    from anyclip.weights.mapping import model_entries
     for torch_model, model in (pe_pair[:2], _eva_pair()):
         for p in torch_model.parameters():
             p.requires_grad = True
         torch_model.lock_image_tower(unlocked_groups=groups)
-        theirs = {k for k, p in torch_model.named_parameters() if k.startswith("visual.") and p.requires_grad}
         model.lock_image_tower(unlocked_groups=groups)
-        trainable = {id(v) for v in model.trainable_variables}
-        assert {k for k, (v, _) in model_entries(model).items() if k.startswith("visual.")
-                and id(v) in trainable} == theirs
+        theirs, ours = trainable_visual_keys(torch_model, model)
+        assert ours == theirs
 
 
 _EVA = {}
@@ -212,8 +170,8 @@ _EVA = {}
 def _eva_pair():
     if not _EVA:
         cfg = _tiny("EVA02-B-16")
-        torch_model = _open_clip_model(cfg, seed=2)
-        _EVA["pair"] = (torch_model, _anyclip_model(torch_model, cfg))
+        torch_model = open_clip_model(cfg, seed=2)
+        _EVA["pair"] = (torch_model, anyclip_model(torch_model, cfg))
     return _EVA["pair"]
 
 
@@ -224,7 +182,7 @@ def test_weights_round_trip_and_strict_mapping(pe_pair):
         for key, value in theirs.items():
             np.testing.assert_array_equal(state[key], value.numpy(), err_msg=key)
     from anyclip.weights.mapping import WeightMismatchError
-    state = _state(pe_pair[0])
+    state = torch_state(pe_pair[0])
     with pytest.raises(WeightMismatchError, match=r"unexpected key 'visual.trunk.blocks.0.attn.q_bias'"):
         load_state_dict(pe_pair[1], {**state, "visual.trunk.blocks.0.attn.q_bias": np.zeros(192, np.float32)})
     state.pop("visual.trunk.norm_pre.weight")
@@ -241,7 +199,7 @@ def test_tower_serializes_and_runs_in_bfloat16(tmp_path):
     assert [w.shape for w in clone.weights] == [w.shape for w in ref.visual.weights]
     model = anyclip.create_model(str(path), precision="bf16")
     load_state_dict(model, export_state_dict(ref))
-    images = _images((64, 96))
+    images = images_like(64, 96)
     want = keras.ops.convert_to_numpy(ref.encode_image(images, normalize=True))
     got = keras.ops.convert_to_numpy(keras.ops.cast(model.encode_image(images, normalize=True), "float32"))
     assert np.abs(got - want).max() < 0.05

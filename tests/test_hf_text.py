@@ -15,17 +15,12 @@ import anyclip
 from anyclip.models.config import get_model_config
 from anyclip.towers.config import ConfigError
 from backend_runner import start_in_backend
-from reference import randomize
+from model_pairs import assert_config_like_open_clip
+from reference import encode_case, randomize
+from towers import M2M, MT5, ROBERTA, tiny_hf_dir
 
 TOL = 1e-5
 VISION = {"layers": 1, "width": 64, "head_width": 32, "patch_size": 16, "image_size": 32}
-ROBERTA = dict(model_type="roberta", vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-               intermediate_size=48, max_position_embeddings=40, type_vocab_size=1, layer_norm_eps=1e-5)
-MT5 = dict(model_type="mt5", vocab_size=120, d_model=32, d_kv=8, d_ff=40, num_layers=2, num_heads=4,
-           relative_attention_num_buckets=8, relative_attention_max_distance=12, feed_forward_proj="gated-gelu")
-M2M = dict(model_type="m2m_100", vocab_size=120, d_model=32, encoder_layers=2, decoder_layers=1,
-           encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48,
-           max_position_embeddings=40)
 # name -> (HF config values, text_cfg options, embed_dim)
 CASES = {
     "roberta-mean-mlp": (ROBERTA, {"hf_pooler_type": "mean_pooler", "hf_proj_type": "mlp"}, 24),
@@ -41,13 +36,6 @@ CASES = {
 }
 
 
-def _hf_dir(folder, values):
-    from transformers import AutoConfig
-    values = dict(values)
-    AutoConfig.for_model(values.pop("model_type"), **values).save_pretrained(str(folder))
-    return str(folder)
-
-
 def _tokens(pad, rng, length=20):
     """Rows: short, a pad in the middle, full (no pad), one token."""
     ids = rng.integers(4, 120, size=(4, length)).astype(np.int32)
@@ -60,7 +48,7 @@ def _tokens(pad, rng, length=20):
 
 def _open_clip_model(hf_values, options, embed_dim, folder):
     import open_clip
-    text_cfg = {"hf_model_name": _hf_dir(folder / "hf", hf_values), "hf_model_pretrained": False, **options}
+    text_cfg = {"hf_model_name": tiny_hf_dir(folder / "hf", hf_values), "hf_model_pretrained": False, **options}
     cfg = {"embed_dim": embed_dim, "vision_cfg": VISION, "text_cfg": text_cfg}
     model = open_clip.CustomTextCLIP(**cfg).eval()
     return model, cfg
@@ -96,12 +84,7 @@ def cases(tmp_path_factory):
 
 
 def _run(folder):
-    import keras
-    model = anyclip.create_model(f"local-dir:{folder}")
-    case = np.load(folder / "case.npz")
-    out = {"text": keras.ops.convert_to_numpy(model.encode_text(case["tokens"], normalize=True))}
-    keras.backend.clear_session()
-    return out
+    return {"text": encode_case(folder, image=False)["text"]}
 
 
 def torch_worker(arrays, params):
@@ -212,7 +195,7 @@ def test_grad_checkpointing_rematerialises_with_the_same_gradients(tmp_path):
     import jax
     for i, hf_values in enumerate((ROBERTA, MT5, M2M)):
         cfg = {"embed_dim": 24, "vision_cfg": VISION,
-               "text_cfg": {"hf_model_name": _hf_dir(tmp_path / f"hf{i}", hf_values), "hf_model_pretrained": False,
+               "text_cfg": {"hf_model_name": tiny_hf_dir(tmp_path / f"hf{i}", hf_values), "hf_model_pretrained": False,
                             "hf_pooler_type": "mean_pooler"}}
         model = anyclip.create_model(str(_write(tmp_path / f"cfg{i}.json", cfg)))
         tokens = _tokens(model.text.arch.pad_token_id, np.random.default_rng(i))
@@ -251,18 +234,13 @@ HF_SHIPPED = {  # name -> (text layers, width, pooler, projection) from the HF c
 
 @pytest.mark.parametrize("name", list(HF_SHIPPED))
 def test_shipped_hf_configs_resolve_offline_and_equal_open_clip(name):
-    import open_clip
     from anyclip.models.config import CLIPConfig
     from anyclip.towers.hf.config import HFTextConfig
     cfg = get_model_config(name)
     text = cfg.text_cfg
     assert isinstance(text, HFTextConfig)
     assert (text.arch.layers, text.arch.width, text.pooler, text.hf_proj_type) == HF_SHIPPED[name]
-    theirs = open_clip.get_model_config(name)
-    ours = cfg.to_dict()
-    for tower in ("vision_cfg", "text_cfg"):
-        for key, value in theirs[tower].items():
-            assert ours[tower][key] == value, (tower, key)
+    ours, _ = assert_config_like_open_clip(name, keys=())
     assert CLIPConfig.from_dict(ours) == cfg
     assert get_model_config(name).text_cfg.context_length == 77
 
@@ -290,11 +268,11 @@ def test_hf_config_folder_errors_and_null_projection(tmp_path):
     base = {"embed_dim": 24, "vision_cfg": VISION}
     with pytest.raises(ConfigError, match="has no config.json"):
         CLIPConfig.from_dict({**base, "text_cfg": {"hf_model_name": str(tmp_path / "empty")}})
-    bert = _hf_dir(tmp_path / "bert", {"model_type": "bert", "vocab_size": 50, "hidden_size": 16,
+    bert = tiny_hf_dir(tmp_path / "bert", {"model_type": "bert", "vocab_size": 50, "hidden_size": 16,
                                        "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32})
     with pytest.raises(ConfigError, match="model_type 'bert' is not supported"):
         CLIPConfig.from_dict({**base, "text_cfg": {"hf_model_name": bert}})
-    roberta = _hf_dir(tmp_path / "roberta", ROBERTA)
+    roberta = tiny_hf_dir(tmp_path / "roberta", ROBERTA)
     cfg = CLIPConfig.from_dict({**base, "text_cfg": {"hf_model_name": roberta, "hf_proj_type": None,
                                                      "hf_pooler_type": None}})
     assert cfg.text_cfg.pooler == "mean_pooler"  # the model type's default, as open_clip's arch_dict
@@ -309,7 +287,7 @@ def test_hf_config_folder_errors_and_null_projection(tmp_path):
 
 def test_bad_token_ids_name_the_hf_vocabulary(tmp_path):
     cfg = {"embed_dim": 24, "vision_cfg": VISION,
-           "text_cfg": {"hf_model_name": _hf_dir(tmp_path / "hf", ROBERTA), "hf_model_pretrained": False}}
+           "text_cfg": {"hf_model_name": tiny_hf_dir(tmp_path / "hf", ROBERTA), "hf_model_pretrained": False}}
     model = anyclip.create_model(str(_write(tmp_path / "cfg.json", cfg)))
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 120\), got \[1, 120\]"):
         model.encode_text(np.array([[0, 120, 1]], np.int32) + np.array([[1, 0, 0]], np.int32))

@@ -9,13 +9,13 @@ timm's fused checkpoint loaded directly), training-mode BatchNorm, locking, and 
 import copy
 
 import numpy as np
-import open_clip
 import pytest
 from backend_runner import start_in_backend
-from reference import _timm_kwargs, randomize
+from model_pairs import (assert_config_like_open_clip, assert_pretrained_like_open_clip, model_pair, open_clip_model,
+                         trainable_visual_keys)
 
 import anyclip
-from anyclip.models import CLIPConfig, ConfigError, get_model_config
+from anyclip.models import CLIPConfig, ConfigError
 from anyclip.towers.timm.fastvit_config import FASTVIT_ARCHS
 
 NAMES = ["MobileCLIP-S1", "MobileCLIP-S2", "MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3", "MobileCLIP2-S4"]
@@ -37,12 +37,8 @@ def _reference(cfg, seed=0):
     """open_clip's model on random weights: its outputs, train-time state, timm's fused state, a training step."""
     import torch
     from timm.models import reparameterize_model
-    cfg = copy.deepcopy(cfg)
-    cfg.pop("custom_text")
-    with _timm_kwargs(cfg):
-        model = open_clip.model.CustomTextCLIP(**cfg).eval()
-    state = randomize(model.state_dict(), seed)
-    model.load_state_dict(state)
+    model = open_clip_model(cfg, seed)
+    state = model.state_dict()
     size = cfg["vision_cfg"]["image_size"]
     images = np.random.default_rng(seed).standard_normal((2, size, size, 3)).astype(np.float32)
     x = torch.from_numpy(images).permute(0, 3, 1, 2)
@@ -98,7 +94,10 @@ def _check(out, ref):
         np.testing.assert_allclose(out[key], ref[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# mci3 (LayerNorm attention, 5 stages) peaks at ~7 GiB across JAX and the torch worker: it runs in the slow tier
+# with the MobileCLIP2-S3/S4 parity cases; mci0 (and MobileCLIP2-S0's parity case) run by default.
+@pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.slow] if c == "mci3" else [])
+                                  for c in sorted(CASES)])
 def test_train_and_reparameterized_forms_match_open_clip_and_timm(case):
     ref = _reference(CASES[case])
     arrays = {k: v for k, v in ref.items() if k == "images" or k.startswith(("state/", "fused/"))}
@@ -138,22 +137,16 @@ def test_fastvit_architecture_table_matches_timm(name):
 
 
 def test_every_mobileclip_config_is_shipped_and_equal():
-    assert set(NAMES) <= set(anyclip.list_models())
     for name in NAMES:
-        ours, theirs = get_model_config(name).to_dict(), open_clip.get_model_config(name)
-        for tower in ("vision_cfg", "text_cfg"):
-            for key, value in theirs[tower].items():
-                assert ours[tower][key] == value, (name, tower, key)
-        assert ours["embed_dim"] == theirs["embed_dim"] and ours["custom_text"] is True
+        ours, _ = assert_config_like_open_clip(name)
+        assert ours["custom_text"] is True
 
 
 def test_registry_has_every_mobileclip_pair_with_open_clip_preprocessing():
-    theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in NAMES]
-    assert len(theirs) == 6 and set(theirs) <= set(anyclip.list_pretrained())
+    theirs = assert_pretrained_like_open_clip(NAMES)
+    assert len(theirs) == 6
     for model, tag in theirs:
-        ref, entry = open_clip.get_pretrained_cfg(model, tag), anyclip.get_pretrained_cfg(model, tag)
-        assert entry.hf_hub == ref["hf_hub"]
-        assert entry.preprocess.mean == tuple(ref["mean"]) and entry.preprocess.std == tuple(ref["std"])
+        entry = anyclip.get_pretrained_cfg(model, tag)
         assert (entry.preprocess.interpolation, entry.preprocess.resize_mode) == ("bilinear", "shortest")
     zero = anyclip.get_pretrained_cfg("MobileCLIP2-S0", "dfndr2b").preprocess
     assert zero.mean == (0.0, 0.0, 0.0) and zero.std == (1.0, 1.0, 1.0)  # MobileCLIP: no normalisation
@@ -163,21 +156,11 @@ def test_registry_has_every_mobileclip_pair_with_open_clip_preprocessing():
 def test_lock_freezes_timm_groups_and_batch_norm_statistics_like_open_clip(groups):
     import torch
 
-    from anyclip.weights import load_state_dict
-    from anyclip.weights.mapping import model_entries
-    cfg = copy.deepcopy(CASES["mci0"])
-    cfg.pop("custom_text")
-    with _timm_kwargs(cfg):
-        ref = open_clip.model.CustomTextCLIP(**cfg)
-    state = randomize(ref.state_dict(), 1)
-    ref.load_state_dict(state)
-    ours = anyclip.CLIP(CLIPConfig.from_dict(CASES["mci0"]), seed=None)
-    load_state_dict(ours, {k: v.numpy().copy() for k, v in state.items()})
+    ref, ours = model_pair(CASES["mci0"], seed=1)
     ref.visual.lock(unlocked_groups=groups, freeze_bn_stats=True)
     ours.visual.lock(unlocked_groups=groups, freeze_bn_stats=True)
-    theirs = {k for k, p in ref.named_parameters() if p.requires_grad and k.startswith("visual.")}
-    trainable = {id(v) for v in ours.trainable_variables}
-    assert {k for k, (v, _) in model_entries(ours).items() if id(v) in trainable and k.startswith("visual.")} == theirs
+    theirs, trainable = trainable_visual_keys(ref, ours)
+    assert trainable == theirs
     images = np.random.default_rng(0).standard_normal((2, 96, 96, 3)).astype(np.float32)
     ref.train()
     with torch.no_grad():  # a training forward: frozen groups on running statistics, the others on the batch's

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import open_clip
 import pytest
+from model_pairs import assert_config_like_open_clip, assert_pretrained_like_open_clip
 
 import anyclip
 from anyclip.models.config import CLIPConfig, get_model_config
@@ -52,32 +53,14 @@ def test_every_native_vit_config_is_shipped_and_equal():
     assert len(names) == 58  # 45 ViTs, 10 ModifiedResNets, 3 CoCa
     assert set(names) <= set(anyclip.list_models())
     assert set(_shipped_open_clip_models()) <= set(open_clip.list_models())
-    for name in names:
-        ours = get_model_config(name).to_dict()
-        theirs = open_clip.get_model_config(name)
-        for tower in ("vision_cfg", "text_cfg"):
-            for key, value in theirs[tower].items():
-                if value is not None or key in ours[tower]:  # a null (ResNet patch_size) means unset
-                    assert ours[tower][key] == value, (name, tower, key)
-        for key, value in theirs.get("multimodal_cfg", {}).items():
-            assert ours["multimodal_cfg"][key] == value, (name, "multimodal_cfg", key)
-        assert ours["embed_dim"] == theirs["embed_dim"]
+    for name in names:  # a null (ResNet patch_size) means unset
+        ours, theirs = assert_config_like_open_clip(name, null_means_unset=True)
         assert ours["quick_gelu"] == theirs.get("quick_gelu", False)
 
 
 def test_registry_has_every_pretrained_pair_with_open_clip_settings():
-    import open_clip
-    names = set(_shipped_open_clip_models())
-    theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in names]
+    theirs = assert_pretrained_like_open_clip(_shipped_open_clip_models())
     assert sorted(anyclip.list_pretrained()) == sorted(theirs + [("anyclip-shapes", "v1")])
-    for model, tag in theirs:
-        ref = open_clip.get_pretrained_cfg(model, tag)
-        entry = anyclip.get_pretrained_cfg(model, tag)
-        assert entry.hf_hub == ref["hf_hub"]
-        assert entry.preprocess.mean == tuple(ref["mean"]) and entry.preprocess.std == tuple(ref["std"])
-        assert entry.preprocess.interpolation == ref["interpolation"]
-        assert entry.preprocess.resize_mode == ref["resize_mode"]
-        assert entry.quick_gelu == ref.get("quick_gelu", False)
     assert sorted(anyclip.list_pretrained_models_by_tag("openai")) == sorted(m for m, t in theirs if t == "openai")
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from backend_runner import start_in_backend
+from inputs import clip_batch
 from reference import randomize
 
 TINY = {
@@ -32,11 +33,7 @@ def _open_clip_model(seed=0):
 
 
 def _batch(seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal((BATCH, 64, 64, 3)).astype(np.float32)
-    tokens = rng.integers(1, 511, size=(BATCH, 16)).astype(np.int32)
-    tokens[np.arange(BATCH), rng.integers(3, 16, size=BATCH)] = 511  # one eot (argmax) per row
-    return images, tokens
+    return clip_batch(TINY, BATCH, seed)
 
 
 @pytest.fixture(scope="module")

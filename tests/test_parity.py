@@ -8,6 +8,12 @@ ask for them, handed to the backend workers, and each checkpoint is deleted as s
 tests it has read it: at most ``AHEAD`` checkpoints are on disk at once. A case whose JAX test has not run
 when room is needed (another test order, xdist) loses its checkpoint and is rebuilt (seeded, identical)
 when that test comes.
+
+Tiers: every case is marked ``slow`` (``python -m pytest -m slow`` runs the whole sweep). The cheapest configs
+that together cover every registered tower family and CoCa (``parity_tiers.default_configs``, derived from the
+registry) are also marked ``default_tier`` and run in a plain ``python -m pytest`` on JAX and torch;
+``test_every_family_has_a_default_tier_parity_case`` fails when a family has none.
+``ANYCLIP_PARITY_MODELS=ViT-B-32,ViT-S-16`` narrows a run to those configs, all in the default tier.
 """
 
 import os
@@ -20,14 +26,27 @@ import numpy as np
 import pytest
 
 import anyclip
-from reference import build_reference_case, release_memory
+from parity_tiers import config_kinds, default_configs, required_kinds
+from reference import build_reference_case, encode_case, peak_tree_rss, release_memory
 
 TOL = 1e-5
 AHEAD = 2  # checkpoints alive at once (the JAX test's case plus the one a worker is still reading)
-# ANYCLIP_PARITY_MODELS=ViT-B-32,ViT-S-16 narrows a local run; CI runs every shipped config.
+# ANYCLIP_PARITY_MODELS=ViT-B-32,ViT-S-16 narrows a local run (to the default tier); -m slow runs every config.
 _ONLY = [n for n in os.environ.get("ANYCLIP_PARITY_MODELS", "").split(",") if n]
 NAMES = [n for n in anyclip.list_models() if not _ONLY or n in _ONLY]
+DEFAULT = NAMES if _ONLY else default_configs(NAMES)
 TF_NAMES = [n for n in ["ViT-B-32", "ViT-M-16-alt", "ViT-L-14-CLIPA"] if n in NAMES]
+TF_DEFAULT = TF_NAMES if _ONLY else [n for n in ["ViT-B-32"] if n in NAMES]  # the others run in the sweep
+
+
+def _params(names, default):
+    """Each name as a ``slow`` case, also ``default_tier`` when in ``default``."""
+    return [pytest.param(n, marks=[pytest.mark.slow] + ([pytest.mark.default_tier] if n in default else []))
+            for n in names]
+
+
+PARAMS = _params(NAMES, DEFAULT)
+TF_PARAMS = _params(TF_NAMES, TF_DEFAULT)
 WORKER = Path(__file__).with_name("backend_worker.py")
 CHECKPOINT = "open_clip_model.safetensors"
 
@@ -41,14 +60,17 @@ class ParityPipeline:
         self.order = [n for n in NAMES if any(n in names for names in wanted.values())]
         self.built = {}
         self.jax_pending = set(wanted["jax"])
-        self.procs, self.logs = {}, []
-        for backend in ("torch", "tensorflow"):
-            if wanted[backend]:
-                env = {**os.environ, "KERAS_BACKEND": backend}
-                self.logs.append(open(root / f"worker_{backend}.log", "w"))
-                self.procs[backend] = subprocess.Popen(
-                    [sys.executable, str(WORKER), "-"], env=env, stdin=subprocess.PIPE, stdout=self.logs[-1],
-                    stderr=subprocess.STDOUT, text=True)
+        self.procs, self.logs = {}, []  # a worker starts with its first case and ends after its last
+
+    def _worker(self, backend: str):
+        """The ``backend`` worker, started on first use (an idle TensorFlow worker holds ~0.7 GiB)."""
+        if backend not in self.procs:
+            env = {**os.environ, "KERAS_BACKEND": backend}
+            self.logs.append(open(self.root / f"worker_{backend}.log", "w"))
+            self.procs[backend] = subprocess.Popen(
+                [sys.executable, str(WORKER), "-"], env=env, stdin=subprocess.PIPE, stdout=self.logs[-1],
+                stderr=subprocess.STDOUT, text=True)
+        return self.procs[backend]
 
     def folder(self, name: str) -> Path:
         """Build every case up to ``name`` (in order, bounded by ``AHEAD``) and return its folder."""
@@ -59,12 +81,12 @@ class ParityPipeline:
             build_reference_case(nxt, folder, seed=NAMES.index(nxt))
             release_memory()
             self.built[nxt] = folder
-            for backend, proc in self.procs.items():
+            for backend in ("torch", "tensorflow"):
                 if nxt in self.wanted[backend]:
+                    proc = self._worker(backend)
                     self._send(proc, f"{folder}\n")
-            if len(self.built) == len(self.order):
-                for proc in self.procs.values():
-                    self._send(proc, None)
+                    if self.wanted[backend] <= set(self.built):  # its last case: it exits when done
+                        self._send(proc, None)
         folder = self.built[name]
         if name in self.jax_pending and not (folder / CHECKPOINT).exists():  # evicted before its JAX test ran
             self._make_room()
@@ -143,21 +165,16 @@ def _compare(folder: Path, out: dict):
     np.testing.assert_allclose(out["logit_scale"], case["logit_scale"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_parity_jax(parity, name):
-    import keras
-    folder = parity.folder(name)
-    try:
-        model = anyclip.create_model(f"local-dir:{folder}")
-        case = np.load(folder / "case.npz")
-        out = {"image": np.asarray(model.encode_image(case["images"], normalize=True)),
-               "text": np.asarray(model.encode_text(case["tokens"], normalize=True)),
-               "logit_scale": float(np.exp(keras.ops.convert_to_numpy(model.logit_scale)))}
-        del model
-    finally:
-        keras.backend.clear_session()
-        release_memory()
-        parity.jax_done(name)
+@pytest.mark.parametrize("name", PARAMS)
+def test_parity_jax(parity, name, record_property):
+    with peak_tree_rss() as peak:  # this process and the workers: the case's cost in memory (parity_tiers)
+        folder = parity.folder(name)
+        try:
+            out = encode_case(folder)
+        finally:
+            release_memory()
+            parity.jax_done(name)
+    record_property("peak_rss_gib", round(peak["bytes"] / 2**30, 2))
     _compare(folder, out)
 
 
@@ -177,11 +194,33 @@ def _wait_for_worker(parity, backend, name, timeout=1800):
     pytest.fail(f"{backend} worker timed out on {name}")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_parity_torch(parity, name):
     _compare(*_wait_for_worker(parity, "torch", name))
 
 
-@pytest.mark.parametrize("name", TF_NAMES)
+@pytest.mark.parametrize("name", TF_PARAMS)
 def test_parity_tensorflow(parity, name):
     _compare(*_wait_for_worker(parity, "tensorflow", name))
+
+
+def _default_markexpr(config) -> str:
+    """The ``-m`` expression of the ini ``addopts`` (what a plain ``python -m pytest`` selects by)."""
+    args = config.getini("addopts")
+    flags = [i for i, arg in enumerate(args) if arg == "-m"]
+    return args[flags[-1] + 1] if flags else ""
+
+
+@pytest.mark.skipif(bool(_ONLY), reason="ANYCLIP_PARITY_MODELS narrows the configs")
+def test_every_family_has_a_default_tier_parity_case(pytestconfig):
+    """Every registered tower family, and CoCa, has a parity case on JAX and on torch that a plain run selects."""
+    from _pytest.mark.expression import Expression
+    selects = Expression.compile(_default_markexpr(pytestconfig) or "True")
+    for test in (test_parity_jax, test_parity_torch):
+        params = next(m for m in test.pytestmark if m.name == "parametrize").args[1]
+        default = [p.values[0] for p in params
+                   if selects.evaluate(lambda name, /, **kw: any(m.name == name for m in p.marks))]
+        covered = set().union(*(config_kinds(n) for n in default))
+        missing = sorted(set(required_kinds()) - covered)
+        assert not missing, f"{test.__name__}: no parity case in the default run covers {missing}"
+        assert len(default) < len(params), f"{test.__name__}: the default run selects the whole sweep"

@@ -5,7 +5,6 @@ architecture table against timm itself, the shipped configs and registry pairs a
 (and softmax) probabilities, image sizes other than the native one, LiT locking, and config errors.
 """
 
-import copy
 import json
 
 import numpy as np
@@ -16,7 +15,8 @@ import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.towers.timm.vit_config import TIMM_VITS
 from anyclip.weights import export_state_dict, load_state_dict
-from reference import _timm_kwargs, randomize
+from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_pretrained_like_open_clip, open_clip_model,
+                         torch_state, trainable_visual_keys)
 
 SIGLIP_NAMES = sorted(n for n in open_clip.list_models() if "SigLIP" in n and n.startswith("ViT-"))
 # A 1-block SigLIP2-style model: B/32 tower (tanh GELU) at 256 px, tiny text tower with the SigLIP options.
@@ -31,20 +31,7 @@ TINY = {
 
 
 def _open_clip_model(cfg=TINY, seed=0):
-    import open_clip
-    cfg = copy.deepcopy(cfg)
-    cfg.pop("custom_text")
-    with _timm_kwargs(cfg):
-        model = open_clip.model.CustomTextCLIP(**cfg, output_dict=True).eval()
-    state = randomize(model.state_dict(), seed)
-    model.load_state_dict(state)
-    return model
-
-
-def _anyclip_model(torch_model, cfg=TINY):
-    model = anyclip.CLIP(CLIPConfig.from_dict(copy.deepcopy(cfg)), seed=None)
-    load_state_dict(model, {k: v.detach().numpy() for k, v in torch_model.state_dict().items()})
-    return model
+    return open_clip_model(cfg, seed, output_dict=True)
 
 
 def _inputs(size=256, seed=0):
@@ -58,7 +45,7 @@ def _inputs(size=256, seed=0):
 @pytest.fixture(scope="module")
 def pair():
     torch_model = _open_clip_model()
-    return torch_model, _anyclip_model(torch_model)
+    return torch_model, anyclip_model(torch_model, TINY)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in TIMM_VITS if "siglip" in n))  # the others: test_timm_vit.py
@@ -82,28 +69,18 @@ def test_timm_architecture_table_matches_timm(name):
 
 
 def test_every_siglip_config_is_shipped_and_equal():
-    import open_clip
     assert len(SIGLIP_NAMES) == 26
-    assert set(SIGLIP_NAMES) <= set(anyclip.list_models())
     for name in SIGLIP_NAMES:
-        ours, theirs = get_model_config(name).to_dict(), open_clip.get_model_config(name)
-        for tower in ("vision_cfg", "text_cfg"):
-            for key, value in theirs[tower].items():
-                assert ours[tower][key] == value, (name, tower, key)
-        for key in ("embed_dim", "init_logit_bias", "custom_text"):
-            assert ours[key] == theirs[key], (name, key)
+        assert_config_like_open_clip(name, keys=("embed_dim", "init_logit_bias", "custom_text"))
 
 
 def test_registry_has_every_siglip_pair_with_open_clip_settings():
-    import open_clip
-    theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in SIGLIP_NAMES]
-    assert len(theirs) == 26 and set(theirs) <= set(anyclip.list_pretrained())
+    theirs = assert_pretrained_like_open_clip(SIGLIP_NAMES)
+    assert len(theirs) == 26
     for model, tag in theirs:
-        ref, entry = open_clip.get_pretrained_cfg(model, tag), anyclip.get_pretrained_cfg(model, tag)
-        assert entry.hf_hub == ref["hf_hub"] and not entry.quick_gelu
-        assert entry.preprocess.mean == tuple(ref["mean"]) == (0.5, 0.5, 0.5)
-        assert entry.preprocess.std == tuple(ref["std"])
-        assert (entry.preprocess.interpolation, entry.preprocess.resize_mode) == (ref["interpolation"], "squash")
+        entry = anyclip.get_pretrained_cfg(model, tag)
+        assert not entry.quick_gelu and entry.preprocess.mean == (0.5, 0.5, 0.5)
+        assert entry.preprocess.resize_mode == "squash"
 
 
 def test_sigmoid_and_softmax_probabilities_equal_open_clip(pair):
@@ -143,8 +120,7 @@ def test_forced_image_size_resizes_positions_like_open_clip(pair, size):
     torch_model = _open_clip_model(seed=1)
     model = anyclip.CLIP(CLIPConfig.from_dict({**TINY, "vision_cfg": {**TINY["vision_cfg"], "image_size": size}}),
                          seed=None)
-    state = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
-    load_state_dict(model, state)  # the checkpoint's 256 px positions, resampled on load
+    load_state_dict(model, torch_state(torch_model))  # the checkpoint's 256 px positions, resampled on load
     torch_model.visual.set_input_size(size)
     images, _ = _inputs(size=size)
     with torch.no_grad():
@@ -156,12 +132,9 @@ def test_forced_image_size_resizes_positions_like_open_clip(pair, size):
 def test_lock_image_tower_freezes_timm_groups_like_open_clip(groups):
     torch_model = _open_clip_model()
     torch_model.lock_image_tower(unlocked_groups=groups)
-    theirs = {k for k, p in torch_model.named_parameters() if k.startswith("visual.") and p.requires_grad}
-    model = _anyclip_model(torch_model)
+    model = anyclip_model(torch_model, TINY)
     model.lock_image_tower(unlocked_groups=groups)
-    from anyclip.weights.mapping import model_entries
-    trainable = {id(v) for v in model.trainable_variables}
-    ours = {k for k, (v, _) in model_entries(model).items() if k.startswith("visual.") and id(v) in trainable}
+    theirs, ours = trainable_visual_keys(torch_model, model)
     assert ours == theirs
 
 

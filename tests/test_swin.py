@@ -5,16 +5,15 @@ relative position indices and shifted-window masks against timm itself, the ship
 locking, export, and the errors for other image sizes.
 """
 
-import copy
-
 import numpy as np
 import open_clip
 import pytest
-from pooled_towers import anyclip_model, assert_lock_matches_open_clip, image_features, open_clip_model
-from pooled_towers import images_like as _images
+from inputs import images_like as _images
+from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_export_loads_into_open_clip,
+                         assert_lock_matches_open_clip, image_features, model_pair, open_clip_model, with_vision)
 
 import anyclip
-from anyclip.models import CLIPConfig, ConfigError, get_model_config
+from anyclip.models import CLIPConfig, ConfigError
 from anyclip.towers.timm.pooled import SWINS
 from anyclip.towers.timm.swin import relative_position_index
 from anyclip.weights import export_state_dict, load_state_dict
@@ -28,16 +27,9 @@ TINY = {  # every stage keeps a plain and (where the map is larger than a window
 }
 
 
-def _vision(**changes):
-    cfg = copy.deepcopy(TINY)
-    cfg["vision_cfg"].update(changes)
-    return cfg
-
-
 @pytest.fixture(scope="module")
 def pair():
-    torch_model = open_clip_model(TINY)
-    return torch_model, anyclip_model(torch_model, TINY)
+    return model_pair(TINY)
 
 
 def test_swin_architecture_table_matches_timm():
@@ -83,11 +75,7 @@ def test_relative_position_index_and_shift_masks_match_timm(window):
 
 
 def test_swin_config_is_shipped_and_equal():
-    ours, theirs = get_model_config(NAME).to_dict(), open_clip.get_model_config(NAME)
-    for tower in ("vision_cfg", "text_cfg"):
-        for key, value in theirs[tower].items():
-            assert ours[tower][key] == value, (tower, key)
-    assert ours["embed_dim"] == theirs["embed_dim"] and NAME in anyclip.list_models()
+    assert_config_like_open_clip(NAME)
     assert not [t for m, t in open_clip.list_pretrained() if m == NAME]  # open_clip has no Swin weights
 
 
@@ -95,7 +83,7 @@ def test_swin_config_is_shipped_and_equal():
 def test_head_variants_equal_open_clip(pair, changes):
     torch_model, model = pair
     if changes is not None:
-        cfg = _vision(**changes)
+        cfg = with_vision(TINY, **changes)
         torch_model = open_clip_model(cfg, seed=2)
         model = anyclip_model(torch_model, cfg)
     images = _images(224)
@@ -112,7 +100,7 @@ def test_other_image_sizes_are_refused(pair):
                                          r"224x224 images only"):
         model.encode_image(np.zeros((1, 256, 256, 3), np.float32))
     with pytest.raises(ConfigError, match=r"vision_cfg.image_size: swin_base_patch4_window7_224 runs at 224 px only"):
-        CLIPConfig.from_dict(_vision(image_size=256))
+        CLIPConfig.from_dict(with_vision(TINY, image_size=256))
 
 
 def test_lock_freezes_the_groups_open_clip_freezes(pair):
@@ -120,14 +108,10 @@ def test_lock_freezes_the_groups_open_clip_freezes(pair):
 
 
 def test_export_loads_strictly_into_open_clip_and_training_mode_keeps_values(pair):
-    import torch
-    torch_model, model = pair
-    state = {k: torch.from_numpy(v) for k, v in export_state_dict(model).items()}
-    fresh = open_clip_model(TINY, seed=5)
-    fresh.load_state_dict(state, strict=True)
+    _, model = pair
     images = _images(224)
-    np.testing.assert_allclose(image_features(fresh, images), image_features(torch_model, images), atol=1e-6)
-    plain = anyclip.CLIP(CLIPConfig.from_dict(_vision(timm_drop_path=0.0)), seed=None)
+    assert_export_loads_into_open_clip(pair, TINY, images)
+    plain = anyclip.CLIP(CLIPConfig.from_dict(with_vision(TINY, timm_drop_path=0.0)), seed=None)
     load_state_dict(plain, export_state_dict(model))
     np.testing.assert_allclose(np.asarray(plain.visual(images, training=True)),
                                np.asarray(plain.encode_image(images)), atol=1e-5)

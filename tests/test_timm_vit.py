@@ -7,13 +7,15 @@ process, torch in a subprocess), the heads open_clip cannot build (refused here 
 image sizes, stochastic depth, and the shipped configs.
 """
 
-import copy
 import json
 
 import numpy as np
 import pytest
 from backend_runner import start_in_backend
-from reference import _timm_kwargs, randomize
+from inputs import images_like
+from model_pairs import (assert_config_like_open_clip, image_features, open_clip_model, torch_state,
+                         trainable_visual_keys)
+from reference import encode_case
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
@@ -56,27 +58,7 @@ def _cfg(model, pool, proj, bias, embed_dim, depth=1, size=None, **vision):
 
 
 def _open_clip_model(cfg, seed=0):
-    import open_clip
-    cfg = copy.deepcopy(cfg)
-    cfg.pop("custom_text")
-    with _timm_kwargs(cfg):
-        model = open_clip.model.CustomTextCLIP(**cfg, output_dict=True).eval()
-    model.load_state_dict(randomize(model.state_dict(), seed))
-    return model
-
-
-def _state(torch_model):
-    return {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
-
-
-def _images(size, seed=0, batch=2):
-    return np.random.default_rng(seed).standard_normal((batch, size, size, 3)).astype(np.float32)
-
-
-def _encode(torch_model, images):
-    import torch
-    with torch.no_grad():
-        return torch_model.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2), normalize=True).numpy()
+    return open_clip_model(cfg, seed, output_dict=True)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, a in TIMM_VITS.items() if a.stem != "vitamin"))  # test_vitamin
@@ -129,10 +111,10 @@ def head_cases(tmp_path_factory):
         torch_model = _open_clip_model(cfg, seed=i)
         folder = root / case
         folder.mkdir()
-        save_file(_state(torch_model), str(folder / "open_clip_model.safetensors"))
+        save_file(torch_state(torch_model), str(folder / "open_clip_model.safetensors"))
         (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
-        images = _images(SIZES[values[0]], seed=i)
-        np.savez(folder / "case.npz", images=images, image_ref=_encode(torch_model, images))
+        images = images_like(SIZES[values[0]], seed=i)
+        np.savez(folder / "case.npz", images=images, image_ref=image_features(torch_model, images))
         folders[case] = folder
     job = start_in_backend("torch", "test_timm_vit:torch_worker", {}, {"folders": [str(f) for f in folders.values()]})
     yield folders, job
@@ -140,12 +122,7 @@ def head_cases(tmp_path_factory):
 
 
 def _run(folder):
-    import keras
-    model = anyclip.create_model(f"local-dir:{folder}")
-    case = np.load(folder / "case.npz")
-    out = keras.ops.convert_to_numpy(model.encode_image(case["images"], normalize=True))
-    keras.backend.clear_session()
-    return out
+    return encode_case(folder, text=False)["image"]
 
 
 def torch_worker(arrays, params):
@@ -208,7 +185,7 @@ def test_heads_open_clip_cannot_build_are_refused(model, pool, proj, match):
     except AssertionError:
         pass  # timm refuses the pool
     else:  # open_clip gives the unpooled tokens, not an embedding
-        assert _encode(torch_model, _images(SIZES[model], batch=1)).ndim == 3
+        assert image_features(torch_model, images_like(SIZES[model], n=1)).ndim == 3
     with pytest.raises(ConfigError, match=r"vision_cfg.timm_pool: " + match):
         CLIPConfig.from_dict(cfg)
 
@@ -230,15 +207,12 @@ def test_config_errors_name_the_key(mutate, match):
 @pytest.mark.parametrize("model,groups", [(MCI, 0), (MCI, 1), (MCI, 2), (MCI, 3), (RELPOS, 1), (RELPOS, 2),
                                           (GAP, 2), (L14, 3), (L14, 9)])
 def test_lock_image_tower_freezes_timm_groups_like_open_clip(model, groups):
-    from anyclip.weights.mapping import model_entries
     cfg = _cfg(model, "token" if model != GAP else "avg", None, False, 48, depth=2)
     torch_model = _open_clip_model(cfg)
     torch_model.lock_image_tower(unlocked_groups=groups, freeze_bn_stats=True)
-    theirs = {k for k, p in torch_model.named_parameters() if k.startswith("visual.") and p.requires_grad}
     model_ = anyclip.CLIP(CLIPConfig.from_dict(cfg), seed=None)
     model_.lock_image_tower(unlocked_groups=groups, freeze_bn_stats=True)
-    trainable = {id(v) for v in model_.trainable_variables}
-    ours = {k for k, (v, _) in model_entries(model_).items() if k.startswith("visual.") and id(v) in trainable}
+    theirs, ours = trainable_visual_keys(torch_model, model_)
     assert ours == theirs
     frozen_bn = {type(m).__name__ for m in torch_model.visual.trunk.patch_embed.modules()} & {"FrozenBatchNorm2d"}
     assert [s.bn.frozen for s in model_.visual.backbone[:2]] == [bool(frozen_bn)] * (2 if model == MCI else 0)
@@ -250,14 +224,14 @@ def test_forced_image_size_like_open_clip(model, size):
     from anyclip.weights import load_state_dict
     cfg = _cfg(model, "token" if model != GAP else "avg", None, False, 48, depth=2)
     torch_model = _open_clip_model(cfg, seed=3)
-    state = _state(torch_model)
+    state = torch_state(torch_model)
     torch_model.visual.set_input_size(size)
     ours = anyclip.CLIP(CLIPConfig.from_dict({**cfg, "vision_cfg": {**cfg["vision_cfg"], "image_size": size}}),
                         seed=None)
     load_state_dict(ours, state)
-    images = _images(size, seed=3)
-    np.testing.assert_allclose(np.asarray(ours.encode_image(images, normalize=True)), _encode(torch_model, images),
-                               atol=TOL)
+    images = images_like(size, seed=3)
+    np.testing.assert_allclose(np.asarray(ours.encode_image(images, normalize=True)),
+                               image_features(torch_model, images), atol=TOL)
 
 
 def test_stochastic_depth_in_training_only():
@@ -281,12 +255,8 @@ def test_stochastic_depth_in_training_only():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_equal_open_clip(name):
-    import open_clip
     cfg = get_model_config(name)
-    ours, theirs = cfg.to_dict(), open_clip.get_model_config(name)
-    for tower in ("vision_cfg", "text_cfg"):
-        for key, value in theirs[tower].items():
-            assert ours[tower][key] == value, (name, tower, key)
+    ours, theirs = assert_config_like_open_clip(name, keys=())
     for key in ("embed_dim", "custom_text", "init_logit_bias"):
         assert ours.get(key) == theirs.get(key, ours.get(key)), (name, key)
     assert CLIPConfig.from_dict(ours) == cfg

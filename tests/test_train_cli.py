@@ -79,6 +79,7 @@ def test_train_bad_input(setup, tmp_path, capsys):
     assert "no training checkpoint to resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a real SIGKILL; --resume latest runs by default (test_train_logs_checkpoints_and_resumes_exactly)
 def test_kill_minus_9_then_resume_latest_ends_like_an_uninterrupted_run(setup):
     """A real SIGKILL in the middle of training (checkpoints every step), then ``--resume latest``."""
     import os

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from backend_runner import start_in_backend
+from inputs import clip_batch
 
 TINY = {  # one block per tower keeps JAX's compile short; the lock-group test below uses deeper towers
     "embed_dim": 16,
@@ -31,11 +32,7 @@ def _config_file(cfg=TINY):
 
 
 def _batch(seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal((BATCH, 16, 16, 3)).astype(np.float32)
-    tokens = rng.integers(1, 63, size=(BATCH, 8)).astype(np.int32)
-    tokens[np.arange(BATCH), rng.integers(2, 8, size=BATCH)] = 63  # one eot (argmax) per row
-    return images, tokens
+    return clip_batch(TINY, BATCH, seed, first_eot=2)
 
 
 def _numpy(variables):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from backend_runner import start_in_backend
+from inputs import clip_batch
 from reference import randomize
 
 TINY = {
@@ -23,10 +24,7 @@ def make_case(seed=0):
     import torch
     model = open_clip.model.CLIP(**TINY, output_dict=True)
     model.load_state_dict(randomize(model.state_dict(), seed))
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal((BATCH, 32, 32, 3)).astype(np.float32)
-    tokens = rng.integers(1, 511, size=(BATCH, 16)).astype(np.int32)
-    tokens[np.arange(BATCH), rng.integers(3, 16, size=BATCH)] = 511  # one eot (argmax) per row
+    images, tokens = clip_batch(TINY, BATCH, seed)
     model.train()
     out = model(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(tokens).long())
     loss = open_clip.loss.ClipLoss()(out["image_features"], out["text_features"], out["logit_scale"])

@@ -9,7 +9,9 @@ and a ``.keras`` round trip (the shipped configs are compared in test_timm_vit.p
 import numpy as np
 import pytest
 from backend_runner import start_in_backend
-from test_timm_vit import _cfg, _encode, _images, _open_clip_model, _state
+from inputs import images_like
+from model_pairs import image_features, torch_state, trainable_visual_keys
+from test_timm_vit import _cfg, _open_clip_model
 
 import anyclip
 from anyclip.models import CLIPConfig
@@ -60,10 +62,10 @@ def test_any_image_size_without_position_embeddings(size):
     cfg = _cfg(XL, "", "linear", False, 48, depth=1, size=256)
     torch_model = _open_clip_model(cfg, seed=5)
     ours = anyclip.CLIP(CLIPConfig.from_dict(cfg), seed=None)
-    load_state_dict(ours, _state(torch_model))
-    images = _images(size, seed=5)
-    np.testing.assert_allclose(np.asarray(ours.encode_image(images, normalize=True)), _encode(torch_model, images),
-                               atol=TOL)
+    load_state_dict(ours, torch_state(torch_model))
+    images = images_like(size, seed=5)
+    np.testing.assert_allclose(np.asarray(ours.encode_image(images, normalize=True)),
+                               image_features(torch_model, images), atol=TOL)
 
 
 def test_wrong_image_size_is_refused_with_position_embeddings():
@@ -74,15 +76,12 @@ def test_wrong_image_size_is_refused_with_position_embeddings():
 
 @pytest.mark.parametrize("groups", [0, 1, 2, 3])
 def test_lock_image_tower_freezes_timm_groups_like_open_clip(groups):
-    from anyclip.weights.mapping import model_entries
     cfg = _cfg(SMALL, "", "linear", False, 48, depth=2, size=224)
     torch_model = _open_clip_model(cfg)
     torch_model.lock_image_tower(unlocked_groups=groups)
-    theirs = {k for k, p in torch_model.named_parameters() if k.startswith("visual.") and p.requires_grad}
     model = anyclip.CLIP(CLIPConfig.from_dict(cfg), seed=None)
     model.lock_image_tower(unlocked_groups=groups)
-    trainable = {id(v) for v in model.trainable_variables}
-    ours = {k for k, (v, _) in model_entries(model).items() if k.startswith("visual.") and id(v) in trainable}
+    theirs, ours = trainable_visual_keys(torch_model, model)
     assert ours == theirs
 
 
@@ -92,7 +91,7 @@ def test_keras_round_trip_and_weights_back_to_open_clip(tmp_path):
     from anyclip.weights import export_state_dict
     cfg = _cfg(SMALL, "", "linear", False, 48, depth=1, size=224)
     torch_model = _open_clip_model(cfg, seed=2)
-    state = _state(torch_model)
+    state = torch_state(torch_model)
     model = anyclip.CLIP(CLIPConfig.from_dict(cfg), seed=None)
     load_state_dict(model, state)
     back = export_state_dict(model)
@@ -100,7 +99,7 @@ def test_keras_round_trip_and_weights_back_to_open_clip(tmp_path):
     assert all(np.array_equal(np.asarray(back[k]), state[k]) for k in state)
     model.save(tmp_path / "vitamin.keras")
     again = keras.saving.load_model(tmp_path / "vitamin.keras")
-    images = _images(224, seed=2)
+    images = images_like(224, seed=2)
     np.testing.assert_allclose(np.asarray(again.encode_image(images)), np.asarray(model.encode_image(images)),
                                atol=1e-6)
 
@@ -119,7 +118,7 @@ def test_seeded_random_init_with_stochastic_depth_is_the_same_on_torch():
     """Weights are drawn on the host, so a seeded model is the same on every backend (the drop-path seed
     generators of ViTamin's configs, ``timm_drop_path: 0.1``, must also fit torch's int32 seeds)."""
     cfg = _cfg(SMALL, "", "linear", False, 48, depth=2, size=224, timm_drop_path=0.1)
-    images = _images(224, seed=4)
+    images = images_like(224, seed=4)
     params = {"cfg": cfg, "seed": 1}
     job = start_in_backend("torch", "test_vitamin:seeded_worker", {"images": images}, params)
     ours = seeded_worker({"images": images}, params)
