@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple:
     """Errors a user causes (unknown model or tag, weights not available or not matching, a missing file)."""
     from .models import ConfigError
-    from .weights import CheckpointError, UnknownPretrainedError, WeightMismatchError, WeightsUnavailableError
+    from .weights import (
+        CheckpointError,
+        UnknownPretrainedError,
+        WeightMismatchError,
+        WeightsUnavailableError,
+    )
     return ConfigError, UnknownPretrainedError, WeightMismatchError, WeightsUnavailableError, CheckpointError, \
         FileNotFoundError
 

@@ -30,7 +30,11 @@ import numpy as np
 
 from ..models.clip import CLIP
 from ..models.config import CLIPConfig
-from ..models.preprocess import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, PreprocessConfig
+from ..models.preprocess import (
+    OPENAI_DATASET_MEAN,
+    OPENAI_DATASET_STD,
+    PreprocessConfig,
+)
 
 __all__ = ["CLIPModel", "anyclip_name", "available_models", "load", "openai_config_from_state_dict", "tokenize"]
 

@@ -32,8 +32,13 @@ from ..models.clip import CLIP, l2_normalize
 from ..models.config import get_model_config
 from ..models.preprocess import PreprocessConfig
 from ..transforms.host import Preprocess
-from ..weights.pretrained import (get_pretrained_cfg, is_pretrained_cfg, list_pretrained,
-                                  list_pretrained_models_by_tag, list_pretrained_tags_by_model)
+from ..weights.pretrained import (
+    get_pretrained_cfg,
+    is_pretrained_cfg,
+    list_pretrained,
+    list_pretrained_models_by_tag,
+    list_pretrained_tags_by_model,
+)
 from ..zero_shot.classifier import default_activation
 
 __all__ = ["create_model_and_transforms", "get_tokenizer", "list_models", "list_pretrained",

@@ -31,8 +31,16 @@ import tarfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .common import (IMAGE_COLUMNS, LABEL_COLUMNS, DatasetError, is_image_file, pick_column, read_csv,
-                     read_text_list, resolve_path)
+from .common import (
+    IMAGE_COLUMNS,
+    LABEL_COLUMNS,
+    DatasetError,
+    is_image_file,
+    pick_column,
+    read_csv,
+    read_text_list,
+    resolve_path,
+)
 
 CLASSNAMES_FILE = "classnames.txt"
 TEMPLATES_FILE = "zeroshot_classification_templates.txt"

@@ -26,7 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .common import CAPTION_COLUMNS, IMAGE_COLUMNS, DatasetError, pick_column, read_csv, resolve_path
+from .common import (
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    DatasetError,
+    pick_column,
+    read_csv,
+    resolve_path,
+)
 from .loader import source_name
 
 _JSON_IMAGE_KEYS = ("image", "filepath", "file_name", "filename", "path", "image_path", "img")

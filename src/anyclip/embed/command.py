@@ -10,7 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-from ..model_flags import DEFAULT_MODEL, add_model_arguments, load_model_from_args, model_spec, pretrained_tag
+from ..model_flags import (
+    DEFAULT_MODEL,
+    add_model_arguments,
+    load_model_from_args,
+    model_spec,
+    pretrained_tag,
+)
 from ..transforms.limits import DEFAULT_MAX_PIXELS
 
 

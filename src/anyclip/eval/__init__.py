@@ -17,10 +17,23 @@ The pure metric functions (:mod:`anyclip.eval.metrics`) take feature or score ar
 training loop. Ranking, ties, several captions per image and classes without samples are defined there.
 """
 
-from .features import FeatureCache, Features, encode_images, encode_labelled, encode_texts
+from .features import (
+                      FeatureCache,
+                      Features,
+                      encode_images,
+                      encode_labelled,
+                      encode_texts,
+)
 from .linear_probe import C_GRID, fit_linear_probe, linear_probe
-from .metrics import (classification_metrics, confusion_matrix, mean_per_class_recall, retrieval_metrics,
-                      retrieval_ranks, target_ranks, topk_accuracy)
+from .metrics import (
+                      classification_metrics,
+                      confusion_matrix,
+                      mean_per_class_recall,
+                      retrieval_metrics,
+                      retrieval_ranks,
+                      target_ranks,
+                      topk_accuracy,
+)
 from .report import EvalResult, format_summary, save_confusion_png, write_results_json
 from .retrieval import zero_shot_retrieval
 from .zero_shot import read_templates, zero_shot_classification

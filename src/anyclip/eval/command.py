@@ -253,7 +253,11 @@ def run_classify(args) -> int:
     import numpy as np
 
     from ..encode import encode_images
-    from ..zero_shot import build_zero_shot_classifier, default_activation, features_probs
+    from ..zero_shot import (
+        build_zero_shot_classifier,
+        default_activation,
+        features_probs,
+    )
     model, preprocess, tokenizer = load_model_from_args(args)
     activation = default_activation(model) if args.activation == "auto" else args.activation
     if activation == "sigmoid" and model.logit_bias is None:

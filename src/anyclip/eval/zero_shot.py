@@ -40,7 +40,11 @@ def read_templates(spec: str | os.PathLike | Sequence[str] | None, classnames: S
         80
     """
     from ..data.labelled import TEMPLATES_FILE
-    from ..zero_shot import IMAGENET_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+    from ..zero_shot import (
+        IMAGENET_CLASSNAMES,
+        OPENAI_IMAGENET_TEMPLATES,
+        SIMPLE_IMAGENET_TEMPLATES,
+    )
     named = {"imagenet": OPENAI_IMAGENET_TEMPLATES, "openai": OPENAI_IMAGENET_TEMPLATES,
              "simple": SIMPLE_IMAGENET_TEMPLATES, "default": DEFAULT_TEMPLATES}
     if spec is None:

@@ -24,11 +24,23 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..data.common import (CAPTION_COLUMNS, IMAGE_COLUMNS, DatasetError, is_image_file, pick_column, read_csv,
-                           resolve_path)
+from ..data.common import (
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    DatasetError,
+    is_image_file,
+    pick_column,
+    read_csv,
+    resolve_path,
+)
 from ..data.labelled import expand_shards
 from ..data.loader import load_and_preprocess, ordered_map, source_name
-from ..data.tfrecord import CAPTION_KEY, IMAGE_KEY, TFRECORD_SUFFIXES, read_image_text_records
+from ..data.tfrecord import (
+    CAPTION_KEY,
+    IMAGE_KEY,
+    TFRECORD_SUFFIXES,
+    read_image_text_records,
+)
 
 log = logging.getLogger("anyclip.train")
 
@@ -335,7 +347,12 @@ def _retrieval_set(pairs: ImageTextSet, name: str):
 
 def _labelled(path, classnames, templates):
     from ..data.common import detect_dataset_type
-    from ..data.labelled import read_classnames, read_image_folder, read_labelled_csv, read_webdataset
+    from ..data.labelled import (
+        read_classnames,
+        read_image_folder,
+        read_labelled_csv,
+        read_webdataset,
+    )
     from ..eval.zero_shot import read_templates
     from ..zero_shot import IMAGENET_CLASSNAMES
     if classnames == "imagenet":

@@ -103,12 +103,16 @@ def _train(config: TrainConfig, ctx) -> Path:
 
     from ..atomic import atomic_write_text
     from ..weights.export import pretrained_entry, save_open_clip_checkpoint
-    from .checkpoint import load_training_checkpoint, resolve_checkpoint, save_training_checkpoint
+    from .checkpoint import (
+        load_training_checkpoint,
+        resolve_checkpoint,
+        save_training_checkpoint,
+    )
     from .data import TrainBatches, open_run_data
     from .evaluate import TrainEvaluator
     from .logs import RunLog
-    from .options import LOSS_SCALED, export_variants, prepare_model
     from .optim import WarmupSchedule, create_optimizer
+    from .options import LOSS_SCALED, export_variants, prepare_model
     from .step import TrainStep
 
     run, opt = config.run, config.optim

@@ -66,6 +66,7 @@ def prepare_model(options, model, precision: str = "fp32") -> Extras:
         >>> extras = prepare_model(OptionsConfig(ema=True), model)  # doctest: +SKIP
     """
     import anyclip
+
     from ..weights.mapping import export_state_dict
     from .weights_avg import ModelEMA
     extras = Extras()
