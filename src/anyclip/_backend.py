@@ -77,7 +77,9 @@ def choose_default_backend() -> BackendChoice:
 
     Sets ``KERAS_BACKEND`` when the rule picked an installed backend and keras is not imported yet. When the
     backend is tensorflow and ``TF_CPP_MIN_LOG_LEVEL`` is unset, sets it to ``"1"`` (TensorFlow's C++
-    info lines on stderr are hidden; warnings and errors still show).
+    info lines on stderr are hidden; warnings and errors still show). TensorFlow 2.21 logs a few lines through
+    absl before that setting is read, so importing TensorFlow itself is still not silent; ``import anyclip``
+    imports no Keras and writes nothing.
 
     Example:
         >>> choose_default_backend().name in BACKENDS
