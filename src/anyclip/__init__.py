@@ -8,17 +8,33 @@ Quick start::
     image = preprocess(anyclip.load_image("cat.jpg"))[None]
     probs = anyclip.zero_shot_probs(model, image, tokenizer(["a cat", "a dog"]))
 
-The Keras backend comes from ``KERAS_BACKEND``; when unset anyclip picks jax, then torch, then
-tensorflow, whichever is installed.
+Which backend: ``KERAS_BACKEND`` wins; else the backend of an already imported ``keras``; else the first
+installed of jax, torch, tensorflow. ``~/.keras/keras.json`` never decides (Keras writes "tensorflow" there
+on first import). ``anyclip.backend_choice()`` and ``anyclip info`` say which backend runs and why::
+
+    >>> anyclip.backend_choice()  # doctest: +SKIP
+    BackendChoice(name='jax', reason='first installed of jax, torch, tensorflow')
 """
 
 import sys as _sys
 from importlib import import_module as _import_module
 
-from ._backend import choose_default_backend
+from ._backend import BackendChoice, choose_default_backend, current_backend_choice
 from ._lazy import after_import, lazy_exports
 
-choose_default_backend()
+_BACKEND_AT_IMPORT = choose_default_backend()  # decided once, before anything can import Keras through anyclip
+
+
+def backend_choice() -> BackendChoice:
+    """The Keras backend anyclip runs on and why it was chosen: ``(name, reason)``.
+
+    Example:
+        >>> import anyclip
+        >>> anyclip.backend_choice().name in ("jax", "torch", "tensorflow")
+        True
+    """
+    return current_backend_choice(_BACKEND_AT_IMPORT)
+
 
 # Names load from their modules on first use: `import anyclip` (and `anyclip --help`) imports no Keras.
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
@@ -33,6 +49,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".tokenizers": ("CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "decode_captions"),
     ".transforms": ("ImageLoadError", "PreprocessConfig", "image_transform", "load_image"),
 })
+__all__ = sorted([*__all__, "backend_choice"])
 
 
 def _register_keras_classes() -> None:
