@@ -10,24 +10,24 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from .models.clip import CLIP
-from .models.custom_text import is_custom_text
-from .models.placement import DEFAULT_DEVICE, device_scope, warn_jit
 from .models.config import (
     CLIPConfig,
     builtin_config_names,
     get_model_config,
     load_config_file,
 )
+from .models.custom_text import is_custom_text
+from .models.placement import DEFAULT_DEVICE, device_scope, warn_jit
 from .models.preprocess import PreprocessConfig
 from .weights import hub
 from .weights.checkpoint import file_sha256, read_state_dict
 from .weights.mapping import load_state_dict
-from .weights.tower_weights import load_tower_weights
 from .weights.pretrained import (
     UnknownPretrainedError,
     get_pretrained_cfg,
     list_pretrained_tags_by_model,
 )
+from .weights.tower_weights import load_tower_weights
 
 log = logging.getLogger("anyclip")
 

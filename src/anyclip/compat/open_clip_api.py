@@ -14,7 +14,11 @@ import numpy as np
 
 from .. import factory
 from ..models.placement import DEFAULT_DEVICE, device_scope
-from ..models.preprocess import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, PreprocessConfig
+from ..models.preprocess import (
+    OPENAI_DATASET_MEAN,
+    OPENAI_DATASET_STD,
+    PreprocessConfig,
+)
 
 __all__ = ["build_zero_shot_classifier_legacy", "convert_weights_to_fp16", "convert_weights_to_lp",
            "image_transform", "load_openai_model", "push_pretrained_to_hf_hub", "trace_model"]
