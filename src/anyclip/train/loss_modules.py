@@ -21,8 +21,8 @@ class ClipLoss:
     Example:
         >>> import numpy as np
         >>> f = np.eye(4, dtype="float32")
-        >>> round(float(ClipLoss()(f, f, 100.0)), 4)
-        0.0
+        >>> float(ClipLoss()(f, f, 100.0)) < 1e-4
+        True
     """
 
     def __init__(self, local_loss=False, gather_with_grad=False, cache_labels=False, rank=0, world_size=1,
