@@ -41,13 +41,26 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".factory": ("create_model", "create_model_and_transforms", "create_model_from_pretrained", "get_tokenizer",
                  "list_models"),
     ".models": ("CLIP", "CLIPConfig", "CoCa", "ConfigError", "TextConfig", "VisionConfig"),
-    ".weights": ("WeightMismatchError", "WeightsUnavailableError", "export_state_dict", "get_pretrained_cfg",
+    ".weights": ("WeightMismatchError", "WeightsUnavailableError", "export_state_dict", "is_pretrained_cfg",
                  "list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model",
                  "load_checkpoint", "push_to_hf_hub", "read_state_dict", "save_open_clip_checkpoint"),
     ".zero_shot": ("IMAGENET_CLASSNAMES", "OPENAI_IMAGENET_TEMPLATES", "SIMPLE_IMAGENET_TEMPLATES",
                    "build_zero_shot_classifier", "zero_shot_probs"),
-    ".tokenizers": ("CLIPTokenizer", "HFTokenizer", "SimpleTokenizer", "decode_captions"),
-    ".transforms": ("ImageLoadError", "PreprocessConfig", "image_transform", "load_image"),
+    ".tokenizers": ("CLIPTokenizer", "HFTokenizer", "decode_captions"),
+    ".transforms": ("ImageLoadError", "PreprocessConfig", "load_image"),
+    # open_clip 3.3.0's other public names (``import anyclip as open_clip``), each with open_clip's signature
+    ".compat.open_clip_api": ("build_zero_shot_classifier_legacy", "convert_weights_to_fp16", "convert_weights_to_lp",
+                              "image_transform", "load_openai_model", "push_pretrained_to_hf_hub", "trace_model"),
+    ".models.config": ("add_model_config",),
+    ".models.custom_text": ("CustomTextCLIP",),
+    ".models.open_clip_cfg": ("CLIPTextCfg", "CLIPVisionCfg", "get_cast_dtype", "get_input_dtype", "get_model_config",
+                              "get_model_preprocess_cfg", "get_model_tokenize_cfg", "set_model_preprocess_cfg"),
+    ".models.preprocess": ("OPENAI_DATASET_MEAN", "OPENAI_DATASET_STD"),
+    ".tokenizers.simple": ("SimpleTokenizer", "decode", "tokenize"),
+    ".train.loss_modules": ("ClipLoss", "CoCaLoss", "DistillClipLoss", "create_loss"),
+    ".transforms.aug_cfg": ("AugmentationCfg",),
+    ".weights.download": ("download_pretrained", "download_pretrained_from_url", "get_pretrained_cfg",
+                          "get_pretrained_url", "list_openai_models"),
 })
 __all__ = sorted([*__all__, "backend_choice"])
 
@@ -63,7 +76,7 @@ def _register_keras_classes() -> None:
     if any(getattr(getattr(module, "__spec__", None), "_initializing", False)
            for name, module in list(_sys.modules.items()) if name.startswith(__name__ + ".")):
         return
-    for module in (".models.clip", ".models.coca", ".transforms.graph"):
+    for module in (".models.clip", ".models.coca", ".models.custom_text", ".transforms.graph"):
         _import_module(module, __name__)
 
 
