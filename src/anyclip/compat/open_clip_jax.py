@@ -23,7 +23,13 @@ import numpy as np
 
 from ..models.clip import l2_normalize
 from .host_array import HostArray
-from .open_clip_jax_names import anyclip_name, check_model, list_models, list_pretrained, list_pretrained_by_model
+from .open_clip_jax_names import (
+    anyclip_name,
+    check_model,
+    list_models,
+    list_pretrained,
+    list_pretrained_by_model,
+)
 from .open_clip_jax_parts import (
     RANDOM_WEIGHTS_WARNING,
     FunctionalCLIP,

@@ -25,7 +25,11 @@ import numpy as np
 
 from ..models.clip import CLIP
 from ..models.config import CLIPConfig
-from ..models.preprocess import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, PreprocessConfig
+from ..models.preprocess import (
+    OPENAI_DATASET_MEAN,
+    OPENAI_DATASET_STD,
+    PreprocessConfig,
+)
 from .host_array import HostArray
 from .open_clip_jax_names import _EPS_CONFIG, anyclip_name
 
