@@ -21,7 +21,7 @@ EXAMPLES = Path(__file__).parent / "seed_examples"
 # (architecture, pretrained tag) of every checkpoint an example loads.
 CHECKPOINTS = (("ViT-B-32", "laion2b_s34b_b79k"),       # OpenCLIP quick usage, tfclip, open_clip_jax
                ("ViT-B-32-quickgelu", "openai"))        # OpenAI CLIP's "ViT-B/32"
-CIFAR_SIZES = {"zero_shot": (1, 3700), "linear_probe": (100, 50)}  # (train, test); the zero-shot reads test[3637]
+CIFAR_SIZES = {"zero_shot": (1, 3700), "linear_probe": (30, 20)}  # (train, test); the zero-shot reads test[3637]
 CAPTIONS = ("a red square", "a blue circle", "a green triangle", "a yellow star")
 
 
