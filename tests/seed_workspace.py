@@ -36,7 +36,6 @@ def _hub_cache(root: Path) -> Path:
     import open_clip
     import torch
     from safetensors.torch import save_file
-
     from test_weights import make_hub_repo
     cache = root / "hf-cache"
     cache.mkdir()

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from seed_workspace import EXAMPLES, build_world, environment, workdir
 
 SEEDS = Path(__file__).parents[1].parent / "shared" / "seeds"
