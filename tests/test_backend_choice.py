@@ -28,6 +28,9 @@ CASES = {  # name: (extra environment, python -c code or ["-m", ...] argv, ...) 
     "quiet_torch": ({"KERAS_BACKEND": "torch"}, "import anyclip", USE_KERAS),
     "quiet_tensorflow": ({"KERAS_BACKEND": "tensorflow"},
                          "import anyclip, os; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"),
+    "torch_after_tensorflow": ({"KERAS_BACKEND": "torch"},
+                               "import anyclip, tensorflow, keras, sys; keras.ops.convert_to_numpy(keras.ops.ones(2)); "
+                               "print(keras.backend.backend(), 'triton' in sys.modules)"),
     "info": ({}, ["-m", "anyclip.cli", "info"]),
     "info_json": ({}, ["-m", "anyclip.cli", "info", "--json"]),
 }
@@ -96,6 +99,13 @@ def test_import_on_tensorflow_writes_nothing_to_stderr_and_quiets_tensorflow(run
     proc = runs["quiet_tensorflow"][0]
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
     assert proc.stdout.strip() == "1"
+
+
+def test_torch_backend_survives_tensorflow_imported_after_anyclip(runs):
+    # Without anyclip's guard, Keras's torch backend imports triton after TensorFlow and the process segfaults.
+    (proc,) = runs["torch_after_tensorflow"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["torch", "False"]
 
 
 def test_anyclip_info_says_backend_reason_devices_versions_and_cache(runs):

@@ -57,8 +57,11 @@ XFAIL = {
                                           "no .unsqueeze(0) (issue 20 item 2)",
     ("tfclip_default_usage.py", "jax"): _TFCLIP_NUMPY + ": jax Array has no .numpy()",
     ("tfclip_default_usage.py", "torch"): _TFCLIP_NUMPY + ": a torch tensor that requires grad",
-    ("tfclip_features.py", "torch"): "`import tensorflow` then Keras on the torch backend segfaults in one process "
-                                     "(triton's C extension after TensorFlow's)",
+    # Not anyclip's: `KERAS_BACKEND=torch python -c "import tensorflow"` alone segfaults here (TensorFlow 2.21 imports
+    # Keras, whose torch backend imports triton 3.8 after TensorFlow's LLVM). The example's first line is that
+    # import; with anyclip imported first its guard keeps torch alive (tests/test_backend_choice.py).
+    ("tfclip_features.py", "torch"): "blocked outside anyclip: `import tensorflow` with KERAS_BACKEND=torch "
+                                     "segfaults in triton's C extension",
     ("open_clip_jax_components.py", "jax"): "open_clip_jax face: no create_model_with_params, create_image_transforms, "
                                             "tokenize (issue 20 item 4)",
     ("open_clip_jax_components.py", "torch"): "open_clip_jax face: no create_model_with_params, "

@@ -18,6 +18,8 @@ import os
 import sys
 from typing import Mapping, NamedTuple
 
+from ._triton_guard import guard_triton_after_tensorflow
+
 BACKENDS = ("jax", "torch", "tensorflow")  # anyclip's order of preference
 FIRST_INSTALLED = "first installed of " + ", ".join(BACKENDS)
 
@@ -90,6 +92,8 @@ def choose_default_backend() -> BackendChoice:
         os.environ["KERAS_BACKEND"] = choice.name
     if choice.name == "tensorflow" and "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if choice.name == "torch":
+        guard_triton_after_tensorflow()
     return choice
 
 
