@@ -230,7 +230,8 @@ class DataConfig(Section):
         {'scale': (0.5, 1.0)}
     """
 
-    train_data: str = flag(help="CSV file, WebDataset shards (brace patterns, '::') or TFRecord files")
+    train_data: str = flag(help="CSV file, WebDataset shards (brace patterns, '::') or TFRecord files",
+                           aliases=("--train-path",))
     dataset_type: str = flag("auto", choices=("auto", "csv", "webdataset", "tfrecord"))
     csv_img_key: str | None = flag(
         None, "CSV column of image paths (default filepath); TFRecord feature of image bytes (default jpg)",
@@ -278,18 +279,35 @@ class OptimConfig(Section):
         ValueError: --batch-size must be >= 1, got 0
     """
 
-    batch_size: int = flag(64, "samples per micro-batch", minimum=1)
+    batch_size: int = flag(64, "samples per micro-batch and device", minimum=1)
+    global_batch_size: int | None = flag(
+        None, "open_clip_jax's flag: samples per micro-batch over all devices (replaces --batch-size; must divide "
+              "by the device count)", kind=int, minimum=1)
     accum_freq: int = flag(1, "micro-batches per optimiser step", minimum=1)
-    epochs: int = flag(1, minimum=1)
-    lr: float = flag(5e-4)
+    epochs: int = flag(1, minimum=1, aliases=("--n-epochs",))
+    lr: float = flag(5e-4, aliases=("--learning-rate",))
     wd: float = flag(0.2)
     beta1: float = flag(0.9)
     beta2: float = flag(0.98)
     eps: float = flag(1e-6)
-    warmup: int = flag(0, "warmup steps")
+    warmup: int = flag(0, "warmup steps", aliases=("--n-warmup-steps",))
     lr_scheduler: str = flag("cosine", choices=("cosine", "const", "const-cooldown"))
     epochs_cooldown: int | None = flag(None, "const-cooldown: epochs of cooldown", kind=int)
     grad_clip_norm: float | None = flag(None, kind=float)
+
+    def device_batch_size(self, devices: int) -> int:
+        """Samples per micro-batch on each of ``devices``: ``--batch-size``, or ``--global-batch-size`` shared out.
+
+        Example:
+            >>> OptimConfig(global_batch_size=128).device_batch_size(2)
+            64
+        """
+        if self.global_batch_size is None:
+            return self.batch_size
+        if self.global_batch_size % devices:
+            raise ValueError(f"--global-batch-size {self.global_batch_size} must be divisible by the number of "
+                             f"devices ({devices})")
+        return self.global_batch_size // devices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,7 +362,8 @@ class EvalConfig(Section):
         (True, 1)
     """
 
-    val_data: str | None = flag(None, "image-caption pairs (CSV, shards) for retrieval metrics")
+    val_data: str | None = flag(None, "image-caption pairs (CSV, shards) for retrieval metrics",
+                                aliases=("--valid-path",))
     val_frequency: int = flag(1, "evaluate --val-data every N epochs", minimum=1)
     zeroshot_data: str | None = flag(None, "labelled images (ImageFolder, CSV, shards)")
     zeroshot_classnames: str | None = flag(None, "class names file for --zeroshot-data")
@@ -420,7 +439,8 @@ class TrainConfig(Section):
     """
 
     data: DataConfig
-    model: str = flag("ViT-B-32", "architecture name, JSON config file, hf-hub: or local-dir:")
+    model: str = flag("ViT-B-32", "architecture name (open_clip_jax's names too), JSON config file, hf-hub: or "
+                                  "local-dir:", aliases=("--model-name",))
     pretrained: str | None = flag(None, "tag or checkpoint to fine-tune from")
     precision: str = flag("fp32", "amp/amp_fp16/fp16 add loss scaling", choices=PRECISIONS)
     seed: int = flag(0)
@@ -432,6 +452,10 @@ class TrainConfig(Section):
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
     def _check(self):
+        from ..compat.open_clip_jax_names import list_models as open_clip_jax_models
+        if self.model in open_clip_jax_models():  # open_clip_jax's main.py names, e.g. vit-base-patch32
+            from ..compat.open_clip_jax_names import anyclip_name
+            object.__setattr__(self, "model", anyclip_name(self.model, pretrained=False)[0])
         for field in dataclasses.fields(self):
             if _is_section(field) and not isinstance(getattr(self, field.name), field.type):
                 raise TypeError(f"TrainConfig.{field.name} takes a section of type {field.type.__name__}, "

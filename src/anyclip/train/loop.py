@@ -130,7 +130,7 @@ def _train(config: TrainConfig, ctx) -> Path:
         from ..transforms import train_transform
         preprocess_train = train_transform(model.preprocess_cfg, config.data.augment)
     # --batch-size is per device (open_clip's per-GPU batch); every process reads the same global batches
-    batches = TrainBatches(data.train, preprocess_train, tokenizer, opt.batch_size * ctx.devices * opt.accum_freq,
+    batches = TrainBatches(data.train, preprocess_train, tokenizer, opt.device_batch_size(ctx.devices) * ctx.devices * opt.accum_freq,
                            seed=config.seed, workers=config.data.workers)
     steps_per_epoch = len(batches)
     total = steps_per_epoch * opt.epochs
