@@ -148,7 +148,7 @@ class CLIPInference:
             warnings.warn("You are performing inference with randomly-initialized weights.", UserWarning, stacklevel=2)
         self.softmax_temp = softmax_temp
         self.model = _create(model_name, pretrained, dtype_name)
-        self.image_transforms = image_transform(self.model.preprocess_cfg)
+        self.image_transforms = image_transform(self.model.preprocess_cfg, output="numpy")
         self.tokenizer = get_tokenizer(_MODELS[model_name]) if model_name != "vit-eps-patch32" else get_tokenizer()
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ from keras import ops
 
 from ..layers.init import child_seed
 from ..towers.openai.coca_decoder import MultimodalTransformer
-from .clip import CLIP, l2_normalize
+from .clip import CLIP, _inputs, _training, l2_normalize
 from .config import CLIPConfig, CoCaConfig
 
 
@@ -47,15 +47,19 @@ class CoCa(CLIP):
         self.text_decoder.build()
         super().build(input_shape)
 
-    def call(self, inputs, training: bool = False):
-        """``{"images", "texts"}`` -> normalised features, ``logit_scale``; with both, ``logits`` and ``labels``."""
-        if isinstance(inputs, (tuple, list)):
-            inputs = dict(zip(("images", "texts"), inputs))
+    def call(self, image=None, text=None, training: bool | None = None):
+        """``{"images", "texts"}`` or open_clip's ``(image, text)`` -> a dict of normalised features and
+        ``logit_scale``; with both, ``logits`` and ``labels``; open_clip's form with an image only adds its
+        ``image_embs`` (as open_clip's ``CoCa.forward``)."""
+        inputs, open_clip_form = _inputs(image, text)
+        training = _training(self, training, open_clip_form)
         images, texts = inputs.get("images"), inputs.get("texts")
         out = {}
         if images is not None:
-            image_latent, image_embs = self.visual.forward_tokens(images, training=training)
+            image_latent, image_embs = self.visual.forward_tokens(self._images(images), training=training)
             out["image_features"] = l2_normalize(image_latent)
+            if open_clip_form and texts is None:
+                out["image_embs"] = image_embs
         if texts is not None:
             text_latent, token_embs = self.text.forward_tokens(texts, training=training)
             out["text_features"] = l2_normalize(text_latent)
