@@ -82,10 +82,10 @@ class CLIP(keras.Model):
         out["logit_scale"] = ops.exp(self.logit_scale)
         if self.logit_bias is not None:
             out["logit_bias"] = self.logit_bias
-        if not open_clip_form or self.output_dict:
+        if not open_clip_form:
             return out
-        extra = (out["logit_bias"],) if self.logit_bias is not None else ()
-        return (out.get("image_features"), out.get("text_features"), out["logit_scale"], *extra)
+        out = {"image_features": out.get("image_features"), "text_features": out.get("text_features"), **out}
+        return out if self.output_dict else tuple(out.values())  # open_clip's order, None for a missing side
 
     def _images(self, images):
         return to_channels_last(images, self.image_size)
