@@ -129,7 +129,7 @@ def test_push_to_hf_hub_uploads_open_clips_layout(source, monkeypatch):
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     monkeypatch.setattr(HfApi, "file_exists", lambda self, repo_id, filename, **kw: False)
     model = anyclip.create_model(f"local-dir:{source['folder']}")
-    assert push_to_hf_hub(model, repo_id="my-clip", private=True, commit_message="first") == "commit-info"
+    assert push_to_hf_hub(model, None, None, repo_id="my-clip", private=True, commit_message="first") == "commit-info"
     assert calls["create_repo"] == ("my-clip", True, True)
     repo, message, create_pr, files = calls["upload_folder"]
     assert (repo, message, create_pr) == ("someone/my-clip", "first", False)
@@ -149,6 +149,6 @@ def test_push_to_hf_hub_uploads_open_clips_layout(source, monkeypatch):
         text = reloaded.encode_text(torch.from_numpy(source["tokens"]).long(), normalize=True).numpy()
     np.testing.assert_array_equal(text, source["ref"]["text"])
     with pytest.raises(ValueError, match="needs a repo_id"):
-        push_to_hf_hub(model)
+        push_to_hf_hub(model, None, None, None)
     with pytest.raises(ValueError, match="uploads safetensors only"):
-        push_to_hf_hub(model, repo_id="my-clip", safe_serialization="both")
+        push_to_hf_hub(model, None, None, "my-clip", safe_serialization=False)

@@ -17,6 +17,7 @@ COMMANDS = (
     "anyclip.train.command:register",  # train, plot
     "anyclip.export.command:register_convert",  # convert
     "anyclip.eval.command:register",  # eval
+    "anyclip.info:register",  # info
 )
 
 

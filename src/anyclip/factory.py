@@ -7,7 +7,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional, Tuple, Union
 
 from .models.clip import CLIP
 from .models.config import (
@@ -16,6 +16,8 @@ from .models.config import (
     get_model_config,
     load_config_file,
 )
+from .models.custom_text import is_custom_text
+from .models.placement import DEFAULT_DEVICE, device_scope, warn_jit
 from .models.preprocess import PreprocessConfig
 from .weights import hub
 from .weights.checkpoint import file_sha256, read_state_dict
@@ -25,6 +27,7 @@ from .weights.pretrained import (
     get_pretrained_cfg,
     list_pretrained_tags_by_model,
 )
+from .weights.tower_weights import load_tower_weights
 
 log = logging.getLogger("anyclip")
 
@@ -117,39 +120,57 @@ def _packaged_weights(entry) -> Path:
 
 def create_model(
     model_name: str,
-    pretrained: str | None = None,
-    *,
+    pretrained: Optional[str] = None,
     load_weights: bool = True,
     precision: str = "fp32",
+    device=DEFAULT_DEVICE,
+    jit: bool = False,
     force_quick_gelu: bool = False,
     force_custom_text: bool = False,
-    force_patch_dropout: float | None = None,
-    force_image_size: int | tuple[int, int] | None = None,
-    force_preprocess_cfg: dict | None = None,
-    force_context_length: int | None = None,
-    cache_dir: str | None = None,
+    force_patch_dropout: Optional[float] = None,
+    force_image_size: Union[int, Tuple[int, int], None] = None,
+    force_preprocess_cfg: Optional[Dict[str, Any]] = None,
+    force_context_length: Optional[int] = None,
+    pretrained_image: bool = False,
+    pretrained_text: bool = True,
+    pretrained_image_path: Optional[str] = None,
+    pretrained_text_path: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    output_dict: Optional[bool] = None,
     require_pretrained: bool = False,
-    seed: int = 0,
-    **model_kwargs: Any,
+    weights_only: bool = True,
+    **model_kwargs,
 ) -> CLIP:
-    """Build a model by name and load its weights, like ``open_clip.create_model``.
+    """Build a model by name and load its weights, as ``open_clip.create_model`` (same arguments).
 
-    ``model_name``: a shipped architecture (``"ViT-B-32"``), ``"hf-hub:org/repo"``,
-    ``"local-dir:/path"`` or a JSON config file. ``pretrained``: a registered tag, a checkpoint file,
-    a folder holding one, or ``"hf-hub:org/repo"``. ``precision``: ``fp32`` (default), ``bf16``,
-    ``fp16``, ``amp_bf16``, ``amp``. ``seed`` fixes the random initialisation of models created without
-    weights. The model's ``preprocess_cfg`` holds the matching preprocessing.
+    ``model_name``: a shipped architecture (``"ViT-B-32"``), ``"hf-hub:org/repo"``, ``"local-dir:/path"`` or a
+    JSON config file. ``pretrained``: a registered tag, a checkpoint file, a folder holding one, or
+    ``"hf-hub:org/repo"``. ``precision``: ``fp32`` (default), ``bf16``, ``fp16``, ``amp_bf16``, ``amp`` (Keras
+    dtype policies). ``device``: left at its default, the backend's own placement; named, the model is built
+    there. ``jit``: compiled anyway on JAX/TF, ignored with a warning on torch. ``output_dict=True``:
+    ``model(images, texts)`` returns open_clip's dict. ``pretrained_text`` does not download a Hugging Face
+    encoder's own weights. ``model_kwargs`` go into the model config; ``seed=`` there fixes the random
+    initialisation of models created without weights. The model's ``preprocess_cfg`` holds the matching
+    preprocessing.
 
     Example:
         >>> model = create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")  # doctest: +SKIP
         >>> model = create_model("ViT-B-32")  # random weights
     """
+    seed = model_kwargs.pop("seed", 0)
     if precision not in _PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {sorted(_PRECISIONS)}")
+    if not weights_only:
+        raise ValueError("weights_only=False: anyclip never unpickles checkpoints (that runs arbitrary code); "
+                         "convert the checkpoint to safetensors or a plain torch state dict and leave weights_only")
+    warn_jit(jit)
     resolved = _resolve(model_name, pretrained, cache_dir, load_weights)
     config = dict(resolved.config)
     config["vision_cfg"] = dict(config.get("vision_cfg", {}))
     config["text_cfg"] = dict(config.get("text_cfg", {}))
+    if pretrained_image and not resolved.checkpoint and config["vision_cfg"].get("timm_model_name"):
+        raise ValueError("pretrained_image=True: anyclip cannot load timm's ImageNet weights into the image tower; "
+                         "pass pretrained= (a CLIP checkpoint) or pretrained_image_path= (the tower's weights)")
     if force_quick_gelu:
         config["quick_gelu"] = True
     if force_custom_text:
@@ -169,26 +190,34 @@ def create_model(
     if require_pretrained and not resolved.checkpoint:
         raise ValueError(f"require_pretrained=True but no weights were found for {model_name} "
                          f"(pretrained={pretrained!r})")
-    model = _model_class(clip_config)(clip_config, seed=None if resolved.checkpoint else seed,
-                                      name=_layer_name(resolved.name), dtype=_PRECISIONS[precision])
-    if resolved.checkpoint:
-        log.info("loading weights from %s", resolved.checkpoint)
-        load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint))
+    with device_scope(device):
+        model = _model_class(clip_config)(clip_config, seed=None if resolved.checkpoint else seed,
+                                          name=_layer_name(resolved.name), dtype=_PRECISIONS[precision])
+        if resolved.checkpoint:
+            log.info("loading weights from %s", resolved.checkpoint)
+            load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint))
+        for path, prefix in ((pretrained_image_path, "visual."), (pretrained_text_path, "text.")):
+            if path:
+                load_tower_weights(model, path, prefix)
     # As open_clip: the size is the image tower's (force_image_size included), over the checkpoint's preprocess_cfg.
     preprocess = {**resolved.preprocess, "size": clip_config.vision_cfg.image_size, **(force_preprocess_cfg or {})}
     if isinstance(preprocess["size"], list):
         preprocess["size"] = tuple(preprocess["size"])
     model.preprocess_cfg = PreprocessConfig.from_dict(preprocess)
     model.pretrained_cfg = {"model": model_name, "pretrained": pretrained, "checkpoint": resolved.checkpoint}
+    model.output_dict = bool(output_dict)
     return model
 
 
 def _model_class(config):
-    """CoCa for configs with ``multimodal_cfg`` (open_clip's rule), else CLIP."""
+    """CoCa for configs with ``multimodal_cfg``, CustomTextCLIP for custom text towers (open_clip's rules), else CLIP."""
     from .models.config import CoCaConfig
     if isinstance(config, CoCaConfig):
         from .models.coca import CoCa
         return CoCa
+    if is_custom_text(config):
+        from .models.custom_text import CustomTextCLIP
+        return CustomTextCLIP
     return CLIP
 
 
@@ -196,12 +225,44 @@ def _layer_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "clip"
 
 
-def create_model_and_transforms(model_name: str, pretrained: str | None = None, **kwargs):
-    """``(model, preprocess_train, preprocess_val)`` as ``open_clip.create_model_and_transforms``.
+def _image_overrides(image_mean, image_std, image_interpolation, image_resize_mode) -> dict:
+    values = {"mean": image_mean, "std": image_std, "interpolation": image_interpolation,
+              "resize_mode": image_resize_mode}
+    return {k: v for k, v in values.items() if v is not None}
 
-    The transforms map a PIL image (or path) to a float32 ``[H, W, 3]`` array: ``preprocess_train`` is
-    open_clip's RandomResizedCrop recipe (:class:`anyclip.transforms.TrainTransform`), ``preprocess_val``
-    the exact eval transform.
+
+def create_model_and_transforms(
+    model_name: str,
+    pretrained: Optional[str] = None,
+    load_weights: bool = True,
+    precision: str = "fp32",
+    device=DEFAULT_DEVICE,
+    jit: bool = False,
+    force_quick_gelu: bool = False,
+    force_custom_text: bool = False,
+    force_patch_dropout: Optional[float] = None,
+    force_image_size: Union[int, Tuple[int, int], None] = None,
+    force_context_length: Optional[int] = None,
+    image_mean: Optional[Tuple[float, ...]] = None,
+    image_std: Optional[Tuple[float, ...]] = None,
+    image_interpolation: Optional[str] = None,
+    image_resize_mode: Optional[str] = None,
+    aug_cfg=None,
+    pretrained_image: bool = False,
+    pretrained_text: bool = True,
+    pretrained_image_path: Optional[str] = None,
+    pretrained_text_path: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    output_dict: Optional[bool] = None,
+    weights_only: bool = True,
+    **model_kwargs,
+):
+    """``(model, preprocess_train, preprocess_val)`` as ``open_clip.create_model_and_transforms`` (same arguments).
+
+    The model's arguments are :func:`create_model`'s; ``image_*`` override its preprocessing; ``aug_cfg`` (a dict
+    or :class:`anyclip.AugmentationCfg`) sets the training augmentation. The transforms map a PIL image (or path)
+    to a float32 array: ``preprocess_train`` is open_clip's RandomResizedCrop recipe
+    (:class:`anyclip.transforms.TrainTransform`), ``preprocess_val`` the exact eval transform.
 
     Example:
         >>> model, _, preprocess = create_model_and_transforms("ViT-B-32")
@@ -209,23 +270,55 @@ def create_model_and_transforms(model_name: str, pretrained: str | None = None, 
         224
     """
     from .transforms import image_transform, train_transform
-    model = create_model(model_name, pretrained, **kwargs)
-    return model, train_transform(model.preprocess_cfg), image_transform(model.preprocess_cfg)
+    from .transforms.aug_cfg import augment_config
+    augment = augment_config(aug_cfg)
+    overrides = _image_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
+    model = create_model(
+        model_name, pretrained, load_weights=load_weights, precision=precision, device=device, jit=jit,
+        force_quick_gelu=force_quick_gelu, force_custom_text=force_custom_text,
+        force_patch_dropout=force_patch_dropout, force_image_size=force_image_size,
+        force_preprocess_cfg=overrides, force_context_length=force_context_length,
+        pretrained_image=pretrained_image, pretrained_text=pretrained_text,
+        pretrained_image_path=pretrained_image_path, pretrained_text_path=pretrained_text_path,
+        cache_dir=cache_dir, output_dict=output_dict, weights_only=weights_only, **model_kwargs)
+    return model, train_transform(model.preprocess_cfg, augment), image_transform(model.preprocess_cfg)
 
 
-def create_model_from_pretrained(model_name: str, pretrained: str | None = None, *, return_transform: bool = True,
-                                 **kwargs):
+def create_model_from_pretrained(
+    model_name: str,
+    pretrained: Optional[str] = None,
+    precision: str = "fp32",
+    device=DEFAULT_DEVICE,
+    jit: bool = False,
+    force_quick_gelu: bool = False,
+    force_custom_text: bool = False,
+    force_image_size: Union[int, Tuple[int, int], None] = None,
+    force_context_length: Optional[int] = None,
+    image_mean: Optional[Tuple[float, ...]] = None,
+    image_std: Optional[Tuple[float, ...]] = None,
+    image_interpolation: Optional[str] = None,
+    image_resize_mode: Optional[str] = None,
+    return_transform: bool = True,
+    cache_dir: Optional[str] = None,
+    weights_only: bool = True,
+    **model_kwargs,
+):
     """``(model, preprocess)`` with weights required, as ``open_clip.create_model_from_pretrained``.
 
     Example:
         >>> model, preprocess = create_model_from_pretrained("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")  # doctest: +SKIP
     """
     from .transforms import image_transform
-    model = create_model(model_name, pretrained, require_pretrained=True, **kwargs)
+    overrides = _image_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
+    model = create_model(
+        model_name, pretrained, precision=precision, device=device, jit=jit, force_quick_gelu=force_quick_gelu,
+        force_custom_text=force_custom_text, force_image_size=force_image_size,
+        force_preprocess_cfg=overrides, force_context_length=force_context_length, cache_dir=cache_dir,
+        require_pretrained=True, weights_only=weights_only, **model_kwargs)
     return (model, image_transform(model.preprocess_cfg)) if return_transform else model
 
 
-def get_tokenizer(model_name: str = "ViT-B-32", context_length: int | None = None, cache_dir: str | None = None,
+def get_tokenizer(model_name: str = "", context_length: int | None = None, cache_dir: str | None = None,
                   **kwargs):
     """The tokenizer a model was trained with (CLIP BPE, or its Hugging Face tokenizer).
 
@@ -242,6 +335,8 @@ def get_tokenizer(model_name: str = "ViT-B-32", context_length: int | None = Non
         text_cfg = hub.read_config_json(folder / hub.CONFIG_NAME)["model_cfg"].get("text_cfg", {})
     elif model_name.endswith(".json") and os.path.isfile(model_name):
         text_cfg = load_config_file(model_name).to_dict()["text_cfg"]
+    elif not model_name:  # open_clip: no name means CLIP's BPE tokenizer at 77 tokens
+        text_cfg = {}
     else:  # an unknown name says "unknown model" (with close matches); a shipped config that fails says why
         text_cfg = get_model_config(model_name.replace("/", "-")).to_dict()["text_cfg"]
     context_length = context_length or text_cfg.get("context_length", 77)

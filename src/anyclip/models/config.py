@@ -89,10 +89,45 @@ class CLIPConfig:
         return out
 
 
+# Config files added at run time with add_model_config (open_clip's registry semantics): name -> path.
+# The one piece of process state in this module, as in open_clip; nothing else writes it.
+_ADDED_CONFIGS: dict[str, Path] = {}
+
+
+def add_model_config(path: str | Path) -> None:
+    """Register a JSON model config file, or every ``*.json`` in a folder, under its file stem.
+
+    Afterwards ``create_model(stem)``, ``get_model_config(stem)`` and ``list_models()`` know it, as in open_clip.
+    Each file is validated when added (a bad one raises :class:`ConfigError` naming it).
+
+    Example:
+        >>> add_model_config("my_configs/")  # doctest: +SKIP
+    """
+    path = Path(path).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.glob("*.json"))
+    else:
+        raise FileNotFoundError(f"add_model_config: {path} is neither a JSON file nor a folder")
+    for file in files:
+        load_config_file(file)
+        _ADDED_CONFIGS[file.stem] = file
+
+
 def builtin_config_names() -> list[str]:
-    """Names of the model configs shipped with anyclip, sorted like open_clip's ``list_models``."""
+    """Names of the model configs shipped with anyclip (and added ones), sorted like open_clip's ``list_models``."""
     files = resources.files("anyclip.models").joinpath("configs")
-    return sorted((p.name[:-5] for p in files.iterdir() if p.name.endswith(".json")), key=_natural_key)
+    names = {p.name[:-5] for p in files.iterdir() if p.name.endswith(".json")} | set(_ADDED_CONFIGS)
+    return sorted(names, key=_natural_key)
+
+
+def model_config_file(name: str) -> Path | None:
+    """The JSON file behind a model name (an added config first, then a shipped one), or None."""
+    if name in _ADDED_CONFIGS:
+        return _ADDED_CONFIGS[name]
+    file = resources.files("anyclip.models").joinpath("configs", f"{name}.json")
+    return Path(str(file)) if file.is_file() else None
 
 
 def _natural_key(name: str):
@@ -117,13 +152,13 @@ def load_config_file(path: str | Path) -> CLIPConfig:
 
 def get_model_config(name: str) -> CLIPConfig:
     """The validated config of a shipped model, e.g. ``get_model_config("ViT-B-32")``."""
-    file = resources.files("anyclip.models").joinpath("configs", f"{name}.json")
-    if not file.is_file():
+    file = model_config_file(name)
+    if file is None:
         names = builtin_config_names()
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else " See anyclip.list_models()."
         raise ConfigError(f"unknown model {name!r}.{hint}")
-    return load_config_file(Path(str(file)))
+    return load_config_file(file)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,13 +12,21 @@ from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from .mapping import export_state_dict, load_state_dict
 
 
-def load_checkpoint(model, path: str | os.PathLike) -> None:
-    """Strictly load an open_clip checkpoint file (safetensors or torch) into ``model``.
+def load_checkpoint(model, checkpoint_path: str, strict: bool = True, weights_only: bool = True, device="cpu"):
+    """Load an open_clip checkpoint file (safetensors or torch) into ``model``, as ``open_clip.load_checkpoint``.
+
+    Returns ``(missing_keys, unexpected_keys)``; with ``strict=True`` (default) any of them raises instead.
+    ``weights_only=False`` (unpickling arbitrary objects) is refused. ``device`` has no effect: the weights go
+    where the model's variables live (move the model with ``create_model(device=...)``).
 
     Example:
-        >>> load_checkpoint(model, "open_clip_model.safetensors")  # doctest: +SKIP
+        >>> missing, unexpected = load_checkpoint(model, "open_clip_model.safetensors", strict=False)  # doctest: +SKIP
     """
-    load_state_dict(model, read_state_dict(path), source=str(path))
+    if not weights_only:
+        raise ValueError("load_checkpoint(weights_only=False): anyclip never unpickles checkpoints (that runs "
+                         "arbitrary code); re-save the file with torch.save(state_dict) or as safetensors and "
+                         "load it with weights_only=True")
+    return load_state_dict(model, read_state_dict(checkpoint_path), source=str(checkpoint_path), strict=strict)
 
 
 def save_open_clip_checkpoint(model, out: str | os.PathLike) -> Path:

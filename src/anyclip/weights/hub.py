@@ -73,6 +73,17 @@ def _unavailable_message(repo_id, candidates, errors, cache_dir) -> str:
             f"its path as pretrained=PATH.")
 
 
+def weights_cache_dir() -> str:
+    """The Hugging Face hub cache that pretrained weights are read from and downloaded to (``HF_HUB_CACHE``).
+
+    Example:
+        >>> weights_cache_dir()  # doctest: +SKIP
+        '/home/me/.cache/huggingface/hub'
+    """
+    from huggingface_hub import constants
+    return str(constants.HF_HUB_CACHE)
+
+
 def hf_config(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> dict:
     """The ``open_clip_config.json`` of a hub repo as a dict (``model_cfg`` + ``preprocess_cfg``).
 

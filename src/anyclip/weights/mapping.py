@@ -9,7 +9,7 @@ shape equal, every value finite; otherwise one :class:`WeightMismatchError` list
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
@@ -119,8 +119,19 @@ def _is_text_key(key: str) -> bool:
                                  "text_projection")
 
 
-def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "checkpoint") -> None:
-    """Strictly assign an open_clip state dict to ``model`` (all or nothing).
+class IncompatibleKeys(NamedTuple):
+    """What a non-strict load left out, as torch's ``load_state_dict`` result (open_clip returns it)."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
+def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "checkpoint",
+                    strict: bool = True) -> IncompatibleKeys:
+    """Assign an open_clip state dict to ``model`` (all or nothing) and return the keys left out.
+
+    ``strict=False`` loads the keys the model has and returns the missing and unexpected ones instead of
+    raising; a shape mismatch or a non-finite tensor still raises, as in torch.
 
     Example:
         >>> load_state_dict(model, read_state_dict("open_clip_model.safetensors"))  # doctest: +SKIP
@@ -145,6 +156,9 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
             mismatched.append(f"non-finite values in {key!r} ({bad} of {value.size} are NaN/inf)")
             continue
         ready.append((var, TRANSFORMS[transform][0](value)))
+    incompatible = IncompatibleKeys(sorted(set(entries) - set(state)), sorted(set(state) - set(entries)))
+    if not strict:
+        missing, unexpected = [], []
     problems = mismatched + missing + unexpected
     if problems:
         shown = [line for group in (mismatched, missing, unexpected) for line in
@@ -159,6 +173,7 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
         values = jax.device_put(values)
     for (var, _), value in zip(ready, values):
         var.assign(value)
+    return incompatible
 
 
 def _np_dtype(var):

@@ -6,7 +6,7 @@ take the tokenizer from ``text_cfg.hf_tokenizer_name`` (or CLIP's BPE when it is
 
 Example:
     >>> from anyclip.weights.push import push_to_hf_hub
-    >>> push_to_hf_hub(model, repo_id="me/my-clip")  # doctest: +SKIP
+    >>> push_to_hf_hub(model, None, None, repo_id="me/my-clip")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,26 +41,27 @@ def model_card_text(model_card: dict | None, model_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def push_to_hf_hub(model, tokenizer=None, model_config: dict | None = None, repo_id: str | None = None,
+def push_to_hf_hub(model, tokenizer, model_config: dict | None, repo_id: str,
                    commit_message: str = "Add model", token: str | None = None, revision: str | None = None,
                    private: bool = False, create_pr: bool = False, model_card: dict | None = None,
-                   safe_serialization: bool | str = True):
+                   safe_serialization: bool | str = "both"):
     """Create (or reuse) the hub repository ``repo_id`` and upload ``model`` to it; returns the commit info.
 
     Arguments follow open_clip's ``push_to_hf_hub``; ``tokenizer`` is accepted for that signature and not
     uploaded (see the module notes); ``model_config`` replaces ``model.config`` in ``open_clip_config.json``.
-    Weights are always safetensors: ``safe_serialization=False`` or ``"both"`` (open_clip's pickled
-    ``open_clip_pytorch_model.bin`` too) is refused rather than silently ignored.
+    Weights are always safetensors: ``"both"`` (the default, open_clip's safetensors plus a pickled
+    ``open_clip_pytorch_model.bin``) uploads the safetensors file only; ``safe_serialization=False`` (pickle only)
+    is refused rather than silently ignored.
 
     Example:
-        >>> push_to_hf_hub(model, repo_id="me/my-clip", private=True)  # doctest: +SKIP
+        >>> push_to_hf_hub(model, None, None, repo_id="me/my-clip", private=True)  # doctest: +SKIP
     """
     from huggingface_hub import HfApi
     if not repo_id:
         raise ValueError("push_to_hf_hub needs a repo_id ('user/name')")
-    if safe_serialization is not True:
+    if safe_serialization not in (True, "both"):
         raise ValueError(f"safe_serialization={safe_serialization!r}: anyclip uploads safetensors only "
-                         "(open_clip 2.x and later read them); use safe_serialization=True")
+                         "(open_clip 2.x and later read them); use safe_serialization=True or 'both'")
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     has_readme = api.file_exists(repo_id, "README.md", revision=revision)

@@ -12,12 +12,13 @@ from ..progress import progress_bar
 
 def build_zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
                                templates: Sequence[str | Callable[[str], str]],
-                               num_classes_per_batch: int | None = 10, batch_size: int | None = None,
+                               num_classes_per_batch: int | None = 10, device="cpu",
                                use_tqdm: bool = False) -> np.ndarray:
     """Class embeddings ``[embed_dim, num_classes]``: the normalised mean of each class's prompt embeddings.
 
     ``templates`` are ``str.format`` strings (``"a photo of a {}."``) or callables. Classes are embedded
-    ``num_classes_per_batch`` at a time (``batch_size`` is an alias). Same result as open_clip's function.
+    ``num_classes_per_batch`` at a time. Same result as open_clip's function; ``device`` is accepted for its
+    signature and has no effect (the result is a numpy array; the model runs where its variables live).
 
     Example:
         >>> weights = build_zero_shot_classifier(model, tokenizer, ["cat", "dog"], ["a photo of a {}."])  # doctest: +SKIP
@@ -31,7 +32,7 @@ def build_zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
     for i, c in enumerate(classnames):
         if not isinstance(c, str):
             raise TypeError(f"classnames[{i}] is {type(c).__name__}, not str")
-    per_batch = batch_size or num_classes_per_batch or len(classnames)
+    per_batch = num_classes_per_batch or len(classnames)
     batches = [classnames[i:i + per_batch] for i in range(0, len(classnames), per_batch)]
     columns = []
     with progress_bar(len(batches), "class embeddings", "batch", progress=bool(use_tqdm)) as bar:

@@ -1,0 +1,52 @@
+"""open_clip's ``device=`` and ``jit=`` arguments mapped onto Keras: a device scope, and what jit means here."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+__all__ = ["DEFAULT_DEVICE", "device_scope", "warn_jit"]
+
+_KINDS = ("cpu", "gpu", "cuda", "tpu", "mps")
+
+
+class _DefaultDevice(str):
+    """``device`` left at open_clip's default ``'cpu'``: anyclip then keeps the backend's own placement."""
+
+
+DEFAULT_DEVICE = _DefaultDevice("cpu")
+
+
+def device_scope(device):
+    """A ``keras.device`` scope for open_clip's ``device`` (``"cpu"``, ``"cuda:0"``, a ``torch.device``...).
+
+    ``device`` left at its default means the Keras backend's own placement (the accelerator when there is one),
+    so code that never names a device keeps running on the GPU.
+
+    Example:
+        >>> with device_scope("cpu"):  # doctest: +SKIP
+        ...     model = CLIP(config)
+    """
+    if device is None or device is DEFAULT_DEVICE:
+        return contextlib.nullcontext()
+    name = str(device).lower()
+    kind, _, index = name.partition(":")
+    if kind not in _KINDS or (index and not index.isdigit()):
+        raise ValueError(f"device={device!r} is not a device name; use 'cpu', 'cuda', 'cuda:N', 'gpu:N' or 'tpu:N'")
+    import keras
+    backend = keras.backend.backend()
+    if backend == "torch":
+        kind = "cuda" if kind == "gpu" else kind
+    elif kind in ("cuda", "mps"):
+        kind = "gpu"
+    return keras.device(f"{kind}:{index or 0}")
+
+
+def warn_jit(jit: bool) -> None:
+    """``jit=True``: a no-op on JAX and TensorFlow (encoders are compiled anyway); ignored with a warning on torch."""
+    if not jit:
+        return
+    import keras
+    if keras.backend.backend() == "torch":
+        warnings.warn("jit=True is ignored on the torch backend: anyclip does not build TorchScript models; "
+                      "encode_image/encode_text run under torch.no_grad", UserWarning, stacklevel=3)
