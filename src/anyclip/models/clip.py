@@ -12,6 +12,7 @@ from ..towers.openai.text_transformer import TextConfig, needed_length
 from ..towers.registry import tower_class
 from .config import CLIPConfig
 from .layout import to_channels_last
+from .placement import model_device_scope
 
 
 def l2_normalize(x, axis=-1):
@@ -74,11 +75,8 @@ class CLIP(keras.Model):
         ``(image, text)`` -> open_clip's tuple, or its dict with ``output_dict`` (see the class)."""
         inputs, open_clip_form = _inputs(image, text)
         training = _training(self, training, open_clip_form)
-        out = {}
-        if inputs.get("images") is not None:
-            out["image_features"] = l2_normalize(self.visual(self._images(inputs["images"]), training=training))
-        if inputs.get("texts") is not None:
-            out["text_features"] = l2_normalize(self.text(inputs["texts"], training=training))
+        with model_device_scope(self):
+            out = self._features(inputs, training)
         out["logit_scale"] = ops.exp(self.logit_scale)
         if self.logit_bias is not None:
             out["logit_bias"] = self.logit_bias
@@ -86,6 +84,15 @@ class CLIP(keras.Model):
             return out
         out = {"image_features": out.get("image_features"), "text_features": out.get("text_features"), **out}
         return out if self.output_dict else tuple(out.values())  # open_clip's order, None for a missing side
+
+    def _features(self, inputs: dict, training: bool) -> dict:
+        out = {}
+        if inputs.get("images") is not None:
+            images = ops.convert_to_tensor(self._images(inputs["images"]))
+            out["image_features"] = l2_normalize(self.visual(images, training=training))
+        if inputs.get("texts") is not None:
+            out["text_features"] = l2_normalize(self.text(ops.convert_to_tensor(inputs["texts"]), training=training))
+        return out
 
     def _images(self, images):
         return to_channels_last(images, self.image_size)
@@ -96,7 +103,8 @@ class CLIP(keras.Model):
 
         For gradients, call ``model.visual(images, training=True)`` or the model itself.
         """
-        return compiled(self.visual, normalize)(self._images(images))
+        with model_device_scope(self):
+            return compiled(self.visual, normalize)(self._images(images))
 
     def encode_text(self, texts, normalize: bool = False):
         """Text features ``[batch, embed_dim]`` from token ids.
@@ -117,7 +125,8 @@ class CLIP(keras.Model):
             if isinstance(self.config.text_cfg, TextConfig):  # HF towers attend both ways: never cut
                 tokens = tokens[:, :needed_length(tokens, self.config.text_cfg)]
             texts = tokens.astype("int32")
-        return compiled(self.text, normalize)(texts)
+        with model_device_scope(self):
+            return compiled(self.text, normalize)(texts)
 
     def get_logits(self, images, texts):
         """``(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img])`` as open_clip computes them."""
