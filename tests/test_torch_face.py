@@ -19,12 +19,17 @@ from anyclip.models.layout import channels_last_axis, to_channels_last
 # a tiny CLIP whose vocabulary takes the real BPE ids
 CFG = {"embed_dim": 16, "vision_cfg": dict(VISION), "text_cfg": {**TEXT, "vocab_size": 49408}}
 TEXTS = ["a diagram", "a dog", "a cat"]
+COCA = {"embed_dim": 32, "custom_text": True,
+        "vision_cfg": {**VISION, "attentional_pool": True, "attn_pooler_heads": 2, "attn_pooler_queries": 5,
+                       "output_tokens": True},
+        "text_cfg": {**TEXT, "embed_cls": True, "output_tokens": True},
+        "multimodal_cfg": {"context_length": 16, "width": 32, "heads": 2, "layers": 1}}
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def torch_job():
-    job = start_in_backend("torch", "test_torch_face:torch_worker", {}, {"cfg": CFG})
+    job = start_in_backend("torch", "test_torch_face:torch_worker", {}, {"cfg": CFG, "coca": COCA})
     yield job
     job.kill()
 
@@ -113,7 +118,25 @@ def torch_worker(arrays, params):
         assert "(1, 3, 5, 3)" in str(e), e
     else:
         raise AssertionError("an ambiguous image shape did not raise")
+    _check_coca(params["coca"], image)
     return out
+
+
+def _check_coca(cfg, image):
+    """CoCa's forward form: open_clip's dict keys, with image and text and with the image alone."""
+    import open_clip
+    import torch
+
+    from anyclip.models import CoCa, CoCaConfig
+    oc_cfg = {k: v for k, v in copy.deepcopy(cfg).items() if k != "custom_text"}
+    reference, model = open_clip.CoCa(**oc_cfg).eval(), CoCa(CoCaConfig.from_dict(copy.deepcopy(cfg)), seed=0)
+    text = torch.randint(1, 400, (2, cfg["text_cfg"]["context_length"]))
+    with torch.no_grad():
+        for args in [(image, text), (image,)]:
+            got, want = model(*args), reference(*args)
+            assert sorted(got) == sorted(want), (sorted(got), sorted(want))
+            for key in want:
+                assert got[key].shape == want[key].shape, (key, got[key].shape, want[key].shape)
 
 
 def test_torch_readme_quick_usage_matches_open_clip(torch_job):
