@@ -52,7 +52,7 @@ def image_output(pixels: np.ndarray, output: str = "auto"):
 
 
 def token_output(ids: np.ndarray, output: str = "auto"):
-    """int32 token ids as ``output`` asks: numpy int32, or an int64 torch tensor (open_clip's LongTensor)."""
+    """Token ids as ``output`` asks: the numpy array as it is, or an int64 torch tensor (open_clip's LongTensor)."""
     if resolve_output(output) == "numpy":
         return ids
     import torch
