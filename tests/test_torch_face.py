@@ -66,6 +66,7 @@ def torch_worker(arrays, params):
     ids = tokenizer(TEXTS)
     assert isinstance(ids, torch.Tensor) and ids.dtype == torch.int64
     assert torch.equal(ids, oc_tokenizer(TEXTS))
+    assert torch.equal(anyclip.tokenize(TEXTS, context_length=16), open_clip.tokenize(TEXTS, context_length=16))
 
     def readme(model, preprocess, tokenizer, autocast):
         """OpenCLIP's README quick usage, verbatim but for the CPU autocast and the image."""
