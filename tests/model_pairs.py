@@ -14,6 +14,7 @@ import open_clip  # noqa: F401 - torch loads first: importing it after a .keras 
 from reference import _timm_kwargs, randomize
 
 import anyclip
+import anyclip.weights
 from anyclip.models import CLIPConfig
 from anyclip.weights import load_state_dict
 from anyclip.weights.mapping import model_entries
@@ -96,7 +97,7 @@ def assert_pretrained_like_open_clip(names):
     theirs = [(m, t) for m, t in open_clip.list_pretrained() if m in set(names)]
     assert set(theirs) <= set(anyclip.list_pretrained())
     for model, tag in theirs:
-        ref, entry = open_clip.get_pretrained_cfg(model, tag), anyclip.get_pretrained_cfg(model, tag)
+        ref, entry = open_clip.get_pretrained_cfg(model, tag), anyclip.weights.get_pretrained_cfg(model, tag)
         assert entry.hf_hub == ref["hf_hub"], (model, tag)
         assert (entry.preprocess.mean, entry.preprocess.std) == (tuple(ref["mean"]), tuple(ref["std"])), (model, tag)
         assert (entry.preprocess.interpolation, entry.preprocess.resize_mode) == (ref["interpolation"],

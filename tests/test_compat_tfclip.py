@@ -116,10 +116,8 @@ def test_readme_examples_with_only_the_import_changed(tmp_path):
         assert expected[name].max() < 0.999  # the comparison is not between two one-hot rows
 
 
-@pytest.fixture(scope="module", params=["clip", "siglip"])
-def tiny(request, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tfclip")
-    config = dict(TINY, init_logit_bias=-3.0) if request.param == "siglip" else TINY
+def _make_tiny(folder, siglip: bool):
+    config = dict(TINY, init_logit_bias=-3.0) if siglip else TINY
     model = open_clip.model.CLIP(**config).eval()
     model.load_state_dict(randomize(model.state_dict(), 7))
     with torch.no_grad():
@@ -129,6 +127,11 @@ def tiny(request, tmp_path_factory):
     (folder / "tiny.json").write_text(json.dumps(config))
     return {"config": str(folder / "tiny.json"), "weights": str(save_state(model, folder / "w.safetensors")),
             "model": model, "folder": folder}
+
+
+@pytest.fixture(scope="module", params=["clip", "siglip"])
+def tiny(request, tmp_path_factory):
+    return _make_tiny(tmp_path_factory.mktemp("tfclip"), request.param == "siglip")
 
 
 def _reference_probs(model, images, texts):
@@ -209,3 +212,64 @@ def anyclip_preprocess():
     from anyclip.models.preprocess import PreprocessConfig
     return PreprocessConfig(size=32)
 
+
+
+# tfclip's README code on JAX and torch: its own TensorFlow calls (tf.norm, tf.matmul, tf.nn.softmax and .numpy())
+# on anyclip's outputs, with only its imports changed (keras.src.utils.data_utils -> keras.utils).
+HOST_OUTPUTS = """\
+import json, sys
+import numpy as np
+from anyclip.compat.tfclip import create_model_and_transforms  # first: in this venv importing TensorFlow before
+import tensorflow as tf                                         # torch (or Keras on torch) crashes in triton
+from keras import models
+from keras import utils as data_utils  # was: from keras.src.utils import data_utils (gone from Keras 3.15)
+
+config, weights, image_path, out = sys.argv[1:5]
+model, image_prep, text_prep = create_model_and_transforms(config, weights_path=weights)
+image = np.load(image_path)
+images = image_prep(image)[None]
+texts = text_prep(['a diagram', 'a dog', 'a cat', 'an elephant'])
+
+probs = model([images, texts], training=False)
+text_probs = probs.numpy()
+default_call = model([images, texts])
+predicted = model.predict([np.concatenate([images] * 4), texts], batch_size=4, verbose=0).numpy()
+
+image_model = models.Model(model.inputs[0], model.get_layer('vision/head/out').output)
+image_features = image_model(images, training=False)
+feature_type = type(image_features).__name__
+image_features /= tf.norm(image_features, axis=-1, keepdims=True)
+text_model = models.Model(model.inputs[1], model.get_layer('text/head/out').output)
+text_features = text_model(texts, training=False)
+text_features /= tf.norm(text_features, axis=-1, keepdims=True)
+feature_probs = tf.nn.softmax(tf.matmul(image_features * 100., text_features, transpose_b=True)).numpy()
+
+trained = model([images, texts], training=True)
+np.savez(out, probs=text_probs, default=default_call.numpy(), predicted=predicted, features=feature_probs)
+print(json.dumps({"types": [type(x).__name__ for x in (probs, default_call)] + [feature_type],
+                  "grad": [bool(getattr(x, "requires_grad", False)) for x in (probs, trained)],
+                  "get_file": callable(data_utils.get_file)}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_inference_outputs_have_numpy_and_no_grad_on_jax_and_torch(backend, tmp_path):
+    tiny = _make_tiny(tmp_path, siglip=False)
+    pil = _image(5, (90, 70))
+    np.save(tmp_path / "image.npy", np.asarray(pil))
+    ref, img, txt = _reference_probs(tiny["model"], [pil], TEXTS)
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    script = tmp_path / "readme.py"
+    script.write_text(HOST_OUTPUTS)
+    run = subprocess.run([sys.executable, str(script), tiny["config"], tiny["weights"], str(tmp_path / "image.npy"),
+                          str(tmp_path / "out.npz")], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["types"] == ["HostArray"] * 3  # numpy arrays with .numpy(), even without training=False
+    assert report["grad"] == [False, backend == "torch"]  # inference detached; training=True keeps autograd
+    assert report["get_file"]
+    out = np.load(tmp_path / "out.npz")
+    for key in ("probs", "default", "predicted"):
+        assert np.abs(out[key] - ref).max() <= 1e-5, key
+    expected_features = torch.from_numpy(100.0 * img @ txt.T).softmax(-1).numpy()
+    assert np.abs(out["features"] - expected_features).max() <= 1e-5

@@ -15,6 +15,7 @@ from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_exp
                          open_clip_model, torch_state, with_vision)
 
 import anyclip
+import anyclip.weights
 from anyclip.models import CLIPConfig, ConfigError
 from anyclip.layers.drop import dropout
 from anyclip.towers.timm.pooled import CONVNEXTS
@@ -77,7 +78,7 @@ def test_every_convnext_config_is_shipped_and_equal():
 
 def test_registry_has_every_convnext_pair_with_open_clip_settings():
     theirs = assert_pretrained_like_open_clip(CONVNEXT_NAMES)
-    assert len(theirs) == 12 and not any(anyclip.get_pretrained_cfg(*pair).quick_gelu for pair in theirs)
+    assert len(theirs) == 12 and not any(anyclip.weights.get_pretrained_cfg(*pair).quick_gelu for pair in theirs)
 
 
 @pytest.mark.parametrize("changes", [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import anyclip
+import anyclip.weights
 from anyclip.cli import main
 from anyclip.data.shapes import DEFAULT_HELD_OUT, ShapesConfig, zero_shot_tasks
 from anyclip.eval.shapes import shapes_zero_shot
@@ -35,7 +36,7 @@ def shipped():
 
 
 def test_packaged_weights_are_small_safetensors_matching_the_registry():
-    entry = anyclip.get_pretrained_cfg("anyclip-shapes", "v1")
+    entry = anyclip.weights.get_pretrained_cfg("anyclip-shapes", "v1")
     path = Path(str(entry.packaged_path))
     assert path.suffix == ".safetensors" and path.stat().st_size < 20 * 2**20
     import hashlib
@@ -48,7 +49,7 @@ def test_packaged_weights_are_small_safetensors_matching_the_registry():
 
 def test_damaged_packaged_weights_are_refused_with_the_file_named(tmp_path):
     from anyclip.factory import _packaged_weights
-    entry = anyclip.get_pretrained_cfg("anyclip-shapes", "v1")
+    entry = anyclip.weights.get_pretrained_cfg("anyclip-shapes", "v1")
     with pytest.raises(ValueError, match=r"anyclip-shapes-v1\.safetensors has sha256 .* damaged"):
         _packaged_weights(dataclasses.replace(entry, sha256="0" * 64))
     with pytest.raises(FileNotFoundError, match="missing; reinstall"):

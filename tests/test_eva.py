@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import anyclip
+import anyclip.weights
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.towers.timm.eva import TimmEva
 from anyclip.towers.timm.eva_config import TIMM_EVAS
@@ -124,7 +125,7 @@ def test_every_eva_config_is_shipped_and_equal():
 
 def test_registry_has_every_eva_pair_with_open_clip_settings():
     theirs = assert_pretrained_like_open_clip(EVA_NAMES)
-    assert len(theirs) == 12 and not any(anyclip.get_pretrained_cfg(*pair).quick_gelu for pair in theirs)
+    assert len(theirs) == 12 and not any(anyclip.weights.get_pretrained_cfg(*pair).quick_gelu for pair in theirs)
 
 
 def test_other_image_size_is_refused_like_open_clip(pe_pair):

@@ -15,6 +15,7 @@ from model_pairs import (assert_config_like_open_clip, assert_pretrained_like_op
                          trainable_visual_keys)
 
 import anyclip
+import anyclip.weights
 from anyclip.models import CLIPConfig, ConfigError
 from anyclip.towers.timm.fastvit_config import FASTVIT_ARCHS
 
@@ -146,9 +147,9 @@ def test_registry_has_every_mobileclip_pair_with_open_clip_preprocessing():
     theirs = assert_pretrained_like_open_clip(NAMES)
     assert len(theirs) == 6
     for model, tag in theirs:
-        entry = anyclip.get_pretrained_cfg(model, tag)
+        entry = anyclip.weights.get_pretrained_cfg(model, tag)
         assert (entry.preprocess.interpolation, entry.preprocess.resize_mode) == ("bilinear", "shortest")
-    zero = anyclip.get_pretrained_cfg("MobileCLIP2-S0", "dfndr2b").preprocess
+    zero = anyclip.weights.get_pretrained_cfg("MobileCLIP2-S0", "dfndr2b").preprocess
     assert zero.mean == (0.0, 0.0, 0.0) and zero.std == (1.0, 1.0, 1.0)  # MobileCLIP: no normalisation
 
 

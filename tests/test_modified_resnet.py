@@ -191,6 +191,7 @@ def test_resnet_configs_round_trip_and_match_open_clip():
     import open_clip
 
     import anyclip
+    import anyclip.weights
     from anyclip.models.config import CLIPConfig, get_model_config
     from anyclip.towers.openai.modified_resnet import ModifiedResNetConfig
     for name in ("RN50", "RN101-quickgelu", "RN50x64"):
@@ -202,7 +203,7 @@ def test_resnet_configs_round_trip_and_match_open_clip():
                                                                    if v is not None}}
         assert cfg.vision_cfg.heads == theirs["vision_cfg"]["width"] * 32 // 64
     assert sorted(anyclip.list_pretrained_tags_by_model("RN50")) == ["cc12m", "openai", "yfcc15m"]
-    entry = anyclip.get_pretrained_cfg("RN50-quickgelu", "openai")
+    entry = anyclip.weights.get_pretrained_cfg("RN50-quickgelu", "openai")
     assert entry.repo_id == "timm/resnet50_clip.openai" and entry.quick_gelu
 
 

@@ -12,6 +12,7 @@ import open_clip
 import pytest
 
 import anyclip
+import anyclip.weights
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.towers.timm.vit_config import TIMM_VITS
 from anyclip.weights import export_state_dict, load_state_dict
@@ -78,7 +79,7 @@ def test_registry_has_every_siglip_pair_with_open_clip_settings():
     theirs = assert_pretrained_like_open_clip(SIGLIP_NAMES)
     assert len(theirs) == 26
     for model, tag in theirs:
-        entry = anyclip.get_pretrained_cfg(model, tag)
+        entry = anyclip.weights.get_pretrained_cfg(model, tag)
         assert not entry.quick_gelu and entry.preprocess.mean == (0.5, 0.5, 0.5)
         assert entry.preprocess.resize_mode == "squash"
 

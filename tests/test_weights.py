@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import anyclip
+import anyclip.weights
 from anyclip.weights import (CheckpointError, WeightMismatchError, WeightsUnavailableError, export_state_dict,
                              read_state_dict, save_open_clip_checkpoint)
 from reference import randomize
@@ -98,7 +99,7 @@ def test_pretrained_tag_from_offline_hf_cache(hf_cache):
     import open_clip
     ref = open_clip.create_model("ViT-B-32").eval()
     ref.load_state_dict(randomize(ref.state_dict(), 3))
-    entry = anyclip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
+    entry = anyclip.weights.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
     weights = save_state(ref, hf_cache.parent / "src" / "open_clip_model.safetensors")
     make_hub_repo(hf_cache, entry.repo_id, {"open_clip_model.safetensors": weights})
     model = anyclip.create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")

@@ -17,7 +17,15 @@ Differences from tfclip:
 - Models trained with the sigmoid loss (SigLIP: they have a logit bias) give ``sigmoid`` probabilities,
   each class on its own; tfclip applies a softmax to them too.
 - Layer names ``vision/head/out`` (tfclip's README) and ``vision_head_out`` (tfclip 2.0's code) both work.
-- Runs on JAX, torch and TensorFlow; outputs are the backend's tensors (``.numpy()`` is TensorFlow's).
+- Runs on JAX, torch and TensorFlow. Inference calls (``training`` falsy, eager) of the model and of models cut
+  out at ``vision/head/out``, ``text/head/out`` or ``head/prob`` return TensorFlow's eager tensors on TensorFlow
+  and, on JAX and torch, :class:`~anyclip.compat.host_array.HostArray`: numpy arrays with TensorFlow's
+  ``.numpy()``, detached from autograd (torch runs them under ``torch.no_grad``). ``model.predict`` returns
+  one too. Inside ``jax.jit``/``jax.grad``, ``tf.function`` and with ``training=True`` (``fit``) they stay the
+  backend's tensors, so training and gradients are unchanged; for gradients through a call on torch pass
+  ``training=True``.
+- tfclip's README imports ``keras.src.utils.data_utils`` (gone from Keras 3.15); ``from keras import utils as
+  data_utils`` gives the same ``get_file``.
 """
 
 from __future__ import annotations
@@ -40,9 +48,10 @@ from ..weights.pretrained import (
     list_pretrained_tags_by_model,
 )
 from ..zero_shot.classifier import default_activation
+from .host_array import HostArray, to_host
 
 __all__ = ["create_model_and_transforms", "get_tokenizer", "list_models", "list_pretrained",
-           "list_pretrained_models_by_tag", "list_pretrained_tags_by_model", "ImagePrep", "TFClipModel"]
+           "list_pretrained_models_by_tag", "list_pretrained_tags_by_model", "HostArray", "ImagePrep", "TFClipModel"]
 
 
 def list_models() -> list[str]:
@@ -82,6 +91,33 @@ class ImageNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+@keras.saving.register_keras_serializable(package="anyclip.compat.tfclip")
+class InferenceOutput(keras.layers.Layer):
+    """A named output: ``activation(x)``; at eager inference on JAX/torch a detached host array with ``.numpy()``.
+
+    With ``training=True`` or under tracing (``jax.jit``, ``tf.function``) it returns the backend tensor.
+
+    Example:
+        >>> out = InferenceOutput("softmax")(np.zeros((1, 2), "float32"))
+        >>> out.numpy().tolist() if hasattr(out, "numpy") else None
+        [[0.5, 0.5]]
+    """
+
+    def __init__(self, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get(activation)
+
+    def call(self, inputs, training=None):
+        outputs = self.activation(inputs)
+        return outputs if training else to_host(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "activation": keras.activations.serialize(self.activation)}
 
 
 @keras.saving.register_keras_serializable(package="anyclip.compat.tfclip")
@@ -134,6 +170,19 @@ class TFClipModel(keras.Model):
             name = name.replace("/", "_")
         return super().get_layer(name=name, index=index)
 
+    def __call__(self, *args, **kwargs):
+        """As ``keras.Model.__call__``; on torch an inference call (``training`` falsy) runs under ``no_grad``."""
+        if keras.backend.backend() == "torch" and not kwargs.get("training"):
+            import torch
+            with torch.no_grad():
+                return super().__call__(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        """As ``keras.Model.predict``, the probabilities as a :class:`HostArray` (numpy with ``.numpy()``)."""
+        outputs = super().predict(*args, **kwargs)
+        return HostArray.of(outputs) if isinstance(outputs, np.ndarray) else outputs
+
 
 def build_functional_model(clip: CLIP, preprocess: PreprocessConfig) -> TFClipModel:
     """Wrap an anyclip :class:`~anyclip.CLIP` as tfclip's functional model (its towers, weights shared).
@@ -152,12 +201,12 @@ def build_functional_model(clip: CLIP, preprocess: PreprocessConfig) -> TFClipMo
     images = keras.Input((h, w, 3), dtype="uint8", name="vision_images")
     texts = keras.Input((length,), dtype="int32", name="text_texts")
     x = ImageNormalization(preprocess.mean, preprocess.std, name="vision_image_norm")(images)
-    vision = keras.layers.Identity(name="vision_head_out")(clip.visual(x))
-    text = keras.layers.Identity(name="text_head_out")(clip.text(texts))
+    vision = InferenceOutput(name="vision_head_out")(clip.visual(x))
+    text = InferenceOutput(name="text_head_out")(clip.text(texts))
     bias = None if clip.logit_bias is None else float(ops.convert_to_numpy(clip.logit_bias))
     logits = ImageTextSimilarity(float(ops.convert_to_numpy(clip.logit_scale)), bias, name="head_sim")(
         [vision, text])
-    probs = keras.layers.Activation(default_activation(clip), name="head_prob", dtype="float32")(logits)
+    probs = InferenceOutput(default_activation(clip), name="head_prob", dtype="float32")(logits)
     return TFClipModel(inputs=[images, texts], outputs=probs, name="clip")
 
 

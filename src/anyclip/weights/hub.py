@@ -1,7 +1,9 @@
 """Finding checkpoint files: the Hugging Face hub (through its normal cache) and local folders.
 
 Downloads go through ``huggingface_hub.hf_hub_download`` so they land in (and are served from) the
-standard cache and honour ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and ``HF_TOKEN``. When a file is
+standard cache and honour ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_TOKEN``. Before that,
+one quick request (:data:`PROBE_TIMEOUT_S` seconds at most) checks that the hub answers; when it does not, only the
+local cache is read, so an offline machine fails at once instead of after a minute of retries. When a file is
 neither cached nor reachable the error says what to download and where to put it.
 """
 
@@ -14,6 +16,7 @@ CONFIG_NAME = "open_clip_config.json"
 SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
 WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 # open_clip's preference when a folder holds several checkpoints.
+PROBE_TIMEOUT_S = 3.0  # seconds the reachability check waits for the hub's first answer
 _PREFERRED = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
               "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
 
@@ -35,6 +38,26 @@ def _safe_alternatives(filename: str) -> list[str]:
     return [filename]
 
 
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers one HEAD request within ``timeout`` seconds.
+
+    ``False`` at once under ``HF_HUB_OFFLINE=1``. Any HTTP answer counts as reachable (errors such as a missing
+    repo or a token problem are then reported by the download itself); proxies are honoured.
+
+    Example:
+        >>> hub_reachable()  # doctest: +SKIP
+        True
+    """
+    from huggingface_hub import constants, get_session
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # connection refused, DNS failure, timeout, proxy error: all mean "cannot reach it now"
+        return False
+    return True
+
+
 def hf_download(repo_id: str, filename: str | None = None, revision: str | None = None,
                 cache_dir: str | None = None) -> str:
     """Path of ``filename`` from hub repo ``repo_id`` (cached copy first), preferring safetensors.
@@ -47,28 +70,35 @@ def hf_download(repo_id: str, filename: str | None = None, revision: str | None 
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     candidates = _safe_alternatives(filename or WEIGHTS_NAME)
+    online = hub_reachable()
     errors = []
     for name in candidates:
         try:
             return hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
-                                   library_name="anyclip")
+                                   library_name="anyclip", local_files_only=not online)
         except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError) offline, or the hub unreachable
             errors.append(f"{name}: not in the local cache and the hub cannot be reached")
         except EntryNotFoundError as e:
             errors.append(f"{name}: not in the repo ({type(e).__name__})")
         except Exception as e:  # offline, not cached, repo missing, auth...
             errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    raise WeightsUnavailableError(_unavailable_message(repo_id, candidates, errors, cache_dir))
+    raise WeightsUnavailableError(_unavailable_message(repo_id, candidates, errors, cache_dir, online))
 
 
-def _unavailable_message(repo_id, candidates, errors, cache_dir) -> str:
+def _unavailable_message(repo_id, candidates, errors, cache_dir, online: bool = True) -> str:
     from huggingface_hub import constants
     cache = cache_dir or constants.HF_HUB_CACHE
-    offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+    if constants.HF_HUB_OFFLINE:
+        offline = " (HF_HUB_OFFLINE is set)"
+    elif not online:
+        offline = (f" (the hub at {constants.ENDPOINT} did not answer within {PROBE_TIMEOUT_S:g} s; working offline, "
+                   f"set HF_HUB_OFFLINE=1 to skip that check)")
+    else:
+        offline = ""
     return (f"could not get weights from the Hugging Face hub repo {repo_id!r}{offline}.\n"
             f"Tried: " + "; ".join(errors) + "\n"
             f"On a machine with network access run:\n"
-            f"    hf download {repo_id} {candidates[0]} {CONFIG_NAME}\n"
+            f"    hf download {repo_id} {' '.join(dict.fromkeys((candidates[0], CONFIG_NAME)))}\n"
             f"and copy its cache into {cache} (or set HF_HUB_CACHE), or download the file anywhere and pass "
             f"its path as pretrained=PATH.")
 
@@ -92,11 +122,13 @@ def hf_config(repo_id: str, revision: str | None = None, cache_dir: str | None =
         512
     """
     from huggingface_hub import hf_hub_download
+    online = hub_reachable()
     try:
-        path = hf_hub_download(repo_id, CONFIG_NAME, revision=revision, cache_dir=cache_dir, library_name="anyclip")
+        path = hf_hub_download(repo_id, CONFIG_NAME, revision=revision, cache_dir=cache_dir, library_name="anyclip",
+                               local_files_only=not online)
     except Exception as e:
-        raise WeightsUnavailableError(
-            _unavailable_message(repo_id, [CONFIG_NAME], [f"{CONFIG_NAME}: {type(e).__name__}"], cache_dir)) from None
+        raise WeightsUnavailableError(_unavailable_message(
+            repo_id, [CONFIG_NAME], [f"{CONFIG_NAME}: {type(e).__name__}"], cache_dir, online)) from None
     return read_config_json(path)
 
 
