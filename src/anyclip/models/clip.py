@@ -30,7 +30,9 @@ class CLIP(keras.Model):
     backend's arrays (torch tensors on the model's device). ``model(image, text)`` answers as open_clip's
     ``CLIP.forward``: ``(image_features, text_features, logit_scale.exp()[, logit_bias])``, normalised, or
     with ``model.output_dict = True`` the dict of those keys; ``model({"images": ..., "texts": ...})``
-    gives that dict (Keras' form, used in training).
+    gives that dict (Keras' form, used in training). Without ``training=``, the ``(image, text)`` form on torch
+    follows ``model.train()`` / ``model.eval()`` as open_clip does (a new torch module is in train mode); every
+    other call runs in inference mode.
 
     ``seed`` makes the random initialisation reproducible; ``seed=None`` initialises to zeros, for
     models whose weights are loaded right after.
