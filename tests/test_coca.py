@@ -189,8 +189,10 @@ def test_generate_bad_input(model, opts, match):
 
 
 def test_generate_bad_images(model):
-    with pytest.raises(ValueError, match="channels-last"):
-        model.generate(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="cannot tell the channel axis"):
+        model.generate(np.zeros((1, 5, 32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"images must be a batch \[N, H, W, 3\]"):
+        model.generate(np.zeros((32, 32, 3), np.float32))
 
 
 def test_config_errors_name_the_key():

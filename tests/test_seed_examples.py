@@ -53,8 +53,6 @@ EXAMPLES_TABLE = (
 _TFCLIP_NUMPY = "tfclip face: the model's output has no working .numpy() (issue 20 item 4)"
 XFAIL = {
     ("openclip_quick_usage.py", "jax"): "open_clip drop-in: CLIP has no .eval() (issue 20 item 2)",
-    ("openclip_quick_usage.py", "torch"): "open_clip drop-in: preprocess gives a channels-last numpy array, "
-                                          "no .unsqueeze(0) (issue 20 item 2)",
     ("tfclip_default_usage.py", "jax"): _TFCLIP_NUMPY + ": jax Array has no .numpy()",
     ("tfclip_default_usage.py", "torch"): _TFCLIP_NUMPY + ": a torch tensor that requires grad",
     # Not anyclip's: `KERAS_BACKEND=torch python -c "import tensorflow"` alone segfaults here (TensorFlow 2.21 imports

@@ -129,9 +129,8 @@ def encode_images(model, sources: Iterable, preprocess: Callable | None = None, 
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an int >= 0, got {workers!r}")
     _check_batch_size(batch_size)
-    if preprocess is None:
-        from .transforms.host import image_transform
-        preprocess = image_transform(model.preprocess_cfg)
+    from .transforms.host import image_transform, numpy_output
+    preprocess = numpy_output(image_transform(model.preprocess_cfg) if preprocess is None else preprocess)
     if total is None and hasattr(sources, "__len__"):
         total = len(sources)
 

@@ -164,7 +164,7 @@ def load(name: str, device=None, jit: bool = False, download_root: str | None = 
                                                 resize_mode="shortest")
     else:
         raise RuntimeError(f"Model {name} not found; available models = {available_models()}")
-    return CLIPModel(model, device, array_type), _ChannelsFirst(image_transform(model.preprocess_cfg), array_type)
+    return CLIPModel(model, device, array_type), _ChannelsFirst(image_transform(model.preprocess_cfg, output="numpy"), array_type)
 
 
 def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = False, *, array_type: str = "auto"):

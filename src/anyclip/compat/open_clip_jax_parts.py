@@ -212,6 +212,6 @@ def tokenize(inputs, context_len: int = 77) -> HostArray:
     """
     from ..tokenizers import CLIPTokenizer
     single = isinstance(inputs, str)
-    tokens = CLIPTokenizer()([inputs] if single else list(inputs), context_length=context_len)
+    tokens = CLIPTokenizer(output="numpy")([inputs] if single else list(inputs), context_length=context_len)
     return HostArray.of(tokens[0] if single else tokens)
 

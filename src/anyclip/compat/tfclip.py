@@ -278,4 +278,4 @@ def create_model_and_transforms(model_name: str, pretrained: str | None = None, 
             model_kwargs.setdefault("force_quick_gelu", True)
     clip = create_model(name, weights_path if weights_path is not None else pretrained, **model_kwargs)
     model = build_functional_model(clip, clip.preprocess_cfg)
-    return model, ImagePrep(clip.preprocess_cfg), get_tokenizer(name)
+    return model, ImagePrep(clip.preprocess_cfg), get_tokenizer(name, output="numpy")

@@ -18,7 +18,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..progress import progress_bar
-from ..transforms.host import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from ..transforms.host import (
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    load_image,
+    numpy_output,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +143,7 @@ def iter_image_batches(sources: Iterable, preprocess: Callable, *, batch_size: i
     if total is None and hasattr(sources, "__len__"):
         total = len(sources)
     window = max(2 * batch_size, 2 * workers)
+    preprocess = numpy_output(preprocess)
 
     def fn(source):
         return load_and_preprocess(source, preprocess, max_pixels)

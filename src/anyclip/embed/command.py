@@ -200,7 +200,7 @@ def run_search(args) -> int:
     import numpy as np
 
     from ..encode import encode_batch
-    from ..transforms.host import ImageLoadError, load_image
+    from ..transforms.host import ImageLoadError, load_image, numpy_output
     from .index import EmbeddingIndexError, SearchIndex
     from .sheet import contact_sheet_html
     if bool(args.text) == bool(args.image):
@@ -218,7 +218,7 @@ def run_search(args) -> int:
         if args.text:
             query = encode_batch(model.encode_text, np.asarray(tokenizer([args.text])), 1)
         else:
-            query = encode_batch(model.encode_image, preprocess(load_image(args.image))[None], 1)
+            query = encode_batch(model.encode_image, numpy_output(preprocess)(load_image(args.image))[None], 1)
         scores, hits = index.search(query, args.top_k)
     except (ImageLoadError, EmbeddingIndexError) as e:
         return _error("search", e)

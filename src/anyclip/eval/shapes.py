@@ -32,7 +32,7 @@ def shapes_zero_shot(model, tokenizer, config: ShapesConfig | None = None, *, nu
     import keras
 
     from ..encode import encode_image_stream
-    from ..transforms import image_transform
+    from ..transforms import image_transform, numpy_output
     from ..zero_shot import build_zero_shot_classifier
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -40,8 +40,7 @@ def shapes_zero_shot(model, tokenizer, config: ShapesConfig | None = None, *, nu
     every = zero_shot_tasks(config)
     if unknown := [t for t in tasks if t not in every]:
         raise ValueError(f"unknown shapes task {unknown[0]!r}; choose from {', '.join(every)}")
-    if preprocess is None:
-        preprocess = image_transform(model.preprocess_cfg)
+    preprocess = numpy_output(image_transform(model.preprocess_cfg) if preprocess is None else preprocess)
     features = {}  # split -> (normalised image features, labels)
     results = {}
     scale = float(np.exp(np.asarray(keras.ops.convert_to_numpy(model.logit_scale), dtype=np.float64)))

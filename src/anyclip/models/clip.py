@@ -11,6 +11,8 @@ from ..runtime import compiled
 from ..towers.openai.text_transformer import TextConfig, needed_length
 from ..towers.registry import tower_class
 from .config import CLIPConfig
+from .layout import to_channels_last
+from .placement import model_device_scope
 
 
 def l2_normalize(x, axis=-1):
@@ -23,8 +25,14 @@ def l2_normalize(x, axis=-1):
 class CLIP(keras.Model):
     """Image tower ``visual`` + text tower ``text`` + learned ``logit_scale`` (and ``logit_bias``).
 
-    Images are channels-last floats ``[batch, H, W, 3]`` as produced by the preprocessing of
-    :func:`anyclip.create_model_and_transforms`; texts are int token ids ``[batch, context_length]``.
+    Images are float batches ``[batch, H, W, 3]`` or ``[batch, 3, H, W]`` (the layout rule of
+    :mod:`anyclip.models.layout`); texts are int token ids ``[batch, context_length]``. Outputs are the
+    backend's arrays (torch tensors on the model's device). ``model(image, text)`` answers as open_clip's
+    ``CLIP.forward``: ``(image_features, text_features, logit_scale.exp()[, logit_bias])``, normalised, or
+    with ``model.output_dict = True`` the dict of those keys; ``model({"images": ..., "texts": ...})``
+    gives that dict (Keras' form, used in training). Without ``training=``, the ``(image, text)`` form on torch
+    follows ``model.train()`` / ``model.eval()`` as open_clip does (a new torch module is in train mode); every
+    other call runs in inference mode.
 
     ``seed`` makes the random initialisation reproducible; ``seed=None`` initialises to zeros, for
     models whose weights are loaded right after.
@@ -47,6 +55,7 @@ class CLIP(keras.Model):
         self.text = tower_class(cfg.text_cfg)(cfg.text_cfg, cfg.embed_dim, cfg.quick_gelu, child_seed(seed, "text"),
                                               name="text", dtype=policy)
         self.logit_bias = None
+        self.output_dict = False  # open_clip's flag: model(image, text) returns a dict instead of a tuple
         self.pretrained_cfg: dict = {}
         self.build()
 
@@ -63,19 +72,32 @@ class CLIP(keras.Model):
         self.built = True
 
     # ----------------------------------------------------------------- graph-level (differentiable)
-    def call(self, inputs, training: bool = False):
-        """``{"images", "texts"}`` (either may be missing) -> normalised features and logit scale/bias."""
-        if isinstance(inputs, (tuple, list)):
-            inputs = dict(zip(("images", "texts"), inputs))
-        out = {}
-        if inputs.get("images") is not None:
-            out["image_features"] = l2_normalize(self.visual(inputs["images"], training=training))
-        if inputs.get("texts") is not None:
-            out["text_features"] = l2_normalize(self.text(inputs["texts"], training=training))
+    def call(self, image=None, text=None, training: bool | None = None):
+        """``{"images", "texts"}`` (either may be missing) -> dict of normalised features and logit scale/bias;
+        ``(image, text)`` -> open_clip's tuple, or its dict with ``output_dict`` (see the class)."""
+        inputs, open_clip_form = _inputs(image, text)
+        training = _training(self, training, open_clip_form)
+        with model_device_scope(self):
+            out = self._features(inputs, training)
         out["logit_scale"] = ops.exp(self.logit_scale)
         if self.logit_bias is not None:
             out["logit_bias"] = self.logit_bias
+        if not open_clip_form:
+            return out
+        out = {"image_features": out.get("image_features"), "text_features": out.get("text_features"), **out}
+        return out if self.output_dict else tuple(out.values())  # open_clip's order, None for a missing side
+
+    def _features(self, inputs: dict, training: bool) -> dict:
+        out = {}
+        if inputs.get("images") is not None:
+            images = ops.convert_to_tensor(self._images(inputs["images"]))
+            out["image_features"] = l2_normalize(self.visual(images, training=training))
+        if inputs.get("texts") is not None:
+            out["text_features"] = l2_normalize(self.text(ops.convert_to_tensor(inputs["texts"]), training=training))
         return out
+
+    def _images(self, images):
+        return to_channels_last(images, self.image_size)
 
     # ----------------------------------------------------------------- inference entry points
     def encode_image(self, images, normalize: bool = False):
@@ -83,7 +105,8 @@ class CLIP(keras.Model):
 
         For gradients, call ``model.visual(images, training=True)`` or the model itself.
         """
-        return compiled(self.visual, normalize)(images)
+        with model_device_scope(self):
+            return compiled(self.visual, normalize)(self._images(images))
 
     def encode_text(self, texts, normalize: bool = False):
         """Text features ``[batch, embed_dim]`` from token ids.
@@ -104,7 +127,8 @@ class CLIP(keras.Model):
             if isinstance(self.config.text_cfg, TextConfig):  # HF towers attend both ways: never cut
                 tokens = tokens[:, :needed_length(tokens, self.config.text_cfg)]
             texts = tokens.astype("int32")
-        return compiled(self.text, normalize)(texts)
+        with model_device_scope(self):
+            return compiled(self.text, normalize)(texts)
 
     def get_logits(self, images, texts):
         """``(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img])`` as open_clip computes them."""
@@ -171,6 +195,25 @@ class CLIP(keras.Model):
     def image_size(self) -> tuple[int, int]:
         size = self.config.vision_cfg.image_size
         return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+
+
+def _inputs(image, text) -> tuple[dict, bool]:
+    """``({"images", "texts"}, whether open_clip's ``forward(image, text)`` form was used)``."""
+    if isinstance(image, dict):
+        return image, False
+    if isinstance(image, (tuple, list)) and text is None and len(image) == 2:
+        return dict(zip(("images", "texts"), image)), False
+    return {"images": image, "texts": text}, True
+
+
+def _training(model, training, open_clip_form: bool) -> bool:
+    """Keras' ``training`` when given; else, for open_clip's call form on torch, the module's ``train()`` /
+    ``eval()`` state (as open_clip); else inference."""
+    if training is not None:
+        return bool(training)
+    if open_clip_form and keras.backend.backend() == "torch":
+        return bool(model.training)
+    return False
 
 
 def _is_concrete(x) -> bool:

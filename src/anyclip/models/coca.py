@@ -7,8 +7,9 @@ from keras import ops
 
 from ..layers.init import child_seed
 from ..towers.openai.coca_decoder import MultimodalTransformer
-from .clip import CLIP, l2_normalize
+from .clip import CLIP, _inputs, _training, l2_normalize
 from .config import CLIPConfig, CoCaConfig
+from .placement import model_device_scope
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
@@ -47,24 +48,37 @@ class CoCa(CLIP):
         self.text_decoder.build()
         super().build(input_shape)
 
-    def call(self, inputs, training: bool = False):
-        """``{"images", "texts"}`` -> normalised features, ``logit_scale``; with both, ``logits`` and ``labels``."""
-        if isinstance(inputs, (tuple, list)):
-            inputs = dict(zip(("images", "texts"), inputs))
-        images, texts = inputs.get("images"), inputs.get("texts")
-        out = {}
-        if images is not None:
-            image_latent, image_embs = self.visual.forward_tokens(images, training=training)
-            out["image_features"] = l2_normalize(image_latent)
-        if texts is not None:
-            text_latent, token_embs = self.text.forward_tokens(texts, training=training)
-            out["text_features"] = l2_normalize(text_latent)
-            if images is not None:  # teacher forcing: tokens up to position i predict token i + 1
-                out["logits"] = self.text_decoder(token_embs[:, :-1], image_embs)
-                out["labels"] = texts[:, 1:]
+    def call(self, image=None, text=None, training: bool | None = None):
+        """``{"images", "texts"}`` or open_clip's ``(image, text)`` -> a dict of normalised features and
+        ``logit_scale``; with both, ``logits`` and ``labels``; open_clip's form with an image only adds its
+        ``image_embs`` (as open_clip's ``CoCa.forward``)."""
+        inputs, open_clip_form = _inputs(image, text)
+        training = _training(self, training, open_clip_form)
+        with model_device_scope(self):
+            out = self._coca_features(inputs, training, image_embs=open_clip_form)
+        if open_clip_form and inputs.get("texts") is None:
+            return out  # open_clip's image-only answer: image_features and image_embs
         out["logit_scale"] = ops.exp(self.logit_scale)
         if self.logit_bias is not None:
             out["logit_bias"] = self.logit_bias
+        return out
+
+    def _coca_features(self, inputs: dict, training: bool, image_embs: bool) -> dict:
+        images, texts = inputs.get("images"), inputs.get("texts")
+        out = {}
+        if images is not None:
+            images = ops.convert_to_tensor(self._images(images))
+            image_latent, embs = self.visual.forward_tokens(images, training=training)
+            out["image_features"] = l2_normalize(image_latent)
+            if image_embs and texts is None:
+                out["image_embs"] = embs
+        if texts is not None:
+            texts = ops.convert_to_tensor(texts)
+            text_latent, token_embs = self.text.forward_tokens(texts, training=training)
+            out["text_features"] = l2_normalize(text_latent)
+            if images is not None:  # teacher forcing: tokens up to position i predict token i + 1
+                out["logits"] = self.text_decoder(token_embs[:, :-1], embs)
+                out["labels"] = texts[:, 1:]
         return out
 
     def encode_image(self, images, normalize: bool = True):

@@ -16,6 +16,7 @@ from keras import ops
 
 from .coca_beam import beam_search
 from .coca_cache import image_context, make_stepper, process_logits
+from .layout import to_channels_last
 
 GENERATION_TYPES = ("beam_search", "top_k", "top_p", "greedy")
 SOT, EOT = 49406, 49407  # open_clip's defaults (the CLIP tokenizer's start / end of text)
@@ -60,9 +61,7 @@ def generate(model, images, text=None, seq_len: int = 30, max_seq_len: int = 77,
 # ----------------------------------------------------------------------------- checks
 def _as_images(model, images):
     x = np.asarray(ops.convert_to_numpy(images), dtype="float32")
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"images must be channels-last [batch, height, width, 3], got shape {x.shape}")
-    return x
+    return to_channels_last(x, model.image_size)  # [N, H, W, 3] or [N, 3, H, W]; other shapes raise
 
 
 def _options(model, text, seq_len, max_seq_len, temperature, generation_type, top_p, top_k, pad, eos, sot,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-__all__ = ["DEFAULT_DEVICE", "device_scope", "warn_jit"]
+__all__ = ["DEFAULT_DEVICE", "device_scope", "model_device_scope", "warn_jit"]
 
 _KINDS = ("cpu", "gpu", "cuda", "tpu", "mps")
 
@@ -40,6 +40,21 @@ def device_scope(device):
     elif kind in ("cuda", "mps"):
         kind = "gpu"
     return keras.device(f"{kind}:{index or 0}")
+
+
+def model_device_scope(model):
+    """On torch, a ``keras.device`` scope on the device holding ``model``'s weights (so after ``model.to(device)``
+    inputs go there and outputs come from there); elsewhere no scope (JAX and TensorFlow place arrays themselves).
+
+    Example:
+        >>> with model_device_scope(model):  # doctest: +SKIP
+        ...     features = model.visual(images)
+    """
+    import keras
+    if keras.backend.backend() != "torch" or not model.weights:
+        return contextlib.nullcontext()
+    device = model.weights[0].value.device
+    return keras.device(f"{device.type}:{device.index or 0}")
 
 
 def warn_jit(jit: bool) -> None:

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 import regex
 
+from ..models.layout import resolve_output, token_output
 from .cleaning import (
     _PLAIN_BYTES,
     as_text_list,
@@ -101,16 +102,18 @@ class CLIPTokenizer:
 
     Gives the ids of ``open_clip.tokenizer.SimpleTokenizer()(texts, context_length)`` (start token 49406,
     end token 49407, cut to the context length with the end token kept last, zero padding), as an int32
-    numpy array instead of a torch tensor.
+    numpy array, or with ``output="torch"`` (what ``"auto"``, the default, gives on the torch backend) as
+    open_clip's int64 torch tensor.
 
     Args:
         context_length: default length of the rows (77 for every CLIP model).
         clean: ``"lower"`` (CLIP's), ``"whitespace"`` (no lower-casing) or ``"canonicalize"`` (punctuation
             removed), as open_clip's ``clean`` argument.
         vocab_path: a ``bpe_simple_vocab_16e6.txt.gz``-format merge list; the bundled one by default.
+        output: ``"auto"``, ``"numpy"`` or ``"torch"`` (see :mod:`anyclip.models.layout`).
 
     Example:
-        >>> tok = CLIPTokenizer()
+        >>> tok = CLIPTokenizer(output="numpy")
         >>> ids = tok(["a photo of a cat", "a dog"])
         >>> ids.shape, ids.dtype
         ((2, 77), dtype('int32'))
@@ -121,7 +124,9 @@ class CLIPTokenizer:
     """
 
     def __init__(self, context_length: int = DEFAULT_CONTEXT_LENGTH, clean: str = "lower",
-                 vocab_path: str | None = None):
+                 vocab_path: str | None = None, output: str = "auto"):
+        resolve_output(output)  # checks the value; "auto" is resolved at each call
+        self.output = output
         self.context_length = None if context_length is None else _resolve_length(context_length, None)
         if clean not in _CHUNKERS:
             raise ValueError(f"clean must be one of {sorted(_CHUNKERS)}, got {clean!r}")
@@ -257,13 +262,17 @@ class CLIPTokenizer:
         chunker = self._chunker
         return self._lookup([chunker(t) for t in texts])
 
-    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> np.ndarray:
-        """Token ids of a string or a sequence of strings, ``int32 [batch, context_length]``.
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = None):
+        """Token ids of a string or a sequence of strings, ``[batch, context_length]``: numpy int32, or with a torch
+        ``output`` (``"auto"`` on the torch backend) an int64 torch tensor, as open_clip's.
 
         Example:
             >>> CLIPTokenizer()("a cat", context_length=5).tolist()
             [[49406, 320, 2368, 49407, 0]]
         """
+        return token_output(self._ids(texts, context_length), self.output)
+
+    def _ids(self, texts: str | Sequence[str], context_length: int | None) -> np.ndarray:
         texts = as_text_list(texts)
         length = _resolve_length(context_length, self.context_length)
         chunker, sot, eot = self._chunker, self._sot, self._eot

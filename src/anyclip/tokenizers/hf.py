@@ -4,7 +4,8 @@ open_clip's ``HFTokenizer`` cleans each text (``clean``), then calls the ``trans
 ``max_length=context_length, padding="max_length", truncation=True``; ``strip_sep_token`` turns the
 separator token into 0 afterwards; ``language`` selects NLLB-style source-language tokens; the
 ``tokenizer_mode="clips"`` variant lays rows out as ``[bos] text [eos] pad... [cls]``. This wrapper gives
-the same ids as an int32 numpy array.
+the same ids as an int32 numpy array, or as open_clip's int64 torch tensor with a torch ``output`` (what
+``output="auto"`` gives on the torch backend).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..models.layout import resolve_output, token_output
 from .cleaning import as_text_list, get_clean_fn
 
 __all__ = ["HFTokenizer"]
@@ -42,9 +44,10 @@ class HFTokenizer:
             (a ``from_pretrained`` keyword) to select the language.
         cache_dir: Hugging Face cache folder.
         tokenizer_mode: ``None`` or ``"clips"`` (open_clip's CLIPS layout).
+        output: ``"auto"`` (torch int64 on the torch backend, numpy int32 elsewhere), ``"numpy"`` or ``"torch"``.
         **kwargs: passed to ``AutoTokenizer.from_pretrained``.
 
-    Calling it returns int32 ``[batch, context_length]``.
+    Calling it returns ids ``[batch, context_length]`` (int32 numpy, or int64 torch; see ``output``).
 
     Example:
         >>> tok = HFTokenizer("bert-base-uncased", context_length=32, strip_sep_token=True)  # doctest: +SKIP
@@ -54,8 +57,10 @@ class HFTokenizer:
 
     def __init__(self, name_or_path: str, context_length: int | None = 77, clean: str = "whitespace",
                  strip_sep_token: bool = False, language: str | None = None, cache_dir: str | None = None,
-                 tokenizer_mode: str | None = None, **kwargs):
+                 tokenizer_mode: str | None = None, output: str = "auto", **kwargs):
         self.clean_fn = get_clean_fn(clean)  # invalid names fail before any download
+        resolve_output(output)  # checks the value; "auto" is resolved at each call
+        self.output = output
         if tokenizer_mode not in (None, "", "clips"):
             raise ValueError(f"tokenizer_mode must be None or 'clips', got {tokenizer_mode!r}")
         self.name = name_or_path
@@ -86,8 +91,11 @@ class HFTokenizer:
             warnings.warn(f"tokenizer {self.name!r} has no source-language setting; language "
                           f"{src_lang!r} ignored", stacklevel=2)
 
-    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> np.ndarray:
-        """Token ids of a string or a sequence of strings, ``int32 [batch, context_length]``."""
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = None):
+        """Token ids of a string or a sequence of strings, ``[batch, context_length]`` (see ``output``)."""
+        return token_output(self._ids(texts, context_length), self.output)
+
+    def _ids(self, texts: str | Sequence[str], context_length: int | None) -> np.ndarray:
         texts = as_text_list(texts)
         length = context_length or self.context_length
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:

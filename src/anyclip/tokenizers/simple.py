@@ -7,6 +7,7 @@ from typing import List, Optional, Union
 
 import numpy as np
 
+from ..models.layout import token_output
 from .clip_bpe import CLIPTokenizer
 
 __all__ = ["DEFAULT_BPE_PATH", "SimpleTokenizer", "decode", "tokenize"]
@@ -15,7 +16,8 @@ DEFAULT_BPE_PATH = str(Path(__file__).with_name("bpe_simple_vocab_16e6.txt.gz"))
 
 
 class SimpleTokenizer(CLIPTokenizer):
-    """CLIP's BPE tokenizer with ``open_clip.SimpleTokenizer``'s arguments (ids as int32 numpy arrays).
+    """CLIP's BPE tokenizer with ``open_clip.SimpleTokenizer``'s arguments (ids: int64 torch tensors on the torch
+    backend, int32 numpy arrays elsewhere).
 
     ``additional_special_tokens`` and ``reduction_mask`` (open_clip's text-reduction strategies) are not
     implemented and raise when set.
@@ -37,13 +39,15 @@ class SimpleTokenizer(CLIPTokenizer):
 
 
 def tokenize(texts: Union[str, List[str]], context_length: int = 77):
-    """Token ids ``int64 [N, context_length]`` of ``texts``, equal to ``open_clip.tokenize`` (numpy, not torch).
+    """Token ids ``int64 [N, context_length]`` of ``texts``, equal to ``open_clip.tokenize``: a torch tensor on the
+    torch backend (as open_clip's), a numpy array elsewhere.
 
     Example:
         >>> tokenize("a cat").shape, tokenize("a cat").dtype
         ((1, 77), dtype('int64'))
     """
-    return np.asarray(CLIPTokenizer(context_length)(texts), dtype=np.int64)
+    ids = np.asarray(CLIPTokenizer(context_length, output="numpy")(texts), dtype=np.int64)
+    return token_output(ids, "auto")
 
 
 def decode(output_ids):

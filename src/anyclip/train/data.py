@@ -41,6 +41,7 @@ from ..data.tfrecord import (
     TFRECORD_SUFFIXES,
     read_image_text_records,
 )
+from ..transforms.host import numpy_output
 
 log = logging.getLogger("anyclip.train")
 
@@ -199,7 +200,7 @@ class TrainBatches:
                  seed: int = 0, workers: int = 4):
         if batch_size < 1 or batch_size > len(data):
             raise ValueError(f"batch_size must be in [1, {len(data)}] (the dataset size), got {batch_size}")
-        self.data, self.transform, self.tokenizer = data, transform, tokenizer
+        self.data, self.transform, self.tokenizer = data, numpy_output(transform), tokenizer
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
         self.skipped_total = 0
 

@@ -4,7 +4,7 @@ Host path -- equal to open_clip's eval transform, any PIL mode, one image at a t
 
     from anyclip.transforms import PreprocessConfig, image_transform, load_image
     preprocess = image_transform(PreprocessConfig(size=224))
-    pixels = preprocess(load_image("cat.jpg"))          # float32 [224, 224, 3]
+    pixels = preprocess(load_image("cat.jpg"))          # float32 [224, 224, 3] (torch backend: torch [3, 224, 224])
 
 In-graph path -- a batch of same-sized uint8 RGB images, on any Keras backend (jit, tf.data)::
 
@@ -20,5 +20,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".augment": ("AugmentConfig", "TrainTransform", "train_transform"),
     ".graph": ("ImagePreprocessor", "preprocess_images"),
     ".limits": ("DEFAULT_MAX_PIXELS",),
-    ".host": ("ImageLoadError", "Preprocess", "image_transform", "load_image"),
+    ".host": ("ImageLoadError", "Preprocess", "image_transform", "load_image", "numpy_output"),
 })

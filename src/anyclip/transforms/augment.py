@@ -10,12 +10,14 @@ index and epoch) to make a data pipeline's augmentation independent of worker co
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from ..models.layout import image_output, resolve_output
 from ..models.preprocess import PreprocessConfig
 from .host import ImageLoadError, _as_pil, as_preprocess_config
 
@@ -109,25 +111,39 @@ def _shift_hue(image: Image.Image, shift: float) -> Image.Image:
 
 
 class TrainTransform:
-    """Train transform: PIL image (any mode), path or uint8 array -> augmented float32 ``[H, W, 3]``.
+    """Train transform: PIL image (any mode), path or uint8 array -> augmented float32 pixels.
 
-    ``seed`` seeds the transform's own generator; ``rng`` in a call overrides it for that image.
+    ``seed`` seeds the transform's own generator; ``rng`` in a call overrides it for that image. ``output``
+    as :class:`~anyclip.transforms.Preprocess`: ``"auto"`` gives torch ``[3, H, W]`` on the torch backend and
+    numpy ``[H, W, 3]`` elsewhere; ``"numpy"`` / ``"torch"`` ask for one.
 
     Example:
-        >>> transform = TrainTransform(PreprocessConfig(size=224), seed=0)
+        >>> transform = TrainTransform(PreprocessConfig(size=224), seed=0, output="numpy")
         >>> transform(Image.new("RGB", (640, 480))).shape
         (224, 224, 3)
         >>> transform(Image.new("RGB", (640, 480)), rng=np.random.default_rng([7, 0])).shape
         (224, 224, 3)
     """
 
-    def __init__(self, cfg: PreprocessConfig, augment: AugmentConfig | None = None, seed: int | None = None):
+    def __init__(self, cfg: PreprocessConfig, augment: AugmentConfig | None = None, seed: int | None = None,
+                 output: str = "auto"):
         self.cfg, self.augment = cfg, augment or AugmentConfig()
+        resolve_output(output)  # checks the value; "auto" is resolved at each call
+        self.output = output
         self._rng = np.random.default_rng(seed)
         self._mean = np.asarray(cfg.mean, dtype=np.float32)
         self._std = np.asarray(cfg.std, dtype=np.float32)
 
-    def __call__(self, image, rng: np.random.Generator | None = None) -> np.ndarray:
+    def with_output(self, output: str) -> TrainTransform:
+        """This transform (same generator) giving ``output`` (``"auto"``, ``"numpy"`` or ``"torch"``)."""
+        if output == self.output:
+            return self
+        other = copy.copy(self)
+        resolve_output(output)
+        other.output = output
+        return other
+
+    def __call__(self, image, rng: np.random.Generator | None = None):
         rng = self._rng if rng is None else rng
         image = _as_pil(image)
         if image.width == 0 or image.height == 0:
@@ -140,22 +156,22 @@ class TrainTransform:
         if aug.gray_scale_prob and rng.random() < aug.gray_scale_prob:
             image = image.convert("L").convert("RGB")
         pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-        return (pixels - self._mean) / self._std
+        return image_output((pixels - self._mean) / self._std, self.output)
 
     def __repr__(self):
         return f"TrainTransform(size={self.cfg.size!r}, augment={self.augment})"
 
 
 def train_transform(cfg: PreprocessConfig | dict | None = None, augment: AugmentConfig | dict | None = None,
-                    seed: int | None = None, **overrides) -> TrainTransform:
+                    seed: int | None = None, output: str = "auto", **overrides) -> TrainTransform:
     """open_clip's training transform for ``cfg`` (what ``create_model_and_transforms`` returns first).
 
     Example:
-        >>> transform = train_transform(size=224, augment={"scale": (0.5, 1.0)}, seed=0)
+        >>> transform = train_transform(size=224, augment={"scale": (0.5, 1.0)}, seed=0, output="numpy")
         >>> transform(Image.new("L", (300, 200))).shape
         (224, 224, 3)
     """
     cfg = as_preprocess_config(cfg, **overrides)
     if isinstance(augment, dict):
         augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in augment.items()})
-    return TrainTransform(cfg, augment, seed)
+    return TrainTransform(cfg, augment, seed, output)

@@ -1,4 +1,7 @@
-"""The exact host preprocessing path: PIL in, float32 ``[H, W, 3]`` out, equal to open_clip's eval transform.
+"""The exact host preprocessing path: PIL in, float32 pixels out, equal to open_clip's eval transform.
+
+The pixels come as anyclip's layout rule says (:mod:`anyclip.models.layout`): numpy ``[H, W, 3]``, or on the
+torch backend a torch ``[3, H, W]`` tensor as open_clip's; ``output="numpy"`` asks for numpy everywhere.
 
 open_clip's eval transform (torchvision on PIL images) is, in order:
 
@@ -49,6 +52,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..models.layout import image_output, resolve_output
 from ..models.preprocess import PreprocessConfig
 from .limits import DEFAULT_MAX_PIXELS
 
@@ -221,24 +225,32 @@ def _center_crop_or_pad(image: Image.Image, hw: tuple[int, int], fill: int) -> I
 
 
 class Preprocess:
-    """Eval transform: PIL image (any mode), path or uint8 array -> normalised float32 ``[H, W, 3]``.
+    """Eval transform: PIL image (any mode), path or uint8 array -> normalised float32 pixels.
 
-    Equal to ``open_clip.image_transform(..., is_train=False)`` on the same PIL image, transposed to
-    channels-last. A path is opened with :func:`load_image` (EXIF orientation applied); a uint8 numpy
-    array ``[H, W]``/``[H, W, 3]``/``[H, W, 4]`` is wrapped with ``Image.fromarray``.
+    Equal to ``open_clip.image_transform(..., is_train=False)`` on the same PIL image. ``output`` follows
+    anyclip's layout rule (:mod:`anyclip.models.layout`): ``"auto"`` gives a torch ``[3, H, W]`` tensor on
+    the torch backend (as open_clip) and a numpy ``[H, W, 3]`` array on the others; ``"numpy"`` /
+    ``"torch"`` ask for one. A path is opened with :func:`load_image` (EXIF orientation applied); a uint8
+    numpy array ``[H, W]``/``[H, W, 3]``/``[H, W, 4]`` is wrapped with ``Image.fromarray``.
 
     Example:
-        >>> preprocess = image_transform(PreprocessConfig(size=224))
+        >>> preprocess = image_transform(PreprocessConfig(size=224), output="numpy")
         >>> preprocess(Image.new("RGB", (640, 480))).shape
         (224, 224, 3)
         >>> preprocess.batch([Image.new("L", (50, 80))] * 2).shape
         (2, 224, 224, 3)
     """
 
-    def __init__(self, cfg: PreprocessConfig):
+    def __init__(self, cfg: PreprocessConfig, output: str = "auto"):
         self.cfg = cfg
+        resolve_output(output)  # checks the value; "auto" is resolved at each call
+        self.output = output
         self._mean = np.asarray(cfg.mean, dtype=np.float32)
         self._std = np.asarray(cfg.std, dtype=np.float32)
+
+    def with_output(self, output: str) -> Preprocess:
+        """The same transform giving ``output`` (``"auto"``, ``"numpy"`` or ``"torch"``)."""
+        return self if output == self.output else type(self)(self.cfg, output)
 
     def resize_and_crop(self, image: Image.Image) -> Image.Image:
         """The geometric part (resize, crop/pad) in the image's own mode, then ``convert("RGB")``."""
@@ -249,7 +261,10 @@ class Preprocess:
             image = _center_crop_or_pad(image, cfg.hw, cfg.fill_color if cfg.resize_mode == "longest" else 0)
         return image.convert("RGB")
 
-    def __call__(self, image) -> np.ndarray:
+    def __call__(self, image):
+        return image_output(self._pixels(image), self.output)
+
+    def _pixels(self, image) -> np.ndarray:
         image = _as_pil(image)
         if image.width == 0 or image.height == 0:
             raise ImageLoadError(f"image has no pixels (size {image.size})")
@@ -257,18 +272,19 @@ class Preprocess:
         pixels = np.asarray(self.resize_and_crop(image), dtype=np.float32) / np.float32(255.0)
         return (pixels - self._mean) / self._std  # Normalize: sub then div, float32
 
-    def batch(self, images: Iterable) -> np.ndarray:
-        """Preprocess several images (any mix of sizes, modes, paths) into ``[batch, H, W, 3]``."""
-        arrays = [self(image) for image in images]
+    def batch(self, images: Iterable):
+        """Preprocess several images (any mix of sizes, modes, paths) into a batch: ``[N, H, W, 3]`` numpy
+        (``[N, 3, H, W]`` torch with a torch ``output``)."""
+        arrays = [self._pixels(image) for image in images]
         if not arrays:
             h, w = self.cfg.hw
-            return np.zeros((0, h, w, 3), np.float32)
-        return np.stack(arrays)
+            return image_output(np.zeros((0, h, w, 3), np.float32), self.output)
+        return image_output(np.stack(arrays), self.output)
 
     def __repr__(self):
         c = self.cfg
         return (f"Preprocess(size={c.size!r}, resize_mode={c.resize_mode!r}, interpolation={c.interpolation!r}, "
-                f"mean={c.mean}, std={c.std}, fill_color={c.fill_color})")
+                f"mean={c.mean}, std={c.std}, fill_color={c.fill_color}, output={self.output!r})")
 
 
 def _as_pil(image) -> Image.Image:
@@ -281,17 +297,33 @@ def _as_pil(image) -> Image.Image:
     return load_image(image)
 
 
-def image_transform(cfg: PreprocessConfig | dict | None = None, **overrides) -> Preprocess:
+def image_transform(cfg: PreprocessConfig | dict | None = None, output: str = "auto", **overrides) -> Preprocess:
     """The exact eval transform for ``cfg`` (a :class:`PreprocessConfig`, a dict, or keyword fields).
 
+    ``output``: ``"auto"`` (torch ``[3, H, W]`` on the torch backend, numpy ``[H, W, 3]`` elsewhere),
+    ``"numpy"`` or ``"torch"``; see :class:`Preprocess`.
+
     Example:
-        >>> preprocess = image_transform(size=336, resize_mode="squash")
+        >>> preprocess = image_transform(size=336, resize_mode="squash", output="numpy")
         >>> preprocess.cfg.hw
         (336, 336)
         >>> preprocess(Image.new("RGB", (100, 60))).shape
         (336, 336, 3)
     """
-    return Preprocess(as_preprocess_config(cfg, **overrides))
+    return Preprocess(as_preprocess_config(cfg, **overrides), output)
+
+
+def numpy_output(transform: Callable) -> Callable:
+    """``transform`` giving numpy ``[H, W, 3]`` pixels: anyclip's transforms (``with_output``) switched to
+    ``output="numpy"``, any other callable unchanged. Internal pipelines use it so the backend cannot change
+    what they get.
+
+    Example:
+        >>> numpy_output(image_transform(size=32)).output
+        'numpy'
+    """
+    with_output = getattr(transform, "with_output", None)
+    return with_output("numpy") if callable(with_output) else transform
 
 
 def as_preprocess_config(cfg: PreprocessConfig | dict | None = None, **overrides) -> PreprocessConfig:
