@@ -64,13 +64,13 @@ def build_world(root: Path) -> Path:
         write_cifar100(root / f"cifar-{name}", n_train, n_test, seed=len(name))
     data = root / "train-data"
     data.mkdir()
-    for split, n in (("train", 16), ("valid", 8)):
+    for split, n in (("train", 128), ("valid", 8)):  # one batch of the example's --global-batch-size 128
         with open(data / f"{split}.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["caption", "image_path"])  # open_clip_jax's example column order
             for i in range(n):
                 name = f"{split}-{i}.jpg"
-                _image(100 + i + (0 if split == "train" else 50), (64, 64)).save(data / name)
+                _image(100 + i + (0 if split == "train" else 500), (64, 64)).save(data / name)
                 writer.writerow([CAPTIONS[i % len(CAPTIONS)], name])
     return root
 

@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent(r"""
     sys.meta_path.insert(0, Block())
     import numpy as np
     import anyclip
+    import anyclip.transforms
     import keras
     from anyclip.weights import save_open_clip_checkpoint, read_state_dict
     cfg = {"embed_dim": 8, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
@@ -26,7 +27,7 @@ SCRIPT = textwrap.dedent(r"""
     model = anyclip.create_model(sys.argv[1] + "/tiny.json")
     save_open_clip_checkpoint(model, sys.argv[1] + "/out")
     again = anyclip.create_model("local-dir:" + sys.argv[1] + "/out")
-    preprocess = anyclip.image_transform(again.preprocess_cfg)
+    preprocess = anyclip.transforms.image_transform(again.preprocess_cfg)
     image = preprocess(anyclip.load_image(sys.argv[2]))[None]
     ids = anyclip.get_tokenizer(sys.argv[1] + "/tiny.json")(["a cat"])
     a = keras.ops.convert_to_numpy(model.encode_image(image))

@@ -75,13 +75,20 @@ def read_text_list(path: str | os.PathLike, what: str) -> list[tuple[int, str]]:
 
 
 def csv_separator(path: Path, separator: str | None) -> str:
-    """The separator to use: the one given (``"tab"`` or ``"\\t"`` for a tab), else tab for ``.tsv``/``.tab``
-    files and comma otherwise.
+    """The separator to use: the one given (``"tab"`` or ``"\\t"`` for a tab; ``"auto"``: tab when the header line
+    has one, else comma), else tab for ``.tsv``/``.tab`` files and comma otherwise.
 
     Example:
         >>> csv_separator(Path("a.tsv"), None), csv_separator(Path("a.csv"), "tab")
         ('\\t', '\\t')
     """
+    if separator == "auto":  # tab when the header line has one (open_clip's files), else comma (open_clip_jax's)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                header = f.readline()
+        except OSError:  # reading the file reports it, naming it
+            return "\t"
+        return "\t" if "\t" in header or "," not in header else ","
     if separator is not None:
         if separator in ("\\t", "tab"):
             return "\t"

@@ -239,7 +239,8 @@ class DataConfig(Section):
     csv_caption_key: str | None = flag(
         None, "CSV column of captions (default title); TFRecord feature of captions (default caption)",
         aliases=("--text-key",))
-    csv_separator: str = flag("\t", "CSV separator (default tab, as open_clip)")
+    csv_separator: str = flag("auto", "CSV separator: one character, or auto (default): tab when the header line "
+                                      "has one (open_clip's files), else comma (open_clip_jax's)")
     workers: int = flag(4, "image decoding threads")
     aug_cfg: tuple = flag((), "train augmentation, open_clip's names: scale='(0.5,1.0)' ratio=... "
                               "color_jitter='(0.4,0.4,0.4,0.1)' color_jitter_prob=0.8 gray_scale_prob=0.2",

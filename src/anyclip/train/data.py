@@ -96,9 +96,9 @@ class ImageTextSet:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, img_key: str | None = None, caption_key: str | None = None,
-                 separator: str = "\t", root: str | os.PathLike | None = None) -> "ImageTextSet":
+                 separator: str = "auto", root: str | os.PathLike | None = None) -> "ImageTextSet":
         """open_clip's CSV dataset: ``--csv-img-key`` (default: ``filepath``, ``image``, ...),
-        ``--csv-caption-key`` (default: ``title``, ``caption``, ...), ``--csv-separator`` (tab, as open_clip).
+        ``--csv-caption-key`` (default: ``title``, ``caption``, ...), ``--csv-separator`` (auto: tab as open_clip, or comma).
         Relative image paths are resolved against ``root`` (default: the CSV's folder)."""
         path = Path(path)
         header, rows = read_csv(path, separator)
