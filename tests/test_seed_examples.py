@@ -89,14 +89,16 @@ class _Runs:
     """The selected examples, started two at a time in the session's order; ``result`` waits for one."""
 
     def __init__(self, world: Path, wanted: list[tuple[str, str]]):
-        self.world, self.pool = world, ThreadPoolExecutor(max_workers=2)
+        # A training example (slow tier) needs ~13-16 GiB and ~20 min on 2 cores: those run one at a time.
+        workers = 1 if any(BY_FILE[file].slow for file, _ in wanted) else 2
+        self.world, self.pool = world, ThreadPoolExecutor(max_workers=workers)
         self.futures = {key: self.pool.submit(self._run, *key) for key in wanted}
 
     def _run(self, file: str, backend: str):
         folder = workdir(self.world, self.world / "runs" / f"{file}-{backend}", BY_FILE[file].cifar)
         start = time.perf_counter()
         run = subprocess.run(_command(EXAMPLES / file), cwd=folder, env=environment(self.world, folder, backend),
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=3600 if BY_FILE[file].slow else 600)
         return run, time.perf_counter() - start
 
     def result(self, file: str, backend: str):
