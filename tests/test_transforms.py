@@ -411,7 +411,7 @@ photo = np.asarray(Image.fromarray(data.coffee()).resize((150, 100)))
 result = {"backend": keras.backend.backend(), "pil": 0.0, "keras_max": 0.0, "keras_mean": 0.0}
 for cfg in (PreprocessConfig(size=64), PreprocessConfig(size=(48, 64), resize_mode="longest", fill_color=128,
                                                         interpolation="bilinear")):
-    want = image_transform(cfg)(Image.fromarray(photo))
+    want = image_transform(cfg, output="numpy")(Image.fromarray(photo))  # HWC numpy on every backend
     out = preprocess_images(np.stack([photo] * 2), cfg)
     result["shape"], result["dtype"] = list(out.shape), str(keras.ops.convert_to_numpy(out).dtype)
     result["pil"] = max(result["pil"], float(np.abs(keras.ops.convert_to_numpy(out)[1] - want).max()))
