@@ -5,9 +5,9 @@
 Anything else reaching the CLI is a bug and keeps its traceback.
 
 Example:
-    >>> raise DataError("shards/part-3.parquet: truncated (re-run `anyclip embed` to rewrite it)")
-    Traceback (most recent call last):
-    anyclip.errors.DataError: shards/part-3.parquet: truncated (re-run `anyclip embed` to rewrite it)
+    >>> error = DataError("out/part-3.parquet: truncated (re-run `anyclip embed` to rewrite it)")
+    >>> isinstance(error, ValueError), str(error).split(":")[0]
+    (True, 'out/part-3.parquet')
 """
 
 from __future__ import annotations
