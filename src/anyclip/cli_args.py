@@ -1,0 +1,191 @@
+"""Argument types for every ``anyclip`` command: values are checked once, by their declared type, at parse time.
+
+Each function takes the command-line text and returns the value, or raises :class:`argparse.ArgumentTypeError`,
+which argparse prints as one line naming the option, followed by exit status 2.
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="anyclip classify")
+    >>> _ = parser.add_argument("--batch-size", type=positive_int, default=32)
+    >>> parser.parse_args(["--batch-size", "8"]).batch_size
+    8
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+__all__ = [
+    "existing_dir", "existing_file", "existing_path", "fraction", "int_range", "non_negative_float",
+    "non_negative_int", "open_fraction", "output_file", "positive_float", "positive_int",
+]
+
+
+def _number(text: str, kind: type, expected: str):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (batch sizes, counts, top-k).
+
+    Example:
+        >>> positive_int("4")
+        4
+    """
+    value = _number(text, int, "a whole number of at least 1")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer of at least 0 (0 often meaning "none" or "off").
+
+    Example:
+        >>> non_negative_int("0")
+        0
+    """
+    value = _number(text, int, "a whole number of at least 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return value
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A type for integers in ``[low, high]`` (``high=None``: no upper bound).
+
+    Example:
+        >>> int_range(1, 10)("10")
+        10
+    """
+    expected = f"a whole number from {low} to {high}" if high is not None else f"a whole number of at least {low}"
+
+    def parse(text: str) -> int:
+        value = _number(text, int, expected)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
+        return value
+    parse.__name__ = f"int_range({low}, {high})"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (learning rates, temperatures, seconds).
+
+    Example:
+        >>> positive_float("1e-4")
+        0.0001
+    """
+    value = _number(text, float, "a number above 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number of at least 0 (weight decay, label smoothing, warm-up).
+
+    Example:
+        >>> non_negative_float("0")
+        0.0
+    """
+    value = _number(text, float, "a number of at least 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of at least 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (ratios, recall targets, dropout).
+
+    Example:
+        >>> fraction("0.97")
+        0.97
+    """
+    value = _number(text, float, "a number from 0 to 1")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """A number in [0, 1) (Adam betas, EMA decay: 1 would never move).
+
+    Example:
+        >>> open_fraction("0.999")
+        0.999
+    """
+    value = _number(text, float, "a number from 0 up to (not including) 1")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 up to (not including) 1")
+    return value
+
+
+def existing_file(text: str) -> str:
+    """The path of a file that exists (not a folder).
+
+    Example:
+        >>> existing_file(__file__) == __file__
+        True
+    """
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file")
+    return os.fspath(path)
+
+
+def existing_dir(text: str) -> str:
+    """The path of a folder that exists.
+
+    Example:
+        >>> existing_dir(os.path.dirname(__file__)) == os.path.dirname(__file__)
+        True
+    """
+    path = Path(os.path.expanduser(text))
+    if path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; give a folder")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such folder")
+    return os.fspath(path)
+
+
+def existing_path(text: str) -> str:
+    """The path of a file or folder that exists.
+
+    Example:
+        >>> existing_path(__file__) == __file__
+        True
+    """
+    path = Path(os.path.expanduser(text))
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file or folder")
+    return os.fspath(path)
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """A type for a file to write whose name ends with one of ``suffixes`` and that is not a folder.
+
+    Example:
+        >>> output_file(".png", ".pdf")("curves.png")
+        'curves.png'
+    """
+    def parse(text: str) -> str:
+        if not text.lower().endswith(tuple(s.lower() for s in suffixes)):
+            raise argparse.ArgumentTypeError(f"{text!r}: the file name must end with {' or '.join(suffixes)}")
+        if Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
+        return text
+    parse.__name__ = f"output_file{suffixes}"
+    return parse
