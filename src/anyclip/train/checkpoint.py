@@ -27,10 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import DataError
-
 import keras
 import numpy as np
+
+from ..errors import DataError
 
 STATE_NAME = "state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"

@@ -108,8 +108,8 @@ def _train(config: TrainConfig, ctx) -> Path:
     import anyclip
 
     from ..atomic import atomic_write_text
-    from ..weights.export import pretrained_entry, save_open_clip_checkpoint
     from ..output_lock import locked_output
+    from ..weights.export import pretrained_entry, save_open_clip_checkpoint
     from .checkpoint import (
         load_training_checkpoint,
         remove_stale_temporaries,
@@ -119,9 +119,9 @@ def _train(config: TrainConfig, ctx) -> Path:
     from .data import TrainBatches, open_run_data
     from .evaluate import TrainEvaluator
     from .logs import RunLog, truncate_logs
-    from .progress import ProgressLines
     from .optim import WarmupSchedule, create_optimizer
     from .options import LOSS_SCALED, export_variants, prepare_model
+    from .progress import ProgressLines
     from .step import TrainStep
 
     with contextlib.ExitStack() as hold:
