@@ -261,3 +261,19 @@ def test_aug_cfg_takes_open_clips_key_value_syntax(setup, capsys):
     assert "--aug-cfg 're_prob=0.3'" in capsys.readouterr().err
     assert run(setup, "badaug", "--aug-cfg", "scale=(0, 1.0)") == 2
     assert "scale must satisfy" in capsys.readouterr().err
+
+
+def test_pretrained_of_another_image_size_needs_resize_pos_embed(setup, capsys):
+    assert run(setup, "small", "--epochs", "1") == 0
+    bigger = json.loads(json.dumps(TINY))
+    bigger["vision_cfg"]["image_size"] = 48  # a 6x6 grid; the weights were trained on a 4x4 one
+    (setup / "tiny48.json").write_text(json.dumps(bigger))
+    weights = str(setup / "logs" / "small" / "final" / "open_clip_model.safetensors")
+    flags = ["train", "--train-data", str(setup / "data" / "train.csv"), "--model", str(setup / "tiny48.json"),
+             "--pretrained", weights, "--batch-size", "4", "--epochs", "1", "--logs", str(setup / "logs"),
+             "--workers", "2"]
+    capsys.readouterr()
+    assert main([*flags, "--name", "big-strict"]) != 0
+    err = capsys.readouterr().err
+    assert "'visual.positional_embedding': checkpoint (17, 64), model (37, 64)" in err and "Traceback" not in err
+    assert main([*flags, "--name", "big-resized", "--resize-pos-embed"]) == 0
