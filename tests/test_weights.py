@@ -302,3 +302,20 @@ def test_bf16_safetensors_read_without_torch_dtype(tiny, tmp_path):
     loaded = read_state_dict(tmp_path / "bf16.safetensors")
     for key, value in state.items():
         np.testing.assert_array_equal(loaded[key], value.float().numpy(), err_msg=key)
+
+
+def test_model_flags_resize_pos_embed(tiny, tmp_path):
+    """classify / embed / search load through the model flags: --resize-pos-embed lets another image size load."""
+    import argparse
+
+    from anyclip.model_flags import add_model_arguments, load_model_from_args
+    cfg = json.loads(json.dumps(TINY))
+    cfg["vision_cfg"]["image_size"] = 96
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    flags = ["--model", str(tmp_path / "other.json"), "--checkpoint", str(tiny["st"])]
+    with pytest.raises(WeightMismatchError, match="visual.positional_embedding"):
+        load_model_from_args(parser.parse_args(flags))
+    model, _, _ = load_model_from_args(parser.parse_args([*flags, "--resize-pos-embed"]))
+    assert tuple(model.visual.positional_embedding.shape) == (37, 64)
