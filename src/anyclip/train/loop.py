@@ -5,9 +5,12 @@ The command line is read once, at the edge: :func:`run_train_command` turns the 
 :class:`~anyclip.train.config.TrainConfig` and :func:`train` runs it (Python calls :func:`train` directly).
 Writes ``<logs>/<name>/`` with ``params.json``, ``train.jsonl`` (one JSON object per logged step, see
 :mod:`anyclip.train.logs`; ``--report-to tensorboard`` adds ``tensorboard/``) and ``checkpoints/step_*/``
-(see :mod:`anyclip.train.checkpoint`); ``--resume latest`` continues the newest checkpoint from the exact
-sample where it stopped. The final weights are also exported to
-``<logs>/<name>/final/`` in open_clip's folder layout.
+(see :mod:`anyclip.train.checkpoint`); ``--resume latest`` continues the newest checkpoint that verifies from
+the exact sample where it stopped (damaged newer ones are skipped with a line saying why; none yet: a fresh
+start) and cuts the logs back to that step. The final weights are also exported to
+``<logs>/<name>/final/`` in open_clip's folder layout. The run folder is locked for the whole run (by the
+process that writes it): a second ``anyclip train`` into it stops, naming the first. When stderr is not a
+terminal, a progress line comes every ``--log-every-seconds`` instead of a progress bar.
 """
 
 from __future__ import annotations
