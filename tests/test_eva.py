@@ -147,7 +147,7 @@ def test_forced_image_size_matches_open_clip(name, size):
     cfg = _tiny(name, depth=1)
     torch_model = open_clip_model(cfg, seed=1)
     model = anyclip.CLIP(CLIPConfig.from_dict(_tiny(name, depth=1, image_size=size)), seed=None)
-    load_state_dict(model, torch_state(torch_model))  # the checkpoint's native positions, resampled on load
+    load_state_dict(model, torch_state(torch_model), resize_pos_embed=True)  # native positions, resampled
     torch_model.visual.set_input_size(size)
     images = images_like(*(size if isinstance(size, tuple) else (size,)))
     np.testing.assert_allclose(np.asarray(model.encode_image(images, normalize=True)),

@@ -121,7 +121,7 @@ def test_forced_image_size_resizes_positions_like_open_clip(pair, size):
     torch_model = _open_clip_model(seed=1)
     model = anyclip.CLIP(CLIPConfig.from_dict({**TINY, "vision_cfg": {**TINY["vision_cfg"], "image_size": size}}),
                          seed=None)
-    load_state_dict(model, torch_state(torch_model))  # the checkpoint's 256 px positions, resampled on load
+    load_state_dict(model, torch_state(torch_model), resize_pos_embed=True)  # 256 px positions, resampled
     torch_model.visual.set_input_size(size)
     images, _ = _inputs(size=size)
     with torch.no_grad():

@@ -228,7 +228,7 @@ def test_forced_image_size_like_open_clip(model, size):
     torch_model.visual.set_input_size(size)
     ours = anyclip.CLIP(CLIPConfig.from_dict({**cfg, "vision_cfg": {**cfg["vision_cfg"], "image_size": size}}),
                         seed=None)
-    load_state_dict(ours, state)
+    load_state_dict(ours, state, resize_pos_embed=True)
     images = images_like(size, seed=3)
     np.testing.assert_allclose(np.asarray(ours.encode_image(images, normalize=True)),
                                image_features(torch_model, images), atol=TOL)

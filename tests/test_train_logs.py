@@ -206,3 +206,36 @@ def test_anyclip_train_reports_to_tensorboard_and_plots(tmp_path):
         assert scalars[f"train/{key}"] == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in records]
     assert main(["plot", str(tmp_path / "logs" / "tb"), "-o", str(tmp_path / "curves.png")]) == 0
     assert Image.open(tmp_path / "curves.png").size == (1350, 330)
+
+
+def test_truncate_logs_keeps_each_step_once_after_a_resume(tmp_path):
+    from anyclip.train.logs import truncate_logs
+    make_run(tmp_path, steps=range(1, 9), evals=(4, 8))
+    with open(tmp_path / "train.jsonl", "a") as f:
+        f.write('{"step": 9, "lo')  # a line cut short by a kill
+    eval_before = (tmp_path / "eval.jsonl").read_text()
+    assert truncate_logs(tmp_path, 5) == [tmp_path / "train.jsonl", tmp_path / "eval.jsonl"]
+    assert [json.loads(line)["step"] for line in (tmp_path / "train.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    assert (tmp_path / "eval.jsonl").read_text() == eval_before.splitlines(keepends=True)[0]  # step 4 kept, 8 gone
+    with RunLog(tmp_path) as run_log:  # the resumed run continues from step 6
+        for step in range(6, 9):
+            run_log.log(train_record(step))
+    assert [r["step"] for r in read_log(tmp_path / "train.jsonl")] == list(range(1, 9))
+    assert truncate_logs(tmp_path, 8) == []  # nothing after step 8: the files are left alone
+    assert truncate_logs(tmp_path / "no-run", 3) == []
+
+
+def test_progress_lines_come_every_n_seconds_and_at_the_end():
+    from anyclip.train.progress import ProgressLines
+    lines, now = [], [100.0]
+    progress = ProgressLines(total=6, epochs=2, every_seconds=30, start_step=2, write=lines.append,
+                             clock=lambda: now[0])
+    for step, t in zip(range(3, 7), (110.0, 131.0, 150.0, 155.0)):
+        now[0] = t
+        progress.update(step, epoch=(step - 1) // 3, loss=1.0 / step, lr=1e-3, samples=8)
+    # 16 samples in 31 s; 2 of the 4 steps left took 31 s -> 31 s to go; the last step always gets a line
+    assert lines == ["step 4/6 (66%) epoch 2/2 loss 0.2500 lr 1.00e-03 samples/s 0.5 ETA 0:00:31",
+                     "step 6/6 (100%) epoch 2/2 loss 0.1667 lr 1.00e-03 samples/s 0.6 ETA 0:00:00"]
+    off = ProgressLines(total=6, epochs=2, every_seconds=0, write=lines.append)
+    off.update(6, epoch=1, loss=0.1, lr=1e-3, samples=8)
+    assert len(lines) == 2

@@ -233,6 +233,31 @@ def test_text_context_resize_matches_open_clip(tiny):
     assert np.abs(got - want).max() <= 1e-5
 
 
+def test_a_positional_embedding_of_another_size_is_an_error_unless_asked(tiny, tmp_path):
+    """Strict loading: a checkpoint made for 64 px images / 77 tokens does not silently fit a 96 px / 32-token
+    model; resize_pos_embed=True (or force_image_size / force_context_length) interpolates as open_clip does."""
+    from anyclip.weights import load_checkpoint
+    for section, key, value, name, shapes in (
+            ("vision_cfg", "image_size", 96, "visual.positional_embedding", "checkpoint (17, 64), model (37, 64)"),
+            ("text_cfg", "context_length", 32, "positional_embedding", "checkpoint (77, 64), model (32, 64)")):
+        cfg = json.loads(json.dumps(TINY))
+        cfg[section][key] = value
+        (tmp_path / "other.json").write_text(json.dumps(cfg))
+        with pytest.raises(WeightMismatchError) as info:
+            anyclip.create_model(str(tmp_path / "other.json"), pretrained=str(tiny["st"]))
+        message = str(info.value)
+        assert f"shape mismatch for {name!r}: {shapes}" in message and "resize_pos_embed=True" in message
+        asked = anyclip.create_model(str(tmp_path / "other.json"), pretrained=str(tiny["st"]), resize_pos_embed=True)
+        forced = anyclip.create_model(tiny["config"], pretrained=str(tiny["st"]), **{f"force_{key}": value})
+        for a, b in zip(asked.weights, forced.weights):
+            np.testing.assert_array_equal(anyclip_numpy(a.value), anyclip_numpy(b.value), err_msg=a.path)
+        # the open_clip drop-in load_checkpoint resizes, as open_clip's does; asked not to, it refuses
+        model = anyclip.create_model(str(tmp_path / "other.json"))
+        load_checkpoint(model, str(tiny["st"]))
+        with pytest.raises(WeightMismatchError, match=name):
+            load_checkpoint(model, str(tiny["st"]), resize_pos_embed=False)
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("touch /tmp/anyclip-pwned",))
@@ -277,3 +302,20 @@ def test_bf16_safetensors_read_without_torch_dtype(tiny, tmp_path):
     loaded = read_state_dict(tmp_path / "bf16.safetensors")
     for key, value in state.items():
         np.testing.assert_array_equal(loaded[key], value.float().numpy(), err_msg=key)
+
+
+def test_model_flags_resize_pos_embed(tiny, tmp_path):
+    """classify / embed / search load through the model flags: --resize-pos-embed lets another image size load."""
+    import argparse
+
+    from anyclip.model_flags import add_model_arguments, load_model_from_args
+    cfg = json.loads(json.dumps(TINY))
+    cfg["vision_cfg"]["image_size"] = 96
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    flags = ["--model", str(tmp_path / "other.json"), "--checkpoint", str(tiny["st"])]
+    with pytest.raises(WeightMismatchError, match="visual.positional_embedding"):
+        load_model_from_args(parser.parse_args(flags))
+    model, _, _ = load_model_from_args(parser.parse_args([*flags, "--resize-pos-embed"]))
+    assert tuple(model.visual.positional_embedding.shape) == (37, 64)

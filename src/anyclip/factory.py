@@ -139,6 +139,7 @@ def create_model(
     output_dict: Optional[bool] = None,
     require_pretrained: bool = False,
     weights_only: bool = True,
+    resize_pos_embed: bool = False,
     **model_kwargs,
 ) -> CLIP:
     """Build a model by name and load its weights, as ``open_clip.create_model`` (same arguments).
@@ -151,7 +152,9 @@ def create_model(
     ``model(images, texts)`` returns open_clip's dict. ``pretrained_text`` does not download a Hugging Face
     encoder's own weights. ``model_kwargs`` go into the model config; ``seed=`` there fixes the random
     initialisation of models created without weights. The model's ``preprocess_cfg`` holds the matching
-    preprocessing.
+    preprocessing. Loading is strict: weights whose positional embeddings were made for another image size or
+    context length are an error unless ``resize_pos_embed=True`` or ``force_image_size`` /
+    ``force_context_length`` ask for the new size (then they are interpolated, as open_clip does).
 
     Example:
         >>> model = create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")  # doctest: +SKIP
@@ -195,7 +198,9 @@ def create_model(
                                           name=_layer_name(resolved.name), dtype=_PRECISIONS[precision])
         if resolved.checkpoint:
             log.info("loading weights from %s", resolved.checkpoint)
-            load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint))
+            resize = resize_pos_embed or force_image_size is not None or force_context_length is not None
+            load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint),
+                            resize_pos_embed=resize)
         for path, prefix in ((pretrained_image_path, "visual."), (pretrained_text_path, "text.")):
             if path:
                 load_tower_weights(model, path, prefix)

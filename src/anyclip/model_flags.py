@@ -34,6 +34,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", default=None,
                    help=f"pretrained tag, checkpoint file or folder (default {DEFAULT_PRETRAINED} for {DEFAULT_MODEL})")
     p.add_argument("--checkpoint", default=None, help="an open_clip checkpoint file to load (same as --pretrained PATH)")
+    p.add_argument("--resize-pos-embed", action="store_true",
+                   help="load weights made for another image size or context length, their positional embeddings "
+                        "interpolated (without it such weights are an error)")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16, amp_bf16")
@@ -62,7 +65,7 @@ def model_spec(args) -> dict:
 
 
 def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
-               cache_dir: str | None = None, precision: str = "fp32"):
+               cache_dir: str | None = None, precision: str = "fp32", resize_pos_embed: bool = False):
     """``(model, preprocess, tokenizer)`` for the model flags; warns on stderr when the weights will be random.
 
     Example:
@@ -76,7 +79,8 @@ def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkp
         tags = list_pretrained_tags_by_model(model) if model in list_models() else []
         print(f"anyclip: warning: no --pretrained given, so {model} has random weights"
               + (f" (its tags: {', '.join(tags)})" if tags else ""), file=sys.stderr)
-    net, _, preprocess = create_model_and_transforms(model, tag, cache_dir=cache_dir, precision=precision)
+    net, _, preprocess = create_model_and_transforms(model, tag, cache_dir=cache_dir, precision=precision,
+                                                     resize_pos_embed=resize_pos_embed)
     return net, preprocess, get_tokenizer(model, cache_dir=cache_dir)
 
 
@@ -86,7 +90,7 @@ def load_model_from_args(args):
     Example:
         >>> model, preprocess, tokenizer = load_model_from_args(parser.parse_args([]))  # doctest: +SKIP
     """
-    return load_model(**model_spec(args))
+    return load_model(**model_spec(args), resize_pos_embed=getattr(args, "resize_pos_embed", False))
 
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "MODEL_FLAGS", "add_model_arguments", "load_model",

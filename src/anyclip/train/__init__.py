@@ -16,13 +16,13 @@ A whole run, as ``anyclip train`` does it, from one checked :class:`TrainConfig`
 from .._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".checkpoint": ("list_training_checkpoints", "load_training_checkpoint", "resolve_checkpoint",
-                    "save_training_checkpoint"),
+    ".checkpoint": ("list_training_checkpoints", "load_training_checkpoint", "remove_stale_temporaries",
+                    "resolve_checkpoint", "save_training_checkpoint", "verify_checkpoint"),
     ".config": ("DataConfig", "DistributedConfig", "EvalConfig", "LossConfig", "OptimConfig", "OptionsConfig",
                 "RunConfig", "TrainConfig"),
     ".data": ("EvalSets", "ImageTextSet", "RunData", "TrainBatch", "TrainBatches", "open_run_data", "open_train_data"),
     ".evaluate": ("TrainEvaluator",),
-    ".logs": ("RunLog", "read_log"),
+    ".logs": ("RunLog", "read_log", "truncate_logs"),
     ".loop": ("TrainingStopped", "train"),
     ".losses": ("LOGIT_SCALE_MAX", "CoCaLoss", "caption_loss", "clamp_logit_scale", "clip_loss", "coca_loss",
                 "distill_clip_loss", "put_local_rows", "siglip_loss"),

@@ -37,9 +37,13 @@ def run_train(args) -> int:
         >>> main(["train", "--train-data", "data/train.csv", "--epochs", "1"])  # doctest: +SKIP
         0
     """
+    from ..errors import DataError
     from .loop import run_train_command
     try:
         return run_train_command(args)
+    except DataError as e:  # a damaged checkpoint, a run folder in use: the input must change, not the flags
+        print(f"anyclip train: error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, ImportError) as e:  # bad flags or data (DatasetError is a ValueError), a missing extra
         print(f"anyclip train: error: {e}", file=sys.stderr)
         return 2

@@ -390,6 +390,8 @@ class RunConfig(Section):
     keep: int = flag(3, "checkpoints kept (newest)", minimum=1)
     resume: str | None = flag(None, "'latest' or a checkpoint folder")
     log_every_n_steps: int = flag(10, minimum=1)
+    log_every_seconds: float = flag(30.0, "when stderr is not a terminal, a progress line every N seconds "
+                                          "(0: none)", minimum=0)
     report_to: str = flag("jsonl", "jsonl, tensorboard or both, comma-separated (train.jsonl is always written)")
 
     def _check(self):
@@ -443,6 +445,8 @@ class TrainConfig(Section):
     model: str = flag("ViT-B-32", "architecture name (open_clip_jax's names too), JSON config file, hf-hub: or "
                                   "local-dir:", aliases=("--model-name",))
     pretrained: str | None = flag(None, "tag or checkpoint to fine-tune from")
+    resize_pos_embed: bool = flag(False, "let --pretrained weights with another image size or context length "
+                                         "load, their positional embeddings resized (open_clip does it silently)")
     precision: str = flag("fp32", "amp/amp_fp16/fp16 add loss scaling", choices=PRECISIONS)
     seed: int = flag(0)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)

@@ -183,6 +183,39 @@ def read_log(path) -> list:
     return records
 
 
+def truncate_logs(run_dir, step: int) -> list:
+    """Drop the records after ``step`` from ``train.jsonl`` and ``eval.jsonl`` of ``run_dir`` (atomically).
+
+    A resumed run repeats the steps after its checkpoint; cutting them first leaves each step logged once.
+    Lines cut short by a crash go too. Returns the files changed.
+
+    Example:
+        >>> truncate_logs("logs/shapes", 300)  # doctest: +SKIP
+        [PosixPath('logs/shapes/train.jsonl')]
+    """
+    from ..atomic import atomic_write_text
+    changed = []
+    for kind in KINDS:
+        path = Path(run_dir) / f"{kind}.jsonl"
+        if not path.is_file():
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+        if len(kept) != len(lines):
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+            changed.append(path)
+    return changed
+
+
+def _step_of(line: str):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if is_number(step) else None
+
+
 def is_number(value) -> bool:
     """True for an int or float that is not a bool (a field a plot or TensorBoard scalar can show).
 
@@ -193,4 +226,4 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-__all__ = ["REPORT_TO", "RunLog", "is_number", "parse_report_to", "read_log"]
+__all__ = ["REPORT_TO", "RunLog", "is_number", "parse_report_to", "read_log", "truncate_logs"]

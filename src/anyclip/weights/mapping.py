@@ -66,8 +66,11 @@ def _check_coverage(model, entries):
         raise RuntimeError(f"anyclip variables with no open_clip key: {unmapped}")
 
 
-def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """open_clip's load-time fix-ups: text-tower prefix, scalar logit scale/bias, position resizes.
+def adapt_state_dict(model, state: Mapping[str, np.ndarray], resize_pos_embed: bool = False) -> dict[str, np.ndarray]:
+    """open_clip's load-time fix-ups: text-tower prefix, scalar logit scale/bias; position resizes if asked.
+
+    ``resize_pos_embed=True`` interpolates image / text positional embeddings made for another grid or
+    context length to the model's (open_clip always does); otherwise they are left for the shape check.
 
     Example:
         >>> state = adapt_state_dict(model, read_state_dict("old_checkpoint.pt"))  # doctest: +SKIP
@@ -92,6 +95,8 @@ def adapt_state_dict(model, state: Mapping[str, np.ndarray]) -> dict[str, np.nda
     for key, (var, _) in model_entries(model).items():
         if key.endswith(".num_batches_tracked") and key not in state:
             state[key] = np.asarray(_to_numpy(var), dtype=np.int64)
+    if not resize_pos_embed:
+        return state
     key = "visual.positional_embedding"
     want = tuple(getattr(model.visual, "positional_embedding", np.empty(0)).shape)
     if len(want) == 2 and key in state and state[key].ndim == 2 and state[key].shape[1] == want[1] and state[key].shape[0] != want[0]:
@@ -127,18 +132,20 @@ class IncompatibleKeys(NamedTuple):
 
 
 def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "checkpoint",
-                    strict: bool = True) -> IncompatibleKeys:
+                    strict: bool = True, resize_pos_embed: bool = False) -> IncompatibleKeys:
     """Assign an open_clip state dict to ``model`` (all or nothing) and return the keys left out.
 
     ``strict=False`` loads the keys the model has and returns the missing and unexpected ones instead of
-    raising; a shape mismatch or a non-finite tensor still raises, as in torch.
+    raising; a shape mismatch or a non-finite tensor still raises, as in torch. A positional embedding made
+    for another image size or context length is a shape mismatch too unless ``resize_pos_embed=True``
+    (then it is interpolated, as open_clip's ``load_checkpoint`` always does).
 
     Example:
         >>> load_state_dict(model, read_state_dict("open_clip_model.safetensors"))  # doctest: +SKIP
     """
     entries = model_entries(model)
     _check_coverage(model, entries)
-    state = adapt_state_dict(model, state)
+    state = adapt_state_dict(model, state, resize_pos_embed=resize_pos_embed)
     missing, unexpected, mismatched, ready = [], [], [], []
     for key in sorted(set(entries) - set(state)):
         missing.append(f"missing key {key!r} (anyclip expects shape {_torch_shape(entries[key])})")
@@ -149,7 +156,8 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
         value = np.asarray(state[key])
         expected = _torch_shape(entries[key])
         if tuple(value.shape) != expected:
-            mismatched.append(f"shape mismatch for {key!r}: checkpoint {tuple(value.shape)}, model {expected}")
+            hint = _POS_HINT if key.endswith(_POS_KEYS) else ""
+            mismatched.append(f"shape mismatch for {key!r}: checkpoint {tuple(value.shape)}, model {expected}{hint}")
             continue
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             bad = int((~np.isfinite(value)).sum())
@@ -174,6 +182,11 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
     for (var, _), value in zip(ready, values):
         var.assign(value)
     return incompatible
+
+
+_POS_KEYS = ("positional_embedding", "pos_embed")
+_POS_HINT = (" (a checkpoint for another image size or context length: pass resize_pos_embed=True or "
+             "--resize-pos-embed to interpolate it)")
 
 
 def _np_dtype(var):
