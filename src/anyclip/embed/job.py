@@ -34,9 +34,11 @@ import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
 from ..encode import encode_image_stream, encode_texts
+from ..errors import DataError, UsageError
 from ..progress import progress_bar
 from .decode import decode_chunk, normalize
 from .extra import require
+from .integrity import file_matches, file_record, read_json_object
 from .sources import Inputs, Item
 
 MANIFEST = "manifest.json"
@@ -45,7 +47,7 @@ FORMATS = ("parquet", "npy")
 DECODE_TIMEOUT = 600  # seconds one chunk of images may take in a worker process
 
 
-class EmbedJobError(ValueError):
+class EmbedJobError(UsageError):
     """A job that cannot run as asked (bad settings, a folder holding another job's output).
 
     Example:
@@ -208,7 +210,18 @@ def write_shard(out: Path, k: int, emb: np.ndarray, ok: list[Item], errors: list
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(emb, dtype=np.float32))
         atomic_write(out / f"{name}.npy", save)
-    return {"rows": len(ok), "errors": len(errors)}
+    return shard_record(out, k, settings.format, len(ok), len(errors))
+
+
+def shard_record(out: Path, k: int, settings_format: str, rows: int, errors: int) -> dict:
+    """Shard ``k``'s manifest record: its row and error counts, and the size and sha256 of each data file.
+
+    Example:
+        >>> shard_record(Path("out"), 0, "parquet", 100, 0)["files"]  # doctest: +SKIP
+        {'part-00000.parquet': {'bytes': 51234, 'sha256': '...'}}
+    """
+    return {"rows": rows, "errors": errors,
+            "files": {p.name: file_record(p) for p in shard_files(out, k, settings_format)}}
 
 
 def shard_files(out: Path, k: int, settings_format: str) -> list[Path]:
@@ -240,11 +253,9 @@ def open_manifest(out: Path, inputs: Inputs, settings: EmbedSettings) -> dict:
     job = _job_record(inputs, settings)
     path = out / MANIFEST
     if path.exists():
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise EmbedJobError(f"{path}: cannot read the manifest ({e}); remove the folder to start again") from None
-        old = manifest.get("job", {})
+        manifest = validate_manifest(path, read_json_object(path, REMOVE_FOLDER, "an embedding manifest"),
+                                     REMOVE_FOLDER)
+        old = manifest["job"]
         diff = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
         if diff:
             detail = ", ".join(f"{k}: {old.get(k)!r} -> {job.get(k)!r}" for k in diff[:4])
@@ -260,8 +271,41 @@ def open_manifest(out: Path, inputs: Inputs, settings: EmbedSettings) -> dict:
     return manifest
 
 
+REMOVE_FOLDER = "remove the folder (or write to a new one) and run `anyclip embed` again"
+
+
+def validate_manifest(path: Path, manifest: dict, fix: str) -> dict:
+    """``manifest`` if it has the shape ``anyclip embed`` writes; else a :class:`DataError` naming ``path``.
+
+    Example:
+        >>> validate_manifest(Path("m.json"), {"job": {}, "num_shards": 1, "shards": []}, "fix it")
+        Traceback (most recent call last):
+        ...
+        anyclip.errors.DataError: m.json: not an `anyclip embed` manifest (job.format is missing or unknown); fix it
+    """
+    job, shards, n = manifest.get("job"), manifest.get("shards"), manifest.get("num_shards")
+    problem = None
+    if not isinstance(job, dict):
+        problem = "no job record"
+    elif job.get("format") not in FORMATS:
+        problem = "job.format is missing or unknown"
+    elif not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        problem = "num_shards is not a count"
+    elif not isinstance(shards, dict):
+        problem = "shards is not an object"
+    else:
+        for name, record in shards.items():
+            if not (isinstance(record, dict) and all(isinstance(record.get(key), int) for key in ("rows", "errors"))
+                    and isinstance(record.get("files", {}), dict)):
+                problem = f"the record of {name} is damaged"
+                break
+    if problem:
+        raise DataError(f"{path}: not an `anyclip embed` manifest ({problem}); {fix}")
+    return manifest
+
+
 def pending_shards(out: Path, manifest: dict, inputs: Inputs, settings: EmbedSettings) -> list[tuple[int, list]]:
-    """``(k, items)`` of the shards still to do (not recorded, or with a data file missing).
+    """``(k, items)`` of the shards still to do (not recorded, or with a data file missing or damaged).
 
     Example:
         >>> [k for k, _ in pending_shards(Path("out"), manifest, inputs, settings)]  # doctest: +SKIP
@@ -270,7 +314,8 @@ def pending_shards(out: Path, manifest: dict, inputs: Inputs, settings: EmbedSet
     todo, size = [], settings.shard_size
     for k in range(manifest["num_shards"]):
         done = manifest["shards"].get(shard_name(k))
-        if done is not None and all(p.is_file() for p in shard_files(out, k, settings.format)):
+        if done is not None and all(file_matches(p, done.get("files", {}).get(p.name))
+                                    for p in shard_files(out, k, settings.format)):
             continue
         todo.append((k, inputs.items[k * size:(k + 1) * size]))
     return todo
@@ -310,11 +355,25 @@ def clean_temporaries(out: Path) -> None:
                 p.unlink(missing_ok=True)
 
 
+def run_stats(manifest: dict, redone: list[int]) -> dict:
+    """What this run added: ``{"new_rows", "new_errors", "old_rows"}`` (``old_rows``: left by earlier runs).
+
+    Example:
+        >>> run_stats({"shards": {"part-00000": {"rows": 5, "errors": 1}, "part-00001": {"rows": 6, "errors": 0}}}, [1])
+        {'new_rows': 6, 'new_errors': 0, 'old_rows': 5}
+    """
+    records = manifest["shards"]
+    new = [records[shard_name(k)] for k in redone]
+    new_rows = sum(r["rows"] for r in new)
+    return {"new_rows": new_rows, "new_errors": sum(r["errors"] for r in new),
+            "old_rows": sum(r["rows"] for r in records.values()) - new_rows}
+
+
 def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSettings, load: Callable, *,
-                  workers: int = 4, progress: bool | None = None) -> dict:
+                  workers: int = 4, progress: bool | None = None, stats: dict | None = None) -> dict:
     """Run (or resume) a job; ``load()`` gives ``(model, tokenizer)`` and is called only if work remains.
 
-    Returns the completed manifest.
+    Returns the completed manifest; ``stats`` (a dict), if given, gets :func:`run_stats` of this run.
 
     Example:
         >>> manifest = run_embed_job(inputs, "out/", settings, load=lambda: (model, tokenizer))  # doctest: +SKIP
@@ -340,8 +399,12 @@ def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSetting
                     record_shard(out, manifest, k, write_shard(out, k, emb, ok, errors, settings))
         finally:
             encoder.close()
-    return finish_job(out, manifest)
+    manifest = finish_job(out, manifest)
+    if stats is not None:
+        stats.update(run_stats(manifest, [k for k, _ in todo]))
+    return manifest
 
 
 __all__ = ["EmbedJobError", "EmbedSettings", "ShardEncoder", "finish_job", "open_manifest", "pending_shards",
-           "record_shard", "run_embed_job", "shard_name", "write_shard"]
+           "record_shard", "run_embed_job", "run_stats", "shard_name", "shard_record", "validate_manifest",
+           "write_shard"]
