@@ -17,9 +17,20 @@ import anyclip
 from anyclip.cli import main
 from anyclip.data.labelled import read_image_folder
 from anyclip.data.retrieval import read_retrieval_json
-from anyclip.eval import (EvalResult, classification_metrics, confusion_matrix, fit_linear_probe, linear_probe,
-                          mean_per_class_recall, retrieval_metrics, target_ranks, topk_accuracy,
-                          write_results_json, zero_shot_classification, zero_shot_retrieval)
+from anyclip.eval import (
+    EvalResult,
+    classification_metrics,
+    confusion_matrix,
+    fit_linear_probe,
+    linear_probe,
+    mean_per_class_recall,
+    retrieval_metrics,
+    target_ranks,
+    topk_accuracy,
+    write_results_json,
+    zero_shot_classification,
+    zero_shot_retrieval,
+)
 from anyclip.eval.linear_probe import C_GRID
 
 TINY = {
