@@ -389,3 +389,21 @@ def test_cli_eval_refuses_single_class_sets_and_names_damaged_inputs(tiny, tmp_p
     code, err = _exit(["eval", "--dataset", tmp_path / "labels.csv", "--output", tmp_path / "r.json",
                        "--no-progress", *tiny.cli], capsys)
     assert code != 0 and "gone.jpg" in err and "not found" in err
+
+
+def test_cli_eval_reports_each_unreadable_image_and_refuses_a_set_with_none_readable(tiny, tmp_path, capsys):
+    root = tmp_path / "set"
+    shutil.copytree(tiny.images, root)
+    (root / "cat" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "dog" / "zz_empty.png").write_bytes(b"")
+    code, err = _exit(["eval", "--dataset", root, "--output", tmp_path / "r.json", "--no-progress", *tiny.cli], capsys)
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.startswith("anyclip eval: skipped")]
+    assert len(lines) == 2 and "zz_broken.jpg" in lines[0] and "zz_empty.png" in lines[1]
+    bad = tmp_path / "bad"
+    for name in ("cat", "dog"):
+        (bad / name).mkdir(parents=True)
+        (bad / name / "x.jpg").write_bytes(b"not a jpeg")
+    code, err = _exit(["eval", "--dataset", bad, "--output", tmp_path / "r2.json", "--no-progress", *tiny.cli],
+                      capsys)
+    assert code != 0 and "no image could be scored (2 unreadable" in err and not (tmp_path / "r2.json").exists()

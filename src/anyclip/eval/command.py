@@ -61,7 +61,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv-img-key", default=None, help="CSV column of image paths (default: filepath, image, path...)")
     p.add_argument("--csv-label-key", default=None, help="CSV column of labels (default: label, class, target...)")
     p.add_argument("--csv-caption-key", default=None, help="CSV column of captions (default: caption, title, text...)")
-    p.add_argument("--csv-separator", default=None, help="CSV separator (default: tab for .tsv, else comma)")
+    p.add_argument("--csv-separator", default=None,
+                   help="CSV separator (default: tab when the header line has one, else comma)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="image decoding threads (0: decode in the main thread)")
     p.add_argument("--recall-k", type=int, nargs="+", default=[1, 5, 10], help="retrieval: the k of R@k")
@@ -168,6 +169,18 @@ def _read_data(args, task):
     return {"task": task, "data": data}
 
 
+MAX_SKIPPED_LINES = 20
+
+
+def _report_skipped(result) -> None:
+    """One stderr line per unreadable image (the first ``MAX_SKIPPED_LINES``, then a count)."""
+    for s in result.skipped[:MAX_SKIPPED_LINES]:
+        print(f"anyclip eval: skipped {s.name}: {s.reason}", file=sys.stderr)
+    if len(result.skipped) > MAX_SKIPPED_LINES:
+        print(f"anyclip eval: ... and {len(result.skipped) - MAX_SKIPPED_LINES} more unreadable image(s), all "
+              "listed in the results JSON", file=sys.stderr)
+
+
 def run_eval_command(args, load=load_model_from_args) -> int:
     """Run ``anyclip eval`` for parsed ``args``; ``load(args)`` returns ``(model, preprocess, tokenizer)``.
 
@@ -208,6 +221,7 @@ def run_eval_command(args, load=load_model_from_args) -> int:
     except DatasetError as e:
         print(f"anyclip eval: error: {e}", file=sys.stderr)
         return 2
+    _report_skipped(result)
     pretrained = model.pretrained_cfg.get("pretrained") if getattr(model, "pretrained_cfg", None) else None
     print(format_summary(result, args.dataset))
     if args.output:
