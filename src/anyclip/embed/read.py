@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import DataError
 from .extra import require
 from .integrity import check_file, read_json_object
-from .job import MANIFEST, shard_files, shard_name, validate_manifest
+from .manifest import MANIFEST, shard_files, shard_name, validate_manifest
 
 
 def _rerun(folder: Path) -> str:
