@@ -120,12 +120,18 @@ def test_a_damaged_manifest_is_named(copy, capsys, tmp_path, text, says):
     assert code == 1 and str(folder / "manifest.json") in err and says in err
 
 
-def test_a_manifest_missing_a_shard_record_is_named(copy, capsys, tmp_path):
+def test_a_manifest_missing_a_shard_record_or_miscounting_shards_is_named(copy, built, capsys, tmp_path):
     folder = copy("emb")
-    manifest = json.loads((folder / "manifest.json").read_text())
+    original = (built / "emb" / "manifest.json").read_text()
+    manifest = json.loads(original)
     del manifest["shards"]["part-00001"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert "no record of shard part-00001" in index_fails(capsys, folder, folder / "manifest.json", tmp_path)
+    manifest = json.loads(original)
+    manifest["num_shards"] = 1  # would silently leave out two shards
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    err = index_fails(capsys, folder, folder / "manifest.json", tmp_path)
+    assert "num_shards 1 does not fit 12 inputs in shards of 5" in err
 
 
 def test_folders_written_before_checksums_still_read_and_their_damage_is_still_found(copy, built, capsys, tmp_path):

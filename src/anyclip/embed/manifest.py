@@ -129,11 +129,18 @@ def validate_manifest(path: Path, manifest: dict, fix: str) -> dict:
     elif not isinstance(shards, dict):
         problem = "shards is not an object"
     else:
+        names = {shard_name(k) for k in range(n)}
+        size, inputs = job.get("shard_size"), job.get("num_inputs")
+        if isinstance(size, int) and size > 0 and isinstance(inputs, int) and n != -(-inputs // size):
+            problem = f"num_shards {n} does not fit {inputs} inputs in shards of {size}"
         for name, record in shards.items():
-            if not (isinstance(record, dict) and all(isinstance(record.get(key), int) for key in ("rows", "errors"))
-                    and isinstance(record.get("files", {}), dict)):
-                problem = f"the record of {name} is damaged"
+            if problem:
                 break
+            if name not in names:
+                problem = f"a record of {name}, beyond its {n} shard(s)"
+            elif not (isinstance(record, dict) and all(isinstance(record.get(key), int) for key in ("rows", "errors"))
+                      and isinstance(record.get("files", {}), dict)):
+                problem = f"the record of {name} is damaged"
     if problem:
         raise DataError(f"{path}: not an `anyclip embed` manifest ({problem}); {fix}")
     return manifest
