@@ -146,7 +146,12 @@ def test_a_second_embed_into_a_running_jobs_folder_is_refused_naming_the_first(f
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
-        while not (out / LOCK_NAME).is_file() and proc.poll() is None and time.monotonic() < deadline:
+        def owner_written():  # the lock file exists, and its owner has written who it is
+            try:
+                return f"{proc.pid}" in (out / LOCK_NAME).read_text()
+            except OSError:
+                return False
+        while not owner_written() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         assert proc.poll() is None, "the first job ended before its lock was seen"
         for argv in (args, [*args, "--format", "npy"]):
