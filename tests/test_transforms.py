@@ -542,3 +542,20 @@ def test_pil_images_passed_in_keep_open_clip_clipping_unless_to_8bit():
     cfg = PreprocessConfig(size=4, mean=(0, 0, 0), std=(1, 1, 1))
     np.testing.assert_allclose(image_transform(cfg, output="numpy")(image), 1.0)  # as open_clip
     np.testing.assert_allclose(image_transform(cfg, output="numpy")(to_8bit(image)), 128 / 255, atol=1e-6)
+
+
+def test_16_bit_rgb_png_files_keep_their_levels(tmp_path):
+    """PIL opens 16-bit RGB PNGs as 8-bit RGB itself (the high byte); load_image keeps that, never white."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    pixels = np.zeros((6, 5, 3), ">u2")
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = 32896, 65535, 0
+    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    path = tmp_path / "rgb16.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 6, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    image = load_image(path)
+    assert image.mode == "RGB" and image.getpixel((2, 3)) == (128, 255, 0)
