@@ -54,24 +54,30 @@ def write_rows_file(path: str | os.PathLike, embeddings: np.ndarray, items: Sequ
     """One file with the rows of a shard (``id``, ``path``/``text``, ``embedding``, ``model``, ``tag``).
 
     ``.parquet``: all columns. ``.npy``: the array, ``<name>.meta.parquet`` with the other columns (as a
-    ``--format npy`` shard) and, for older readers, ``<name>.ids.json`` (``{"ids": [path or text, ...]}``).
+    ``--format npy`` shard; when pyarrow is installed) and ``<name>.ids.json`` (``{"ids": [path or text,
+    ...]}``, for older readers and installs without pyarrow).
 
     Example:
         >>> write_rows_file("out.parquet", emb, ok_items, EmbedSettings(model="ViT-B-32"))  # doctest: +SKIP
     """
     from .job import _rows_table
-    pq = require("pyarrow.parquet")
     path = Path(path)
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     ids, names = [i.id for i in items], [i.name for i in items]
     if path.suffix == ".parquet":
+        pq = require("pyarrow.parquet")
         table = _rows_table(ids, names, settings, embeddings)
         atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
     if path.suffix != ".npy":
         raise ValueError(f"output {path} must end in .npy or .parquet")
-    meta = _rows_table(ids, names, settings, None)
-    atomic_write(path.with_name(path.stem + ".meta.parquet"), lambda tmp: pq.write_table(meta, tmp))
+    try:  # .npy outputs work without the [embed] extra: then the ids sidecar alone
+        pq = require("pyarrow.parquet")
+    except ImportError:
+        pq = None
+    if pq is not None:
+        meta = _rows_table(ids, names, settings, None)
+        atomic_write(path.with_name(path.stem + ".meta.parquet"), lambda tmp: pq.write_table(meta, tmp))
     text = json.dumps({"ids": names, "model": settings.model, "tag": settings.tag, "kind": settings.kind},
                       ensure_ascii=False)
     atomic_write(path.with_name(path.stem + ".ids.json"), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
