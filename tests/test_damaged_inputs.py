@@ -233,9 +233,10 @@ def test_single_file_outputs_have_the_shard_columns(built, tmp_path):
 
 # ------------------------------------------------------------------------------------------- random damage
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(target=st.sampled_from(["emb/part-00000.parquet", "emb/part-00002.parquet", "emb/manifest.json",
-                               "idx/index.faiss", "idx/rows.parquet", "idx/index.json"]),
+                               "npy/part-00001.npy", "npy/part-00001.meta.parquet", "idx/index.faiss",
+                               "idx/rows.parquet", "idx/index.json"]),
        cut=st.booleans(), where=st.floats(0, 1, exclude_max=True), mask=st.integers(1, 255))
 def test_random_truncation_or_byte_flips_fail_with_a_data_error_naming_the_file(built, target, cut, where, mask):
     with tempfile.TemporaryDirectory() as tmp:
@@ -250,7 +251,7 @@ def test_random_truncation_or_byte_flips_fail_with_a_data_error_naming_the_file(
             data[at] ^= mask
         path.write_bytes(bytes(data))
         try:
-            if folder.name == "emb":
+            if folder.name in ("emb", "npy"):
                 from anyclip.embed.index import read_embeddings
                 read_embeddings([folder])
             else:
