@@ -102,7 +102,6 @@ def test_rerun_skips_complete_shards_and_workers_do_not_change_the_output(folder
     assert "shard_size: 6 -> 5" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # exhaustive; the re-run / lost-shard path runs by default in the test above
 def test_kill_minus_9_at_random_points_then_rerun_gives_the_clean_output(folder, clean_run, tmp_path):
     """Five real SIGKILLs at random moments (start-up, mid-shard, while writing), each followed by a re-run."""
     rng = random.Random(20261124)
@@ -134,6 +133,37 @@ def test_kill_minus_9_at_random_points_then_rerun_gives_the_clean_output(folder,
         assert main(args) == 0
         _assert_same_output(clean_run, out)
     assert killed >= 4, "the job finished before it could be killed"
+
+
+def test_a_second_embed_into_a_running_jobs_folder_is_refused_naming_the_first(folder, clean_run, tmp_path):
+    """A job in a subprocess holds the folder's lock; another one (same or other arguments) exits 1 naming it."""
+    from anyclip.errors import DataError
+    from anyclip.output_lock import LOCK_NAME
+    out = tmp_path / "locked"
+    env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
+    args = ["embed", str(folder), "-o", str(out), "--workers", "0", *ARGS]
+    proc = subprocess.Popen([sys.executable, "-m", "anyclip.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        def owner_written():  # the lock file exists, and its owner has written who it is
+            try:
+                return f"{proc.pid}" in (out / LOCK_NAME).read_text()
+            except OSError:
+                return False
+        while not owner_written() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the first job ended before its lock was seen"
+        for argv in (args, [*args, "--format", "npy"]):
+            try:
+                code, message = main(argv), ""
+            except DataError as e:
+                code, message = 1, str(e)
+            assert code == 1 and f"pid {proc.pid}" in message and "anyclip embed" in message, message
+    finally:
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    _assert_same_output(clean_run, out)  # the refused runs left the first job's output alone
 
 
 def _png_header_only(path: Path, width: int, height: int):
@@ -188,6 +218,7 @@ def test_awkward_files_are_embedded_or_recorded_as_documented(awkward, tmp_path)
         assert any(w in errors[name] for w in words), (name, errors[name])
 
     # the embedded pixels are open_clip's eval transform of the (EXIF-rotated) image, whatever its mode
+    # (16-bit images first brought to 8 bits by rescaling, where open_clip would clip them)
     model = anyclip.create_model("anyclip-shapes", "v1")
     cfg = model.preprocess_cfg
     ref = open_clip.image_transform(cfg.size, is_train=False, mean=cfg.mean, std=cfg.std,
@@ -198,6 +229,8 @@ def test_awkward_files_are_embedded_or_recorded_as_documented(awkward, tmp_path)
         assert reason is None, name
         ours = normalize(ours[None], cfg)[0]
         with Image.open(awkward / name) as im:
+            if im.mode == "I;16":  # rescaled to 8 bits on purpose (open_clip clips it to white): v * 257 -> v
+                im = Image.fromarray((np.asarray(im) // 257).astype(np.uint8))
             want = ref(ImageOps.exif_transpose(im)).numpy().transpose(1, 2, 0)
         np.testing.assert_allclose(ours, want, atol=1e-6, err_msg=name)
         pixels.append(ours)

@@ -8,6 +8,21 @@ import pytest
 
 from anyclip.cli import main
 from anyclip.embed.index import SearchIndex, build_index, choose_index, save_index
+from anyclip.errors import DataError, UsageError
+
+
+def _exit(argv, capsys) -> tuple[int, str]:
+    """``(exit code, stderr)`` of ``anyclip argv``, whether the CLI maps DataError/UsageError itself or not."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except DataError as e:
+        code, message = 1, str(e)
+    except UsageError as e:
+        code, message = 2, str(e)
+    else:
+        message = ""
+    return code, message + capsys.readouterr().err
 
 
 def _unit(rng, n, d):
@@ -91,5 +106,13 @@ def test_embed_index_search_cli_with_a_contact_sheet(tmp_path, capsys):
     assert main(["search", str(tmp_path / "idx"), "--text", "a red circle", "-k", "12"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 12 and {Path(line.split()[-1]).name for line in lines} == {f"s{i:02d}.png" for i in range(12)}
-    assert main(["search", str(tmp_path / "nowhere"), "--text", "x"]) == 2
-    assert "not an `anyclip index` folder" in capsys.readouterr().err
+    code, err = _exit(["search", str(tmp_path / "nowhere"), "--text", "x"], capsys)
+    assert code == 1 and "nowhere: no such folder" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    code, err = _exit(["search", str(tmp_path / "empty"), "--text", "x"], capsys)
+    assert code == 1 and "not an `anyclip index` folder" in err
+    # another --model than the index's is refused, naming both; -k beyond the index is capped
+    code, err = _exit(["search", str(tmp_path / "idx"), "--text", "x", "--model", "ViT-B-32"], capsys)
+    assert code == 2 and "ViT-B-32" in err and "anyclip-shapes" in err
+    assert main(["search", str(tmp_path / "idx"), "--text", "a red circle", "-k", "1000", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 12

@@ -17,9 +17,20 @@ import anyclip
 from anyclip.cli import main
 from anyclip.data.labelled import read_image_folder
 from anyclip.data.retrieval import read_retrieval_json
-from anyclip.eval import (EvalResult, classification_metrics, confusion_matrix, fit_linear_probe, linear_probe,
-                          mean_per_class_recall, retrieval_metrics, target_ranks, topk_accuracy,
-                          write_results_json, zero_shot_classification, zero_shot_retrieval)
+from anyclip.eval import (
+    EvalResult,
+    classification_metrics,
+    confusion_matrix,
+    fit_linear_probe,
+    linear_probe,
+    mean_per_class_recall,
+    retrieval_metrics,
+    target_ranks,
+    topk_accuracy,
+    write_results_json,
+    zero_shot_classification,
+    zero_shot_retrieval,
+)
 from anyclip.eval.linear_probe import C_GRID
 
 TINY = {
@@ -317,3 +328,82 @@ def test_cli_eval_gives_the_same_numbers_on_the_torch_backend(tiny, tmp_path):
     direct = zero_shot_classification(tiny.model, tiny.tokenizer, read_image_folder(tiny.images),
                                       templates="default", progress=False)
     assert json.loads(out.read_text())["metrics"] == pytest.approx(direct.metrics, abs=1e-12)
+
+
+def _exit(argv, capsys) -> tuple[int, str]:
+    """``(exit code, stderr)`` whether the CLI maps DataError/UsageError itself or not; never a traceback."""
+    from anyclip.errors import DataError, UsageError
+    capsys.readouterr()
+    try:
+        code, message = main([str(a) for a in argv]), ""
+    except DataError as e:
+        code, message = 1, str(e)
+    except UsageError as e:
+        code, message = 2, str(e)
+    message += capsys.readouterr().err
+    assert "Traceback" not in message
+    return code, message
+
+
+def test_cli_eval_reads_what_data_shapes_writes_with_no_extra_flags(tiny, tmp_path, capsys):
+    assert main(["data", "shapes", str(tmp_path / "shapes"), "-n", "8", "--format", "csv", "--split", "test",
+                 "--image-size", "32"]) == 0
+    csv_file = tmp_path / "shapes" / "test.csv"
+    assert "\t" in csv_file.read_text().splitlines()[0]  # tab-separated, in a .csv file
+    out = tmp_path / "shapes.json"
+    assert main(["eval", "--dataset", str(csv_file), "--output", str(out), "--no-progress", *tiny.cli]) == 0
+    record = json.loads(out.read_text())
+    assert record["task"] == "zeroshot_retrieval" and record["details"]["num_texts"] == 8
+
+
+def test_cli_eval_keeps_an_existing_results_file_unless_overwrite(tiny, tmp_path, capsys):
+    out = tmp_path / "results.json"
+    out.write_text("earlier results")
+    argv = ["eval", "--dataset", tiny.images, "--output", out, "--no-progress", "--templates", "default", *tiny.cli]
+    code, err = _exit(argv, capsys)
+    assert code == 2 and str(out) in err and "--overwrite" in err and "--output" in err
+    assert out.read_text() == "earlier results"
+    assert main([str(a) for a in argv] + ["--overwrite"]) == 0
+    assert json.loads(out.read_text())["task"] == "zeroshot_classification"
+
+
+def test_cli_eval_refuses_single_class_sets_and_names_damaged_inputs(tiny, tmp_path, capsys):
+    one = tmp_path / "one"
+    shutil.copytree(tiny.images / "cat", one / "cat")
+    code, err = _exit(["eval", "--dataset", one, "--output", tmp_path / "r.json", "--no-progress", *tiny.cli], capsys)
+    assert code == 1 and "1 class(es) (cat)" in err and "at least two" in err
+    assert not (tmp_path / "r.json").exists()
+    lp = tmp_path / "lp"
+    shutil.copytree(tiny.images / "cat", lp / "train" / "cat")
+    shutil.copytree(tiny.images, lp / "test")
+    code, err = _exit(["eval", "--task", "linear_probe", "--dataset", lp, "--output", tmp_path / "r.json",
+                       "--no-progress", *tiny.cli], capsys)
+    assert code == 1 and "training split has 1 class(es)" in err
+    paths = image_paths(tiny.images)
+    (tmp_path / "labels.csv").write_text("filepath,label\n" + f"{paths[0]},cat\n{tmp_path / 'gone.jpg'},dog\n"
+                                         + f"{paths[1]},dog,extra\n")
+    code, err = _exit(["eval", "--dataset", tmp_path / "labels.csv", "--output", tmp_path / "r.json",
+                       "--no-progress", *tiny.cli], capsys)
+    assert code != 0 and str(tmp_path / "labels.csv") in err and "line" in err
+    (tmp_path / "labels.csv").write_text("filepath,label\n" + f"{paths[0]},cat\n{tmp_path / 'gone.jpg'},dog\n")
+    code, err = _exit(["eval", "--dataset", tmp_path / "labels.csv", "--output", tmp_path / "r.json",
+                       "--no-progress", *tiny.cli], capsys)
+    assert code != 0 and "gone.jpg" in err and "not found" in err
+
+
+def test_cli_eval_reports_each_unreadable_image_and_refuses_a_set_with_none_readable(tiny, tmp_path, capsys):
+    root = tmp_path / "set"
+    shutil.copytree(tiny.images, root)
+    (root / "cat" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "dog" / "zz_empty.png").write_bytes(b"")
+    code, err = _exit(["eval", "--dataset", root, "--output", tmp_path / "r.json", "--no-progress", *tiny.cli], capsys)
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.startswith("anyclip eval: skipped")]
+    assert len(lines) == 2 and "zz_broken.jpg" in lines[0] and "zz_empty.png" in lines[1]
+    bad = tmp_path / "bad"
+    for name in ("cat", "dog"):
+        (bad / name).mkdir(parents=True)
+        (bad / name / "x.jpg").write_bytes(b"not a jpeg")
+    code, err = _exit(["eval", "--dataset", bad, "--output", tmp_path / "r2.json", "--no-progress", *tiny.cli],
+                      capsys)
+    assert code != 0 and "no image could be scored (2 unreadable" in err and not (tmp_path / "r2.json").exists()

@@ -483,3 +483,79 @@ def test_validation():
         preprocess_images(np.zeros((2, 10, 10, 4), np.uint8), PreprocessConfig(size=8))
     with pytest.raises(ValueError, match="resampler"):
         preprocess_images(np.zeros((10, 10, 3), np.uint8), PreprocessConfig(size=8), resampler="nearest")
+
+
+# ------------------------------------------------------------------------------------- high bit depth files
+
+def _save(tmp_path, name, array, fmt=None):
+    path = tmp_path / name
+    Image.fromarray(array).save(path, fmt)
+    return path
+
+
+@pytest.mark.parametrize("name, dtype", [("g16.png", np.uint16), ("g16.tif", np.uint16), ("g16b.tif", ">u2"),
+                                         ("g32.tif", np.int32)])
+def test_16_bit_files_are_rescaled_not_clipped_to_white(tmp_path, name, dtype):
+    ramp = np.linspace(0, 65535, 64 * 48).reshape(48, 64)
+    path = _save(tmp_path, name, np.round(ramp).astype(dtype))
+    mode = Image.open(path).mode
+    assert mode in ("I;16", "I;16B", "I"), mode  # a real high-bit-depth file, as PIL opens it
+    image = load_image(path)
+    assert image.mode == "L"
+    np.testing.assert_array_less(np.abs(np.asarray(image, np.float64) - ramp * 255 / 65535), 0.5 + 1e-9)
+    # mid-grey stays mid-grey through the whole transform (open_clip's convert("RGB") makes it white)
+    grey = _save(tmp_path, "grey-" + name, np.full((40, 30), 32896, dtype))
+    cfg = PreprocessConfig(size=16, mean=(0, 0, 0), std=(1, 1, 1))
+    pixels = image_transform(cfg, output="numpy")(grey)
+    np.testing.assert_allclose(pixels, 128 / 255, atol=1e-6)
+    with Image.open(grey) as raw:
+        assert np.asarray(raw.convert("RGB")).min() == 255  # what clipping would have given
+
+
+def test_float_files_in_0_1_scale_by_255_and_other_ranges_warn_once_and_min_max(tmp_path):
+    from anyclip.transforms import depth
+    unit = _save(tmp_path, "unit.tif", np.array([[0.0, 0.25, 0.5, 1.0]], np.float32))
+    assert Image.open(unit).mode == "F"
+    assert list(np.asarray(load_image(unit))[0]) == [0, 64, 128, 255]
+    wide = _save(tmp_path, "wide.tif", np.array([[-10.0, 0.0, 10.0]], np.float32))
+    depth._warned = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert list(np.asarray(load_image(wide))[0]) == [0, 128, 255]
+        load_image(wide)
+    messages = [str(w.message) for w in caught if "min-max" in str(w.message)]
+    assert len(messages) == 1 and str(wide) in messages[0] and "-10..10" in messages[0]
+
+
+def test_embed_decoding_rescales_16_bit_files(tmp_path):
+    from anyclip.embed.decode import decode_item
+    path = _save(tmp_path, "grey.png", np.full((20, 20), 32896, np.uint16))
+    cfg = PreprocessConfig(size=8)
+    for fast in (False, True):
+        pixels, reason = decode_item(("file", str(path)), str(path), cfg, fast=fast)
+        assert reason is None and pixels.shape == (8, 8, 3) and (pixels == 128).all()
+
+
+def test_pil_images_passed_in_keep_open_clip_clipping_unless_to_8bit():
+    from anyclip.transforms import to_8bit
+    image = Image.fromarray(np.full((10, 10), 32896, np.uint16))
+    cfg = PreprocessConfig(size=4, mean=(0, 0, 0), std=(1, 1, 1))
+    np.testing.assert_allclose(image_transform(cfg, output="numpy")(image), 1.0)  # as open_clip
+    np.testing.assert_allclose(image_transform(cfg, output="numpy")(to_8bit(image)), 128 / 255, atol=1e-6)
+
+
+def test_16_bit_rgb_png_files_keep_their_levels(tmp_path):
+    """PIL opens 16-bit RGB PNGs as 8-bit RGB itself (the high byte); load_image keeps that, never white."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    pixels = np.zeros((6, 5, 3), ">u2")
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = 32896, 65535, 0
+    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    path = tmp_path / "rgb16.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 6, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    image = load_image(path)
+    assert image.mode == "RGB" and image.getpixel((2, 3)) == (128, 255, 0)

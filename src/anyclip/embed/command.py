@@ -115,26 +115,53 @@ def run_embed(args) -> int:
         return _error("embed", e)
     if inputs.ignored:
         print(f"anyclip embed: ignored {inputs.ignored} file(s) without an image extension", file=sys.stderr)
+    if not inputs.items:
+        from ..errors import DataError
+        given = specs or ([args.text_file] if args.text_file else [])
+        raise DataError(f"no {kind} inputs found in {given}" + (f" ({inputs.ignored} file(s) without an image "
+                        "extension ignored)" if inputs.ignored else "") + "; give files, folders or lists that hold "
+                        f"{'images' if kind == 'image' else 'texts'}")
     progress = False if args.no_progress else None
     out = Path(args.output)
 
     def load():
         model, _, tokenizer = load_model_from_args(args)
         return model, tokenizer
-    try:
-        if out.suffix in (".npy", ".parquet"):
+    if out.suffix in (".npy", ".parquet"):
+        try:
             return _embed_to_file(args, inputs, settings, out, progress)
-        if args.ray:
-            from .ray_job import run_embed_job_on_ray
-            manifest = run_embed_job_on_ray(inputs, out, settings, model_spec(args), address=args.ray_address,
-                                            workers=args.workers, num_actors=args.ray_actors)
-        else:
-            manifest = run_embed_job(inputs, out, settings, load, workers=args.workers, progress=progress)
+        except (EmbedJobError, DatasetError, ImportError) as e:
+            return _error("embed", e)
+    from ..output_lock import locked_output
+    stats: dict = {}
+    try:
+        with locked_output(out, "anyclip embed -o " + os.fspath(out)):
+            if args.ray:
+                from .ray_job import run_embed_job_on_ray
+                manifest = run_embed_job_on_ray(inputs, out, settings, model_spec(args), address=args.ray_address,
+                                                workers=args.workers, num_actors=args.ray_actors, stats=stats)
+            else:
+                manifest = run_embed_job(inputs, out, settings, load, workers=args.workers, progress=progress,
+                                         stats=stats)
     except (EmbedJobError, DatasetError, ImportError) as e:
         return _error("embed", e)
+    return _report_job(manifest, stats, kind, out)
+
+
+def _report_job(manifest: dict, stats: dict, kind: str, out: Path) -> int:
+    """Say what this run wrote (new rows, rows earlier runs left); all inputs failed: a DataError."""
+    from ..errors import DataError
     if manifest["num_errors"]:
         print(f"{manifest['num_errors']} input(s) failed, see {out / 'errors.jsonl'}", file=sys.stderr)
-    print(f"wrote {manifest['num_rows']} {kind} embeddings in {manifest['num_shards']} shard(s) to {out}")
+    if manifest["num_rows"] == 0:
+        raise DataError(f"every one of the {manifest['num_errors']} input(s) failed (see {out / 'errors.jsonl'}); "
+                        "nothing was embedded: fix or replace the inputs")
+    total = f"{manifest['num_rows']} in {manifest['num_shards']} shard(s)"
+    old = stats.get("old_rows", 0)
+    if old:
+        print(f"wrote {stats.get('new_rows', 0)} new {kind} embeddings ({old} already done; {total}) to {out}")
+    else:
+        print(f"wrote {manifest['num_rows']} {kind} embeddings in {manifest['num_shards']} shard(s) to {out}")
     return 0
 
 
@@ -142,7 +169,7 @@ def _embed_to_file(args, inputs, settings, out: Path, progress) -> int:
     """One ``.npy``/``.parquet`` file (ids: the paths or texts), errors beside it; not resumable."""
     from ..progress import progress_bar
     from .extra import require
-    from .io import write_embeddings, write_errors
+    from .io import write_item_errors, write_rows_file
     from .job import ShardEncoder
     if out.suffix == ".parquet":
         require("pyarrow.parquet")  # before the model loads
@@ -153,11 +180,17 @@ def _embed_to_file(args, inputs, settings, out: Path, progress) -> int:
             emb, ok, failed = encoder.encode(inputs.items, bar)
     finally:
         encoder.close()
-    meta = {"model": args.model, "pretrained": args.checkpoint or args.pretrained, "kind": settings.kind}
-    write_embeddings(out, emb, [item.name for item in ok], meta)
-    if failed:
+    if not ok:
+        from ..errors import DataError
         err_path = out.with_name(out.stem + ".errors.jsonl")
-        write_errors(err_path, {item.name: reason for item, reason in failed})
+        write_item_errors(err_path, failed)
+        raise DataError(f"every one of the {len(failed)} input(s) failed (see {err_path}); nothing was embedded, "
+                        f"{out} not written: fix or replace the inputs")
+    write_rows_file(out, emb, ok, settings)
+    err_path = out.with_name(out.stem + ".errors.jsonl")
+    err_path.unlink(missing_ok=True)  # an earlier run's
+    if failed:
+        write_item_errors(err_path, failed)
         print(f"{len(failed)} file(s) skipped, see {err_path}", file=sys.stderr)
     print(f"wrote {len(ok)} {settings.kind} embeddings of dim {emb.shape[1]} to {out}")
     return 0
@@ -171,13 +204,13 @@ def run_index(args) -> int:
         >>> main(["index", "emb/", "-o", "idx/"])  # doctest: +SKIP
         0
     """
-    from .index import EmbeddingIndexError, build_index, read_embeddings, save_index
+    from .index import build_index, read_embeddings, save_index
     try:
         emb, rows = read_embeddings(args.embeddings)
-        index, info = build_index(emb, args.type, exact_below=args.exact_below, pq_above=args.pq_above,
-                                  target_recall=args.target_recall)
-    except (EmbeddingIndexError, ImportError) as e:
+    except ImportError as e:
         return _error("index", e)
+    index, info = build_index(emb, args.type, exact_below=args.exact_below, pq_above=args.pq_above,
+                              target_recall=args.target_recall)
     for key in ("model", "tag"):
         values = set(rows.column(key).to_pylist()) if key in rows.column_names else set()
         info[key] = values.pop() if len(values) == 1 else None
@@ -201,18 +234,23 @@ def run_search(args) -> int:
 
     from ..encode import encode_batch
     from ..transforms.host import ImageLoadError, load_image, numpy_output
-    from .index import EmbeddingIndexError, SearchIndex
+    from .index import SearchIndex
     from .sheet import contact_sheet_html
     if bool(args.text) == bool(args.image):
         raise SystemExit("anyclip search: give one query: --text TEXT or --image PATH")
     try:
         index = SearchIndex(args.index)
-    except (EmbeddingIndexError, ImportError) as e:
+    except ImportError as e:
         return _error("search", e)
+    built_with = index.info.get("model")
     if args.model is None:
-        args.model = index.info.get("model") or DEFAULT_MODEL
+        args.model = built_with or DEFAULT_MODEL
         if args.pretrained is None and args.checkpoint is None:
             args.pretrained = index.info.get("tag")
+    elif built_with and args.model != built_with:
+        from ..errors import UsageError
+        raise UsageError(f"--model {args.model} differs from the model the index at {args.index} was built with "
+                         f"({built_with}); leave --model out to use {built_with}, or index embeddings of {args.model}")
     model, preprocess, tokenizer = load_model_from_args(args)
     try:
         if args.text:
@@ -220,7 +258,7 @@ def run_search(args) -> int:
         else:
             query = encode_batch(model.encode_image, numpy_output(preprocess)(load_image(args.image))[None], 1)
         scores, hits = index.search(query, args.top_k)
-    except (ImageLoadError, EmbeddingIndexError) as e:
+    except ImageLoadError as e:
         return _error("search", e)
     scores, hits = scores[0][:len(hits[0])], hits[0]
     if args.json:

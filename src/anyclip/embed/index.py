@@ -24,74 +24,23 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
+from ..errors import DataError, UsageError
 from .extra import require
+from .integrity import check_file, file_record, read_json_object
+from .read import read_embeddings
 
 EXACT_BELOW = 50_000
 PQ_ABOVE = 2_000_000
 INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq")
 
 
-class EmbeddingIndexError(ValueError):
+class EmbeddingIndexError(DataError):
     """Embeddings that cannot be indexed, or an index folder that cannot be read; the message names it."""
-
-
-def read_embeddings(sources: Sequence[str | os.PathLike]):
-    """``(embeddings [n, d] float32, rows)`` from embedding folders (``anyclip embed -o DIR``) or files.
-
-    ``rows`` is a pyarrow table of the non-embedding columns (``id``, ``path`` or ``text``, ``model``, ``tag``).
-
-    Example:
-        >>> emb, rows = read_embeddings(["embeddings/"])  # doctest: +SKIP
-    """
-    pa, pq = require("pyarrow"), require("pyarrow.parquet")
-    arrays, tables = [], []
-    for source in sources:
-        source = Path(source)
-        if source.is_dir():
-            manifest_path = source / "manifest.json"
-            if not manifest_path.is_file():
-                raise EmbeddingIndexError(f"{source}: no manifest.json (not an `anyclip embed` output folder)")
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            if not manifest.get("complete"):
-                raise EmbeddingIndexError(f"{source}: the embedding job is not complete; re-run the same `anyclip embed` "
-                                  f"command to finish it")
-            fmt = manifest["job"]["format"]
-            files = [source / f"part-{k:05d}.{'parquet' if fmt == 'parquet' else 'npy'}"
-                     for k in range(manifest["num_shards"])]
-        else:
-            files = [source]
-        for f in files:
-            if not f.is_file():
-                raise EmbeddingIndexError(f"embedding file not found: {f}")
-            if f.suffix == ".npy":
-                emb = np.load(f)
-                meta = f.with_name(f.name[:-4] + ".meta.parquet")
-                if meta.is_file():
-                    table = pq.read_table(meta)
-                else:  # a single-file `anyclip embed -o x.npy`: ids in the sidecar
-                    side = json.loads(f.with_name(f.stem + ".ids.json").read_text(encoding="utf-8"))
-                    table = pa.table({"id": pa.array(side["ids"], type=pa.string())})
-            else:
-                table = pq.read_table(f)
-                col = table.column("embedding")
-                dim = col.type.list_size if hasattr(col.type, "list_size") else len(col[0])
-                flat = np.asarray(col.combine_chunks().flatten().to_numpy(zero_copy_only=False), np.float32)
-                emb = flat.reshape(-1, dim) if dim > 0 else flat.reshape(len(table), 0)
-                table = table.drop_columns(["embedding"])
-            arrays.append(np.asarray(emb, np.float32))
-            tables.append(table)
-    if not arrays or sum(len(a) for a in arrays) == 0:
-        raise EmbeddingIndexError(f"no embeddings in {[os.fspath(s) for s in sources]}")
-    dims = {a.shape[1] for a in arrays if len(a)}
-    if len(dims) != 1:
-        raise EmbeddingIndexError(f"embeddings of different sizes {sorted(dims)} cannot share one index")
-    return np.concatenate(arrays), pa.concat_tables(tables, promote_options="default")
 
 
 def choose_index(n: int, dim: int, kind: str = "auto", exact_below: int = EXACT_BELOW,
@@ -177,10 +126,45 @@ def save_index(out: str | os.PathLike, index, info: dict, rows) -> Path:
     pq, faiss = require("pyarrow.parquet"), require("faiss")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "index.json").unlink(missing_ok=True)  # no index.json naming files that are being replaced
     atomic_write(out / "index.faiss", lambda tmp: faiss.write_index(index, tmp))
     atomic_write(out / "rows.parquet", lambda tmp: pq.write_table(rows, tmp))
+    info = {**info, "files": {name: file_record(out / name) for name in INDEX_FILES}}
     atomic_write_text(out / "index.json", json.dumps(info, indent=1, sort_keys=True))
     return out
+
+
+INDEX_FILES = ("index.faiss", "rows.parquet")
+
+
+def _rebuild(folder: Path) -> str:
+    return f"rebuild it with `anyclip index EMBEDDINGS -o {folder}`"
+
+
+def read_index_info(folder: Path) -> dict:
+    """``index.json`` of an index folder, checked: the keys search needs, and each file against its record.
+
+    Example:
+        >>> read_index_info(Path("idx/"))["dim"]  # doctest: +SKIP
+        512
+    """
+    fix = _rebuild(folder)
+    if not folder.is_dir():
+        raise EmbeddingIndexError(f"{folder}: no such folder; give the folder `anyclip index -o` wrote")
+    if not (folder / "index.json").is_file():
+        raise EmbeddingIndexError(f"{folder}: no index.json (not an `anyclip index` folder); {fix}")
+    info = read_json_object(folder / "index.json", fix, "an index description")
+    for key in ("n", "dim"):
+        if not isinstance(info.get(key), int) or isinstance(info.get(key), bool) or info[key] < 0:
+            raise EmbeddingIndexError(f"{folder / 'index.json'}: '{key}' is missing or not a count; {fix}")
+    if info.get("nprobe") is not None and not isinstance(info["nprobe"], int):
+        raise EmbeddingIndexError(f"{folder / 'index.json'}: 'nprobe' is not a number; {fix}")
+    files = info.get("files", {})
+    if not isinstance(files, dict):
+        raise EmbeddingIndexError(f"{folder / 'index.json'}: 'files' is not an object; {fix}")
+    for name in INDEX_FILES:  # before parsing: damage is found even where the bytes still parse
+        check_file(folder / name, files.get(name), fix)
+    return info
 
 
 class SearchIndex:
@@ -195,22 +179,32 @@ class SearchIndex:
     def __init__(self, folder: str | os.PathLike):
         pq, faiss = require("pyarrow.parquet"), require("faiss")
         folder = Path(folder)
-        for name in ("index.faiss", "index.json", "rows.parquet"):
-            if not (folder / name).is_file():
-                raise EmbeddingIndexError(f"{folder}: no {name} (not an `anyclip index` folder)")
         self.folder = folder
-        self.info = json.loads((folder / "index.json").read_text(encoding="utf-8"))
-        self.index = faiss.read_index(str(folder / "index.faiss"))
+        self.info = read_index_info(folder)
+        fix = _rebuild(folder)
+        try:
+            self.index = faiss.read_index(str(folder / "index.faiss"))
+        except Exception as e:  # faiss raises RuntimeError on damaged files
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
+            raise EmbeddingIndexError(f"{folder / 'index.faiss'}: damaged ({reason}); {fix}") from None
         if self.info.get("nprobe"):
             self.index.nprobe = int(self.info["nprobe"])
-        self.rows = pq.read_table(folder / "rows.parquet").to_pylist()
+        try:
+            self.rows = pq.read_table(folder / "rows.parquet").to_pylist()
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise EmbeddingIndexError(f"{folder / 'rows.parquet'}: damaged ({reason}); {fix}") from None
+        if not (self.index.ntotal == len(self.rows) == self.info["n"]) or self.index.d != self.info["dim"]:
+            raise EmbeddingIndexError(
+                f"{folder}: the files do not agree (index.json: {self.info['n']} x {self.info['dim']}, index.faiss: "
+                f"{self.index.ntotal} x {self.index.d}, rows.parquet: {len(self.rows)} rows); {fix}")
 
     def search(self, queries: np.ndarray, k: int = 10):
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.info["dim"]:
-            raise EmbeddingIndexError(f"query embeddings have size {queries.shape[1]}, the index {self.info['dim']} "
-                              f"(a different model?)")
-        scores, ids = self.index.search(queries, min(k, self.index.ntotal))
+            raise UsageError(f"query embeddings have size {queries.shape[1]}, the index at {self.folder} "
+                             f"{self.info['dim']}: give the --model the index was built with")
+        scores, ids = self.index.search(queries, max(1, min(k, self.index.ntotal)))
         hits = [[self.rows[i] for i in row if i >= 0] for row in ids]
         return scores, hits
 
@@ -224,5 +218,6 @@ __all__ = [
     "build_index",
     "choose_index",
     "read_embeddings",
+    "read_index_info",
     "save_index",
 ]

@@ -50,6 +50,57 @@ def write_embeddings(path: str | os.PathLike, embeddings: np.ndarray, ids: Seque
     return path
 
 
+def write_rows_file(path: str | os.PathLike, embeddings: np.ndarray, items: Sequence, settings) -> Path:
+    """One file with the rows of a shard (``id``, ``path``/``text``, ``embedding``, ``model``, ``tag``).
+
+    ``.parquet``: all columns. ``.npy``: the array, ``<name>.meta.parquet`` with the other columns (as a
+    ``--format npy`` shard; when pyarrow is installed) and ``<name>.ids.json`` (``{"ids": [path or text,
+    ...]}``, for older readers and installs without pyarrow).
+
+    Example:
+        >>> write_rows_file("out.parquet", emb, ok_items, EmbedSettings(model="ViT-B-32"))  # doctest: +SKIP
+    """
+    from .job import _rows_table
+    path = Path(path)
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    ids, names = [i.id for i in items], [i.name for i in items]
+    if path.suffix == ".parquet":
+        pq = require("pyarrow.parquet")
+        table = _rows_table(ids, names, settings, embeddings)
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        return path
+    if path.suffix != ".npy":
+        raise ValueError(f"output {path} must end in .npy or .parquet")
+    try:  # .npy outputs work without the [embed] extra: then the ids sidecar alone
+        pq = require("pyarrow.parquet")
+    except ImportError:
+        pq = None
+    if pq is not None:
+        meta = _rows_table(ids, names, settings, None)
+        atomic_write(path.with_name(path.stem + ".meta.parquet"), lambda tmp: pq.write_table(meta, tmp))
+    text = json.dumps({"ids": names, "model": settings.model, "tag": settings.tag, "kind": settings.kind},
+                      ensure_ascii=False)
+    atomic_write(path.with_name(path.stem + ".ids.json"), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, embeddings)
+    atomic_write(path, save)
+    return path
+
+
+def write_item_errors(path: str | os.PathLike, failed: Sequence) -> Path:
+    """The failed ``(item, reason)`` pairs as JSON lines ``{"id", "path", "error"}`` (as a shard's errors file).
+
+    Example:
+        >>> write_item_errors("out.errors.jsonl", [(item, "cannot decode image")])  # doctest: +SKIP
+    """
+    text = "".join(json.dumps({"id": item.id, "path": item.name, "error": reason}, ensure_ascii=False) + "\n"
+                   for item, reason in failed)
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return Path(path)
+
+
 def write_errors(path: str | os.PathLike, errors: Mapping[str, str]) -> Path:
     """One JSON object per line: ``{"path": ..., "error": ...}``.
 

@@ -37,20 +37,26 @@ from ..encode import encode_image_stream, encode_texts
 from ..progress import progress_bar
 from .decode import decode_chunk, normalize
 from .extra import require
+from .manifest import (
+    ERRORS,
+    FORMATS,
+    MANIFEST,
+    REMOVE_FOLDER,
+    EmbedJobError,
+    clean_temporaries,
+    finish_job,
+    open_manifest,
+    pending_shards,
+    record_shard,
+    run_stats,
+    shard_files,
+    shard_name,
+    shard_record,
+    validate_manifest,
+)
 from .sources import Inputs, Item
 
-MANIFEST = "manifest.json"
-ERRORS = "errors.jsonl"
-FORMATS = ("parquet", "npy")
 DECODE_TIMEOUT = 600  # seconds one chunk of images may take in a worker process
-
-
-class EmbedJobError(ValueError):
-    """A job that cannot run as asked (bad settings, a folder holding another job's output).
-
-    Example:
-        >>> raise EmbedJobError("out/ holds another job's output")  # doctest: +SKIP
-    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,16 +89,6 @@ class EmbedSettings:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def shard_name(k: int) -> str:
-    """``part-00007`` for shard 7.
-
-    Example:
-        >>> shard_name(7)
-        'part-00007'
-    """
-    return f"part-{k:05d}"
 
 
 # ----------------------------------------------------------------------------------------------------- encoding
@@ -208,113 +204,14 @@ def write_shard(out: Path, k: int, emb: np.ndarray, ok: list[Item], errors: list
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(emb, dtype=np.float32))
         atomic_write(out / f"{name}.npy", save)
-    return {"rows": len(ok), "errors": len(errors)}
-
-
-def shard_files(out: Path, k: int, settings_format: str) -> list[Path]:
-    """The data files of shard ``k`` (the errors file aside).
-
-    Example:
-        >>> [p.name for p in shard_files(Path("out"), 3, "npy")]
-        ['part-00003.meta.parquet', 'part-00003.npy']
-    """
-    name = shard_name(k)
-    if settings_format == "parquet":
-        return [out / f"{name}.parquet"]
-    return [out / f"{name}.meta.parquet", out / f"{name}.npy"]
-
-
-# ------------------------------------------------------------------------------------------------------ the job
-
-def _job_record(inputs: Inputs, settings: EmbedSettings) -> dict:
-    return {**settings.to_dict(), "num_inputs": len(inputs.items), "inputs_sha256": inputs.fingerprint()}
-
-
-def open_manifest(out: Path, inputs: Inputs, settings: EmbedSettings) -> dict:
-    """The folder's manifest (new, or the one a previous run of the same job left); refuses another job's.
-
-    Example:
-        >>> open_manifest(Path("out"), inputs, settings)["shards"]  # doctest: +SKIP
-        {}
-    """
-    job = _job_record(inputs, settings)
-    path = out / MANIFEST
-    if path.exists():
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise EmbedJobError(f"{path}: cannot read the manifest ({e}); remove the folder to start again") from None
-        old = manifest.get("job", {})
-        diff = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
-        if diff:
-            detail = ", ".join(f"{k}: {old.get(k)!r} -> {job.get(k)!r}" for k in diff[:4])
-            raise EmbedJobError(f"{out} holds the output of another embedding job (differs in {detail}); "
-                                f"re-run with the same arguments to resume it, or write to a new folder")
-        return manifest
-    if out.exists() and any(p.name.startswith("part-") for p in out.iterdir()):
-        raise EmbedJobError(f"{out} holds part-* files but no {MANIFEST}; write to a new or empty folder")
-    shards = -(-len(inputs.items) // settings.shard_size)
-    manifest = {"format": "anyclip-embeddings", "version": 1, "job": job, "num_shards": shards, "shards": {},
-                "complete": False}
-    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest
-
-
-def pending_shards(out: Path, manifest: dict, inputs: Inputs, settings: EmbedSettings) -> list[tuple[int, list]]:
-    """``(k, items)`` of the shards still to do (not recorded, or with a data file missing).
-
-    Example:
-        >>> [k for k, _ in pending_shards(Path("out"), manifest, inputs, settings)]  # doctest: +SKIP
-        [3, 4]
-    """
-    todo, size = [], settings.shard_size
-    for k in range(manifest["num_shards"]):
-        done = manifest["shards"].get(shard_name(k))
-        if done is not None and all(p.is_file() for p in shard_files(out, k, settings.format)):
-            continue
-        todo.append((k, inputs.items[k * size:(k + 1) * size]))
-    return todo
-
-
-def record_shard(out: Path, manifest: dict, k: int, record: dict) -> None:
-    """Add shard ``k`` to the manifest and rewrite it atomically."""
-    manifest["shards"][shard_name(k)] = record
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-
-
-def finish_job(out: Path, manifest: dict) -> dict:
-    """Gather the shards' errors into ``errors.jsonl`` and mark the manifest complete.
-
-    Example:
-        >>> finish_job(Path("out"), manifest)["num_rows"]  # doctest: +SKIP
-        1000
-    """
-    parts = []
-    for k in range(manifest["num_shards"]):
-        path = out / f"{shard_name(k)}.errors.jsonl"
-        if manifest["shards"][shard_name(k)]["errors"]:
-            parts.append(path.read_text(encoding="utf-8"))
-    atomic_write_text(out / ERRORS, "".join(parts))
-    manifest["num_rows"] = sum(r["rows"] for r in manifest["shards"].values())
-    manifest["num_errors"] = sum(r["errors"] for r in manifest["shards"].values())
-    manifest["complete"] = True
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest
-
-
-def clean_temporaries(out: Path) -> None:
-    """Remove the half-written temporary files a killed run left (``.part-*.tmp``, ``.manifest.json.*``)."""
-    if out.is_dir():
-        for p in out.iterdir():
-            if p.name.startswith((".part-", f".{MANIFEST}.", f".{ERRORS}.")) and p.name.endswith(".tmp"):
-                p.unlink(missing_ok=True)
+    return shard_record(out, k, settings.format, len(ok), len(errors))
 
 
 def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSettings, load: Callable, *,
-                  workers: int = 4, progress: bool | None = None) -> dict:
+                  workers: int = 4, progress: bool | None = None, stats: dict | None = None) -> dict:
     """Run (or resume) a job; ``load()`` gives ``(model, tokenizer)`` and is called only if work remains.
 
-    Returns the completed manifest.
+    Returns the completed manifest; ``stats`` (a dict), if given, gets :func:`run_stats` of this run.
 
     Example:
         >>> manifest = run_embed_job(inputs, "out/", settings, load=lambda: (model, tokenizer))  # doctest: +SKIP
@@ -340,8 +237,12 @@ def run_embed_job(inputs: Inputs, out: str | os.PathLike, settings: EmbedSetting
                     record_shard(out, manifest, k, write_shard(out, k, emb, ok, errors, settings))
         finally:
             encoder.close()
-    return finish_job(out, manifest)
+    manifest = finish_job(out, manifest)
+    if stats is not None:
+        stats.update(run_stats(manifest, [k for k, _ in todo]))
+    return manifest
 
 
-__all__ = ["EmbedJobError", "EmbedSettings", "ShardEncoder", "finish_job", "open_manifest", "pending_shards",
-           "record_shard", "run_embed_job", "shard_name", "write_shard"]
+__all__ = ["ERRORS", "FORMATS", "MANIFEST", "REMOVE_FOLDER", "EmbedJobError", "EmbedSettings", "ShardEncoder",
+           "clean_temporaries", "finish_job", "open_manifest", "pending_shards", "record_shard", "run_embed_job",
+           "run_stats", "shard_files", "shard_name", "shard_record", "validate_manifest", "write_shard"]

@@ -29,6 +29,8 @@ from .job import (
     open_manifest,
     pending_shards,
     record_shard,
+    run_stats,
+    shard_record,
     write_shard,
 )
 from .sources import Inputs, Item
@@ -60,7 +62,7 @@ class ShardActor:
 
 def run_embed_job_on_ray(inputs: Inputs, out: str | os.PathLike, settings: EmbedSettings, model_spec: dict, *,
                          address: str | None = None, workers: int = 2, num_actors: int = 1,
-                         num_gpus_per_actor: float = 0) -> dict:
+                         num_gpus_per_actor: float = 0, stats: dict | None = None) -> dict:
     """Run (or resume) the job with Ray Data; connects to ``address`` (or starts a local Ray) if Ray is not up.
 
     ``model_spec``: the ``model``, ``pretrained``, ``checkpoint``, ``cache_dir``, ``precision`` of ``anyclip
@@ -90,8 +92,12 @@ def run_embed_job_on_ray(inputs: Inputs, out: str | os.PathLike, settings: Embed
                                                    "model_spec": model_spec, "workers": workers},
                             num_cpus=max(1, workers), num_gpus=num_gpus_per_actor)
         for row in ds.iter_rows():
-            record_shard(out, manifest, int(row["shard"]), {"rows": int(row["rows"]), "errors": int(row["errors"])})
-    return finish_job(out, manifest)
+            k = int(row["shard"])
+            record_shard(out, manifest, k, shard_record(out, k, settings.format, int(row["rows"]), int(row["errors"])))
+    manifest = finish_job(out, manifest)
+    if stats is not None:
+        stats.update(run_stats(manifest, [k for k, _ in todo]))
+    return manifest
 
 
 __all__ = ["ShardActor", "run_embed_job_on_ray"]

@@ -61,7 +61,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv-img-key", default=None, help="CSV column of image paths (default: filepath, image, path...)")
     p.add_argument("--csv-label-key", default=None, help="CSV column of labels (default: label, class, target...)")
     p.add_argument("--csv-caption-key", default=None, help="CSV column of captions (default: caption, title, text...)")
-    p.add_argument("--csv-separator", default=None, help="CSV separator (default: tab for .tsv, else comma)")
+    p.add_argument("--csv-separator", default=None,
+                   help="CSV separator (default: tab when the header line has one, else comma)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="image decoding threads (0: decode in the main thread)")
     p.add_argument("--recall-k", type=int, nargs="+", default=[1, 5, 10], help="retrieval: the k of R@k")
@@ -70,7 +71,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--c-values", type=float, nargs="+", default=None,
                    help="linear_probe: C values to try (one value: no sweep; default: the log-spaced sweep)")
     p.add_argument("--seed", type=int, default=0, help="linear_probe: seed of the validation hold-out")
-    p.add_argument("--output", "-o", default="results.json", help="where to write the JSON results")
+    p.add_argument("--output", "-o", default="results.json",
+                   help="where to write the JSON results (an existing file is kept unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output results file")
     p.add_argument("--confusion-png", default=None, help="classification: also draw the confusion matrix here")
     p.add_argument("--language", default="en", help="recorded in the JSON, as clip_benchmark does")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -88,15 +91,29 @@ def _validate(args) -> None:
         raise DatasetError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
 
 
+def _separator(args) -> str:
+    """``--csv-separator``, else ``auto``: tab when the header has one (as ``anyclip data shapes`` writes)."""
+    return args.csv_separator or "auto"
+
+
+def _check_classes(data, what: str) -> None:
+    """Refuse a classification set of fewer than two classes: its accuracy would mean nothing."""
+    from ..errors import DataError
+    n = data.num_classes
+    if n is not None and n < 2:
+        raise DataError(f"{data.name}: {what} has {n} class(es) ({', '.join(data.classnames or ())}); "
+                        "classification accuracy needs at least two: add classes, or give --classnames")
+
+
 def _labelled(path, args, classnames, dataset_type=None):
     from ..data.common import DatasetError, detect_dataset_type
     from ..data.labelled import read_image_folder, read_labelled_csv, read_webdataset
-    kind = dataset_type or detect_dataset_type(path, "classification", separator=args.csv_separator)
+    kind = dataset_type or detect_dataset_type(path, "classification", separator=_separator(args))
     if kind == "imagefolder":
         return read_image_folder(path, classnames)
     if kind == "csv":
         return read_labelled_csv(path, classnames, img_key=args.csv_img_key, label_key=args.csv_label_key,
-                                 separator=args.csv_separator, root=args.dataset_root)
+                                 separator=_separator(args), root=args.dataset_root)
     if kind == "webdataset":
         return read_webdataset(path, classnames)
     raise DatasetError(f"{path}: a {kind} dataset holds captions, not labels; use --task zeroshot_retrieval")
@@ -109,7 +126,7 @@ def _retrieval(args, kind):
         return read_retrieval_json(args.dataset, args.dataset_root, split=args.split)
     if kind == "retrieval-csv":
         return read_retrieval_csv(args.dataset, args.dataset_root, img_key=args.csv_img_key,
-                                  caption_key=args.csv_caption_key, separator=args.csv_separator)
+                                  caption_key=args.csv_caption_key, separator=_separator(args))
     raise DatasetError(f"{args.dataset}: a {kind} dataset has labels, not captions; retrieval needs a "
                        f"retrieval-json or retrieval-csv file")
 
@@ -131,18 +148,37 @@ def _read_data(args, task):
                                "train/ and test/ folders")
         kind = args.dataset_type
         train = _labelled(train_path, args, classnames, kind)
+        _check_classes(train, "the training split")
         names = classnames or train.classnames  # read the other splits with train's class ids
         test = _labelled(test_path, args, names, kind)
         val = _labelled(val_path, args, names, kind) if val_path is not None else None
+        if train.items is not None and len({label for _, label in train.items}) < 2:
+            from ..errors import DataError
+            raise DataError(f"{train_path}: every training image has the same label; a linear probe needs "
+                            "at least two classes with images")
         return {"train": train, "test": test, "val": val}
     kind = args.dataset_type or detect_dataset_type(
-        args.dataset, None if task == "auto" else task, separator=args.csv_separator,
+        args.dataset, None if task == "auto" else task, separator=_separator(args),
         label_key=args.csv_label_key, caption_key=args.csv_caption_key)
     if task == "auto":
         task = "zeroshot_retrieval" if kind.startswith("retrieval") else "zeroshot_classification"
     if task == "zeroshot_retrieval":
         return {"task": task, "data": _retrieval(args, kind)}
-    return {"task": task, "data": _labelled(args.dataset, args, classnames, kind)}
+    data = _labelled(args.dataset, args, classnames, kind)
+    _check_classes(data, "the dataset")
+    return {"task": task, "data": data}
+
+
+MAX_SKIPPED_LINES = 20
+
+
+def _report_skipped(result) -> None:
+    """One stderr line per unreadable image (the first ``MAX_SKIPPED_LINES``, then a count)."""
+    for s in result.skipped[:MAX_SKIPPED_LINES]:
+        print(f"anyclip eval: skipped {s.name}: {s.reason}", file=sys.stderr)
+    if len(result.skipped) > MAX_SKIPPED_LINES:
+        print(f"anyclip eval: ... and {len(result.skipped) - MAX_SKIPPED_LINES} more unreadable image(s), all "
+              "listed in the results JSON", file=sys.stderr)
 
 
 def run_eval_command(args, load=load_model_from_args) -> int:
@@ -158,6 +194,10 @@ def run_eval_command(args, load=load_model_from_args) -> int:
     from .report import format_summary, save_confusion_png, write_results_json
     from .retrieval import zero_shot_retrieval
     from .zero_shot import zero_shot_classification
+    if args.output and Path(args.output).exists() and not getattr(args, "overwrite", False):
+        from ..errors import UsageError
+        raise UsageError(f"{args.output} exists (results of an earlier eval?); give another --output file, "
+                         "or --overwrite to replace it")
     try:
         _validate(args)
         task = args.task
@@ -181,6 +221,7 @@ def run_eval_command(args, load=load_model_from_args) -> int:
     except DatasetError as e:
         print(f"anyclip eval: error: {e}", file=sys.stderr)
         return 2
+    _report_skipped(result)
     pretrained = model.pretrained_cfg.get("pretrained") if getattr(model, "pretrained_cfg", None) else None
     print(format_summary(result, args.dataset))
     if args.output:

@@ -20,5 +20,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".augment": ("AugmentConfig", "TrainTransform", "train_transform"),
     ".graph": ("ImagePreprocessor", "preprocess_images"),
     ".limits": ("DEFAULT_MAX_PIXELS",),
+    ".depth": ("to_8bit",),
     ".host": ("ImageLoadError", "Preprocess", "image_transform", "load_image", "numpy_output"),
 })

@@ -30,14 +30,16 @@ What each input mode becomes (identical to open_clip, because the resize runs be
 * ``RGBA`` / ``LA``: alpha is **dropped, not composited**. When a resize happens PIL resamples in
   premultiplied alpha, so fully transparent pixels come out black and semi-transparent ones darkened;
   when no resize happens (already at the target size) transparent pixels keep their stored colour.
-* ``I;16``, ``I`` (16/32-bit integer): values are **clipped** to 0-255, not rescaled -- a typical 16-bit
-  image (values up to 65535) comes out mostly white.
-* ``F`` (32-bit float): clipped to 0-255 and truncated, not rescaled -- an ``F`` image holding 0-1 values
-  comes out nearly black.
+* ``I;16``, ``I`` (16/32-bit integer) *PIL images passed in*: values are **clipped** to 0-255, not
+  rescaled -- a typical 16-bit image (values up to 65535) comes out mostly white.
+* ``F`` (32-bit float) *PIL images passed in*: clipped to 0-255 and truncated, not rescaled -- an ``F``
+  image holding 0-1 values comes out nearly black.
 
 Use :func:`load_image` to open files: it applies the EXIF orientation (open_clip's examples do not),
-refuses decompression bombs and turns every decoding problem into an :class:`ImageLoadError` naming
-the file.
+refuses decompression bombs, turns every decoding problem into an :class:`ImageLoadError` naming
+the file and -- unlike open_clip, on purpose -- **rescales** 16-bit, 32-bit integer and float images to
+8 bits (:func:`anyclip.transforms.depth.to_8bit`: 0..65535 -> 0..255, float 0..1 -> 0..255), so every
+file anyclip opens (paths given to a transform, the CLI, embed, eval, training) keeps its grey levels.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from PIL import Image, ImageOps
 
 from ..models.layout import image_output, resolve_output
 from ..models.preprocess import PreprocessConfig
+from .depth import to_8bit
 from .limits import DEFAULT_MAX_PIXELS
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -76,7 +79,10 @@ class ImageLoadError(ValueError):
 
 def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS, *,
                draft: Callable[[Image.Image], None] | None = None) -> Image.Image:
-    """Open and fully decode an image, applying its EXIF orientation; the mode is left as stored.
+    """Open and fully decode an image, applying its EXIF orientation; high-bit-depth images become 8-bit.
+
+    The mode is left as stored, except that 16-bit, 32-bit integer and float images are rescaled to an
+    8-bit ``L`` image (:func:`~anyclip.transforms.depth.to_8bit`; open_clip's ``convert("RGB")`` clips them).
 
     ``source``: a path (``str`` / ``os.PathLike``), ``bytes``, or a binary file object (read, not
     closed). Images with more than ``max_pixels`` pixels (``None``: no limit of ours) are refused from
@@ -133,6 +139,7 @@ def _decode(fp, name: str, max_pixels: int | None, draft=None) -> Image.Image:
                 draft(image)
             image.load()  # force the full decode: truncated / corrupt data fails here, not later
             ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to rotate
+            image = to_8bit(image, name)  # 16-bit / float images rescaled, not clipped (open_clip clips)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as e:
