@@ -85,7 +85,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float_range(0, 1, include_low=False, include_high=False), default=0.2, help="linear_probe: share of train held out")
     p.add_argument("--c-values", type=positive_float, nargs="+", default=None,
                    help="linear_probe: C values to try (one value: no sweep; default: the log-spaced sweep)")
-    p.add_argument("--seed", type=int, default=0, help="linear_probe: seed of the validation hold-out")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="linear_probe: seed of the validation hold-out")
     p.add_argument("--output", "-o", default="results.json", type=output_file(".json"),
                    help="where to write the JSON results")
     p.add_argument("--confusion-png", default=None, type=output_file(".png"),
