@@ -119,9 +119,10 @@ def test_classify_skips_unreadable_files_and_keeps_the_rest(tiny_model, tmp_path
 
 def test_classify_offline_without_weights_says_what_to_download(hf_cache, capsys):
     assert main(["classify", PHOTOS[0], "--labels", "cat", "--model", "ViT-B-32", "--pretrained",
-                 "laion2b_s34b_b79k"]) == 2
+                 "laion2b_s34b_b79k"]) == 1  # an input (the weights) is missing: exit 1
     err = capsys.readouterr().err
     assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in err and "hf download" in err
+    assert len(err.strip().splitlines()) == 1 and "--checkpoint FILE" in err
 
 
 def test_embed_images_to_parquet_and_texts_to_npy(tiny_model, tmp_path, capsys):
