@@ -11,8 +11,8 @@ UsageError, ConfigError, UnknownPretrainedError                   2   change the
 DataError, DatasetError, CheckpointError, WeightMismatchError,    1   an input is missing, damaged, unreadable
 WeightsUnavailableError, ImageLoadError, EmbedJobError,
 EmbeddingIndexError, ExampleError, DistributedError
-OSError with a file name (FileNotFoundError, PermissionError,     1   a file or folder cannot be used
-IsADirectoryError, ...)
+OSError with a file name (PermissionError, ...); any               1   a file or folder cannot be used
+FileNotFoundError, IsADirectoryError, NotADirectoryError
 MissingExtraError, ImportError of an optional extra's module      1   install it: ``pip install 'anyclip[x]'``
 KeyboardInterrupt                                               130   "interrupted"
 anything else                                                    --   a bug: the traceback is shown
@@ -60,6 +60,10 @@ USER_ERRORS = {
     "anyclip.train.distributed.DistributedError": EXIT_DATA,
     "anyclip.extras.MissingExtraError": EXIT_DATA,
 }
+
+
+# OSErrors about a path even when raised with a message only (``FileNotFoundError("no train.jsonl in run/")``).
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -131,7 +135,7 @@ def exit_status(error: BaseException) -> int | None:
     for name in _class_names(error):
         if name in USER_ERRORS:
             return USER_ERRORS[name]
-    if isinstance(error, OSError) and error.filename is not None:
+    if isinstance(error, OSError) and (error.filename is not None or isinstance(error, _PATH_ERRORS)):
         return EXIT_DATA
     if isinstance(error, ImportError) and _extra_of(error) is not None:
         return EXIT_DATA
@@ -171,6 +175,8 @@ def _debug(argv) -> bool:
 def main(argv=None) -> int:
     """Entry point of the ``anyclip`` command: the exit status (user errors print one line, see the table).
 
+    Argument errors and ``--help`` return their status (2, 0) too, rather than raising SystemExit.
+
     Example:
         >>> main(["models"])  # doctest: +SKIP
         0
@@ -179,7 +185,10 @@ def main(argv=None) -> int:
     debug = _debug(argv)
     command = "anyclip"
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # --help (0) or a bad argument (2, its one line printed): the status, returned
+            return e.code if isinstance(e.code, int) else EXIT_USAGE if e.code else 0
         command = f"anyclip {args.command}" + (f" {args.dataset}" if args.command == "data" else "")
         return args.run(args)
     except (Exception, KeyboardInterrupt) as e:
