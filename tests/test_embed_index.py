@@ -91,5 +91,8 @@ def test_embed_index_search_cli_with_a_contact_sheet(tmp_path, capsys):
     assert main(["search", str(tmp_path / "idx"), "--text", "a red circle", "-k", "12"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 12 and {Path(line.split()[-1]).name for line in lines} == {f"s{i:02d}.png" for i in range(12)}
-    assert main(["search", str(tmp_path / "nowhere"), "--text", "x"]) == 2
+    assert main(["search", str(tmp_path / "nowhere"), "--text", "x"]) == 2  # refused by the argument's type
+    assert "argument index: " in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["search", str(tmp_path / "empty"), "--text", "x"]) == 1  # a folder, but not an index
     assert "not an `anyclip index` folder" in capsys.readouterr().err

@@ -72,6 +72,7 @@ NO_EMBED_EXTRA = textwrap.dedent(r"""
     import anyclip
     from anyclip.cli import main
     shapes, tmp = sys.argv[1], sys.argv[2]
+    import os; os.makedirs(tmp + "/emb"); os.makedirs(tmp + "/idx")  # index and search check their inputs exist
     runs = {"embed": ["embed", shapes, "-o", tmp + "/emb", "--workers", "0"],
             "index": ["index", tmp + "/emb", "-o", tmp + "/idx"],
             "search": ["search", tmp + "/idx", "--text", "a red circle"],
