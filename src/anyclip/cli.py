@@ -94,6 +94,27 @@ def _leaf_parsers(parser: argparse.ArgumentParser):
             yield from _leaf_parsers(child)
 
 
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command ``args`` ran (``anyclip data shapes``'s for ``data shapes``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return _chosen_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, but unknown arguments are reported by the command's own parser.
+
+    Example:
+        >>> parse_args(build_parser(), ["plot", "logs/run"]).dpi
+        100
+    """
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``anyclip`` parser: every command of :data:`COMMANDS`, each setting ``run`` (its function).
 
@@ -186,7 +207,7 @@ def main(argv=None) -> int:
     command = "anyclip"
     try:
         try:
-            args = build_parser().parse_args(argv)
+            args = parse_args(build_parser(), argv)
         except SystemExit as e:  # --help (0) or a bad argument (2, its one line printed): the status, returned
             return e.code if isinstance(e.code, int) else EXIT_USAGE if e.code else 0
         command = f"anyclip {args.command}" + (f" {args.dataset}" if args.command == "data" else "")
