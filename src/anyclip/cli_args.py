@@ -26,6 +26,8 @@ __all__ = [
 
 
 def _number(text: str, kind: type, expected: str):
+    if not text.isascii() or "_" in text:  # Python's int() also reads "٣" and "1_0"; a command line should not
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
     try:
         value = kind(text)
     except (TypeError, ValueError):
