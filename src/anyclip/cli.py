@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         'run_plot'
     """
     parser = ArgumentParser(prog="anyclip", description=__doc__.split("\n")[0])
-    parser.add_argument("--debug", action="store_true",
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # not a setting of the run
                         help="show the Python traceback of errors too (also ANYCLIP_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for entry in COMMANDS:
