@@ -162,6 +162,7 @@ def test_eval_classnames_and_embed_text_files_read_bom_and_crlf(files):
     ("pyarrow", ["embed", IMAGE, "-o", "{tmp}/out"], "embed"),
     ("faiss", ["index", "{tmp}/folder", "-o", "{tmp}/idx"], "embed"),
     ("faiss", ["search", "{tmp}/folder", "--text", "x"], "embed"),
+    ("tensorboardX", ["train", "--train-data", "{tmp}/t.csv", "--report-to", "jsonl,tensorboard"], "train"),
 ])
 def test_a_missing_extra_stops_before_work_with_the_pip_command(files, capsys, monkeypatch, module, argv, extra):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
@@ -184,11 +185,19 @@ def _raise_in_models(monkeypatch, error):
     monkeypatch.setattr(command, "run_models", run)
 
 
+def _raised_from(error, cause):
+    error.__cause__ = cause
+    return error
+
+
 @pytest.mark.parametrize("error,status,text", [
     (KeyboardInterrupt(), 130, "anyclip models: interrupted"),
     (PermissionError(13, "Permission denied", "/some/results.json"), 1, "/some/results.json: permission denied"),
     (FileNotFoundError("no train.jsonl in run/"), 1, "no train.jsonl in run/"),
     (ImportError("No module named 'sklearn'", name="sklearn"), 1, "pip install 'anyclip[eval]'"),
+    (_raised_from(ImportError("plotting needs matplotlib: pip install 'anyclip[train]'"),
+                  ImportError("No module named 'matplotlib'", name="matplotlib")), 1,
+     "plotting needs matplotlib: pip install 'anyclip[train]'"),
 ])
 def test_interrupts_os_errors_and_missing_modules_are_one_line(monkeypatch, capsys, error, status, text):
     _raise_in_models(monkeypatch, error)

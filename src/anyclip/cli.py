@@ -158,14 +158,19 @@ def exit_status(error: BaseException) -> int | None:
             return USER_ERRORS[name]
     if isinstance(error, OSError) and (error.filename is not None or isinstance(error, _PATH_ERRORS)):
         return EXIT_DATA
-    if isinstance(error, ImportError) and _extra_of(error) is not None:
+    if isinstance(error, ImportError) and _missing_module(error) is not None:
         return EXIT_DATA
     return None
 
 
-def _extra_of(error: ImportError) -> str | None:
+def _missing_module(error: ImportError) -> str | None:
+    """The optional module an ImportError (or the ImportError it was raised from) is about, if it is one."""
     from .extras import extra_of
-    return extra_of(error.name) if error.name else None
+    while isinstance(error, ImportError):
+        if error.name and extra_of(error.name):
+            return error.name
+        error = error.__cause__
+    return None
 
 
 def error_message(error: BaseException) -> str:
@@ -180,9 +185,9 @@ def error_message(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename is not None and type(error).__str__ is OSError.__str__:
         reason = (error.strerror or type(error).__name__).lower()
         return f"{error.filename}: {reason}"
-    if isinstance(error, ImportError) and not any(n == "anyclip.extras.MissingExtraError" for n in _class_names(error)):
+    if isinstance(error, ImportError) and "pip install" not in str(error):
         from .extras import MissingExtraError
-        return str(MissingExtraError(error.name, "this"))
+        return str(MissingExtraError(_missing_module(error), "this"))
     text = str(error).strip() or type(error).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(lines)

@@ -41,6 +41,8 @@ def run_train(args) -> int:
         >>> main(["train", "--train-data", "data/train.csv", "--epochs", "1"])  # doctest: +SKIP
         0
     """
+    if "tensorboard" in str(getattr(args, "report_to", "")):
+        require_extras(["tensorboardX"], "--report-to tensorboard")  # before any data or model is read
     from .loop import run_train_command
     try:
         return run_train_command(args)
