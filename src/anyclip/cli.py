@@ -106,7 +106,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     """``parser.parse_args(argv)``, but unknown arguments are reported by the command's own parser.
 
     Example:
-        >>> parse_args(build_parser(), ["plot", "logs/run"]).dpi
+        >>> parse_args(build_parser(), ["plot", "."]).dpi
         100
     """
     args, extras = parser.parse_known_args(argv)
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``anyclip`` parser: every command of :data:`COMMANDS`, each setting ``run`` (its function).
 
     Example:
-        >>> build_parser().parse_args(["plot", "logs/run"]).run.__name__
+        >>> build_parser().parse_args(["plot", "."]).run.__name__  # "." : a run folder that exists
         'run_plot'
     """
     parser = ArgumentParser(prog="anyclip", description=__doc__.split("\n")[0])

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         >>> import argparse
         >>> parser = argparse.ArgumentParser(prog="anyclip")
         >>> register(parser.add_subparsers(dest="command"))
-        >>> parser.parse_args(["index", "emb/", "-o", "idx/"]).type
+        >>> parser.parse_args(["index", ".", "-o", "idx/"]).type  # ".": an embedding folder that exists
         'auto'
     """
     p = subparsers.add_parser("embed", help="embed images or texts into resumable Parquet/.npy shards (or one file)")

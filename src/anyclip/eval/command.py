@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     Example:
         >>> parser = argparse.ArgumentParser(prog="anyclip")
         >>> register(parser.add_subparsers(dest="command"))
-        >>> parser.parse_args(["eval", "--dataset", "pets/val"]).task
+        >>> parser.parse_args(["eval", "--dataset", "."]).task  # ".": a dataset folder that exists
         'auto'
     """
     p = subparsers.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")
@@ -221,7 +221,7 @@ def register_classify(subparsers) -> None:
     Example:
         >>> parser = argparse.ArgumentParser(prog="anyclip")
         >>> register_classify(parser.add_subparsers(dest="command"))
-        >>> parser.parse_args(["classify", "cat.jpg", "--labels", "cat", "dog"]).top_k
+        >>> parser.parse_args(["classify", __file__, "--labels", "cat", "dog"]).top_k  # an existing file
         3
     """
     p = subparsers.add_parser("classify", help="zero-shot classify images against text labels")

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         >>> import argparse
         >>> parser = argparse.ArgumentParser(prog="anyclip")
         >>> register(parser.add_subparsers(dest="command"))
-        >>> parser.parse_args(["plot", "logs/run"]).output
+        >>> parser.parse_args(["plot", "."]).output  # ".": a run folder that exists
         'curves.png'
     """
     from .loop import add_train_arguments
