@@ -83,6 +83,21 @@ def available(module: str) -> bool:
         return False
 
 
+def missing_by_extra() -> dict[str, list[str]]:
+    """Each extra and its modules that are not installed (an empty list: the extra is complete).
+
+    Example:
+        >>> sorted(missing_by_extra())
+        ['embed', 'eval', 'ray', 'train']
+    """
+    out: dict[str, list[str]] = {}
+    for module, (extra, _) in EXTRA_MODULES.items():
+        out.setdefault(extra, [])
+        if not available(module):
+            out[extra].append(module)
+    return out
+
+
 def require(module: str, what: str = "this"):
     """Import ``module``, or raise :class:`MissingExtraError` naming the package and the extra.
 
@@ -115,5 +130,5 @@ def require_extras(modules, what: str) -> None:
             raise MissingExtraError(module, what)
 
 
-__all__ = ["EXTRA_MODULES", "MissingExtraError", "available", "extra_of", "install_command", "require",
-           "require_extras"]
+__all__ = ["EXTRA_MODULES", "MissingExtraError", "available", "extra_of", "install_command", "missing_by_extra",
+           "require", "require_extras"]
