@@ -204,6 +204,14 @@ def test_interrupts_os_errors_and_missing_modules_are_one_line(monkeypatch, caps
     one_error_line(capsys, main(["models"]), status, text)
 
 
+def test_a_closed_pipe_ends_quietly():
+    """anyclip models | true: the reader has gone before anything is written; no traceback, exit 141."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run(f"{sys.executable} -m anyclip.cli models | true; echo ${{PIPESTATUS[0]}}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, timeout=120, env=env)
+    assert proc.stdout.strip() == "141" and proc.stderr == "", proc.stderr
+
+
 def test_a_bug_keeps_its_traceback(monkeypatch):
     _raise_in_models(monkeypatch, KeyError("a bug"))
     with pytest.raises(KeyError):

@@ -15,6 +15,7 @@ OSError with a file name (PermissionError, ...); any               1   a file or
 FileNotFoundError, IsADirectoryError, NotADirectoryError
 MissingExtraError, ImportError of an optional extra's module      1   install it: ``pip install 'anyclip[x]'``
 KeyboardInterrupt                                               130   "interrupted"
+BrokenPipeError (``anyclip models | head``)                     141   nothing printed: the reader left
 anything else                                                    --   a bug: the traceback is shown
 ==============================================================  ====  =========================================
 
@@ -41,7 +42,7 @@ COMMANDS = (
     "anyclip.info:register",  # info
 )
 
-EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 1, 130, 141
 
 # User errors by "module.ClassName" (matched along the exception's class hierarchy, so nothing is imported).
 USER_ERRORS = {
@@ -216,7 +217,15 @@ def main(argv=None) -> int:
         except SystemExit as e:  # --help (0) or a bad argument (2, its one line printed): the status, returned
             return e.code if isinstance(e.code, int) else EXIT_USAGE if e.code else 0
         command = f"anyclip {args.command}" + (f" {args.dataset}" if args.command == "data" else "")
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:  # the reader of stdout has gone (| head): stop quietly, as shell tools do
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file (captured in tests)
+            pass
+        return EXIT_BROKEN_PIPE
     except (Exception, KeyboardInterrupt) as e:
         status = exit_status(e)
         if status is None:
