@@ -26,8 +26,10 @@ def _kind(type_) -> str | None:
     name = getattr(type_, "__name__", "")
     if type_ in NUMBER_TYPES or name.startswith(("int_range(", "float_range(")):
         return "number"
-    if type_ in PATH_TYPES or name.startswith("file_or_keyword("):
+    if type_ in PATH_TYPES or name.startswith(("file_or_keyword(", "dir_or_keyword(")):
         return "path"
+    if type_ is cli_args.separator:
+        return "separator"
     if name.startswith("output_file("):
         return "output"
     return None
@@ -98,7 +100,7 @@ names = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="/\x00"
 def bad_paths(type_, tmp):
     folder, file = tmp / "a folder", tmp / "a file.txt"
     missing = names.map(lambda n: str(tmp / "missing" / n))
-    if type_ is cli_args.existing_dir:
+    if type_ is cli_args.existing_dir or type_.__name__.startswith("dir_or_keyword("):
         return st.one_of(missing, st.just(str(file)))
     if type_ is cli_args.existing_path:
         return missing
@@ -145,6 +147,8 @@ def test_bad_values_are_refused_at_parse_time_naming_the_option(tmp, capsys, wor
         value = data.draw(bad_paths(action.type, tmp))
     elif kind == "output":
         value = data.draw(bad_outputs(action.type, tmp))
+    elif kind == "separator":
+        value = data.draw(st.text(min_size=2, max_size=6).filter(lambda t: t not in ("tab", "\\t", "auto")))
     else:
         value = data.draw(bad_choices(action.choices))
     capsys.readouterr()

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = [
-    "existing_dir", "existing_file", "existing_path", "file_or_keyword", "float_range", "fraction", "int_range",
+    "dir_or_keyword", "existing_dir", "existing_file", "existing_path", "file_or_keyword", "float_range", "fraction", "int_range",
     "non_negative_float", "non_negative_int", "open_fraction", "output_file", "positive_float", "positive_int",
+    "separator",
 ]
 
 
@@ -168,6 +169,36 @@ def file_or_keyword(*keywords: str) -> Callable[[str], str]:
         except argparse.ArgumentTypeError as e:
             raise argparse.ArgumentTypeError(f"{e} (or give one of: {', '.join(keywords)})") from None
     parse.__name__ = f"file_or_keyword{keywords}"
+    return parse
+
+
+def separator(text: str) -> str:
+    """A CSV separator: one character, ``tab`` or ``\\t`` (a tab), or ``auto`` (told from the header line).
+
+    Example:
+        >>> separator(";"), separator("tab")
+        (';', 'tab')
+    """
+    if len(text) != 1 and text not in ("tab", "\\t", "auto"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one character (or tab, or auto)")
+    return text
+
+
+def dir_or_keyword(*keywords: str) -> Callable[[str], str]:
+    """A type for an existing folder, or one of ``keywords`` (``--resume latest``).
+
+    Example:
+        >>> dir_or_keyword("latest")("latest")
+        'latest'
+    """
+    def parse(text: str) -> str:
+        if text in keywords and not os.path.exists(text):
+            return text
+        try:
+            return existing_dir(text)
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{e} (or give one of: {', '.join(keywords)})") from None
+    parse.__name__ = f"dir_or_keyword{keywords}"
     return parse
 
 

@@ -18,6 +18,7 @@ from ..cli_args import (
     non_negative_int,
     output_file,
     positive_int,
+    separator,
 )
 from ..errors import UsageError
 from ..extras import require_extras
@@ -51,7 +52,7 @@ def register(subparsers) -> None:
                    help="encoding of --text-file and .txt inputs (default: UTF-8, or UTF-16 with a byte-order mark)")
     p.add_argument("--kind", choices=["image", "text"], default="image", help="what the inputs hold")
     p.add_argument("--column", default=None, help="the CSV/Parquet column of paths (or texts)")
-    p.add_argument("--separator", default=None, help="CSV separator (default: tab for .tsv, else comma)")
+    p.add_argument("--separator", default=None, type=separator, help="CSV separator (default: tab for .tsv, else comma)")
     p.add_argument("--output", "-o", required=True,
                    help="a folder: sharded, resumable output (re-run the same command to resume); or one .npy/.parquet")
     p.add_argument("--format", choices=["parquet", "npy"], default="parquet",

@@ -24,6 +24,7 @@ from ..cli_args import (
     output_file,
     positive_float,
     positive_int,
+    separator,
 )
 from ..errors import UsageError
 from ..extras import require_extras
@@ -77,7 +78,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv-img-key", default=None, help="CSV column of image paths (default: filepath, image, path...)")
     p.add_argument("--csv-label-key", default=None, help="CSV column of labels (default: label, class, target...)")
     p.add_argument("--csv-caption-key", default=None, help="CSV column of captions (default: caption, title, text...)")
-    p.add_argument("--csv-separator", default=None, help="CSV separator (default: tab for .tsv, else comma)")
+    p.add_argument("--csv-separator", default=None, type=separator, help="CSV separator (default: tab for .tsv, else comma)")
     p.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
                    help="image decoding threads (0: decode in the main thread)")
     p.add_argument("--recall-k", type=positive_int, nargs="+", default=[1, 5, 10], help="retrieval: the k of R@k")

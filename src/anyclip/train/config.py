@@ -36,6 +36,7 @@ import numbers
 import os
 
 from ..cli_args import (
+    dir_or_keyword,
     existing_dir,
     file_or_keyword,
     non_negative_float,
@@ -43,6 +44,7 @@ from ..cli_args import (
     open_fraction,
     positive_float,
     positive_int,
+    separator,
 )
 from .logs import parse_report_to
 from .options import PRECISIONS, wise_ft_alphas
@@ -255,7 +257,8 @@ class DataConfig(Section):
         None, "CSV column of captions (default title); TFRecord feature of captions (default caption)",
         aliases=("--text-key",))
     csv_separator: str = flag("auto", "CSV separator: one character, or auto (default): tab when the header line "
-                                      "has one (open_clip's files), else comma (open_clip_jax's)")
+                                      "has one (open_clip's files), else comma (open_clip_jax's)",
+                          arg_type=separator)
     workers: int = flag(4, "image decoding threads", arg_type=non_negative_int)
     aug_cfg: tuple = flag((), "train augmentation, open_clip's names: scale='(0.5,1.0)' ratio=... "
                               "color_jitter='(0.4,0.4,0.4,0.1)' color_jitter_prob=0.8 gray_scale_prob=0.2",
@@ -408,7 +411,7 @@ class RunConfig(Section):
     save_frequency: int = flag(1, "save a checkpoint every N epochs", minimum=1, arg_type=positive_int)
     save_every_n_steps: int | None = flag(None, "also save every N optimiser steps", kind=int, arg_type=positive_int)
     keep: int = flag(3, "checkpoints kept (newest)", minimum=1, arg_type=positive_int)
-    resume: str | None = flag(None, "'latest' or a checkpoint folder")
+    resume: str | None = flag(None, "'latest' or a checkpoint folder", arg_type=dir_or_keyword("latest"))
     log_every_n_steps: int = flag(10, "write a train.jsonl record every N steps", minimum=1, arg_type=positive_int)
     report_to: str = flag("jsonl", "jsonl, tensorboard or both, comma-separated (train.jsonl is always written)")
 
