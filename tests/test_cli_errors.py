@@ -301,3 +301,29 @@ def test_help_and_argument_errors_import_no_deep_learning_framework():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
     assert [result["codes"][" ".join(r)] for r in runs] == [0] * (len(COMMANDS) + 1) + [2] * 6
+
+
+@pytest.mark.parametrize("offline,text", [
+    (False, "cannot reach the Hugging Face Hub at http://127.0.0.1:9"),
+    (True, "HF_HUB_OFFLINE is set"),
+])
+def test_weights_not_cached_and_no_hub_is_one_line_with_the_fix(hf_cache, monkeypatch, capsys, offline, text):
+    """The hub is a closed local port (nothing leaves the machine): at most one attempt, one line with the fix."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from anyclip.weights import hub
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hub, "_REACHABLE", {})
+    probes = []
+    session = huggingface_hub.get_session
+
+    def counting_session():
+        probes.append(1)
+        return session()
+    monkeypatch.setattr(huggingface_hub, "get_session", counting_session)
+    line = one_error_line(capsys, main(["classify", IMAGE, "--labels", "a", "--model", "ViT-B-32", "--pretrained",
+                                        "laion2b_s34b_b79k"]), 1, text, "--checkpoint FILE", "hf download")
+    assert "HF_HUB_OFFLINE=1" in line or offline
+    assert len(probes) == (0 if offline else 1)
