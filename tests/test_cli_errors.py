@@ -257,6 +257,15 @@ def test_the_exit_status_table_is_decided_in_one_place():
     assert [cli.exit_status(e) for e in (ValueError("x"), RuntimeError("x"), OSError("x"))] == [None] * 3
 
 
+def test_every_class_of_the_table_exists():
+    """The table names classes by "module.Class" (nothing imported to match them): each must still be there."""
+    import importlib
+    for name in cli.USER_ERRORS:
+        module, _, cls = name.rpartition(".")
+        error = getattr(importlib.import_module(module), cls)
+        assert issubclass(error, Exception) and cli.exit_status(error("x")) == cli.USER_ERRORS[name], name
+
+
 def _actions():
     parser = cli.build_parser()
     for leaf in cli._leaf_parsers(parser):
