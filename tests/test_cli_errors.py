@@ -279,6 +279,15 @@ def test_every_option_has_help_without_rst_markup():
     markup = [(prog, action.dest) for prog, action in _actions() if "``" in (action.help or "")]
     assert not missing and not markup, (missing, markup)
     assert {prog for prog, _ in _actions()} == {f"anyclip {c}" for c in COMMANDS}
+    commands = []
+    stack = [cli.build_parser()]
+    while stack:
+        for action in stack.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands += [(c.dest, c.help) for c in action._choices_actions]
+                stack += list(action.choices.values())
+    assert len(commands) == len(COMMANDS) + 1  # data, and data shapes
+    assert all(text and "`" not in text for _, text in commands), commands
 
 
 def test_no_option_is_parsed_as_a_bare_int_or_float():
