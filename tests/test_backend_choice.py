@@ -122,7 +122,8 @@ def test_anyclip_info_json(runs):
     proc = runs["info_json"][0]
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
     info = json.loads(proc.stdout)
-    assert set(info) == {"backend", "reason", "devices", "versions", "weights_cache"}
+    assert set(info) == {"backend", "reason", "devices", "versions", "weights_cache", "extras"}
+    assert info["extras"]["embed"] == []  # the test environment has every extra
     assert (info["backend"], info["reason"]) == ("jax", FIRST_INSTALLED)
     import jax
     assert info["devices"] and len(info["devices"]) == len(jax.devices())

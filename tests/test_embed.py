@@ -98,7 +98,7 @@ def test_rerun_skips_complete_shards_and_workers_do_not_change_the_output(folder
     _assert_same_output(clean_run, out)
     assert all(p.stat().st_mtime_ns == stamps[p.name] for p in out.glob("part-*") if p.name != "part-00002.parquet")
     capsys.readouterr()
-    assert main(["embed", str(folder), "-o", str(out), "--workers", "0", "--shard-size", "5", "--batch-size", "4"]) == 2
+    assert main(["embed", str(folder), "-o", str(out), "--workers", "0", "--shard-size", "5", "--batch-size", "4"]) == 1
     assert "shard_size: 6 -> 5" in capsys.readouterr().err
 
 

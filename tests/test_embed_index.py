@@ -106,11 +106,11 @@ def test_embed_index_search_cli_with_a_contact_sheet(tmp_path, capsys):
     assert main(["search", str(tmp_path / "idx"), "--text", "a red circle", "-k", "12"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 12 and {Path(line.split()[-1]).name for line in lines} == {f"s{i:02d}.png" for i in range(12)}
-    code, err = _exit(["search", str(tmp_path / "nowhere"), "--text", "x"], capsys)
-    assert code == 1 and "nowhere: no such folder" in err and "Traceback" not in err
+    assert main(["search", str(tmp_path / "nowhere"), "--text", "x"]) == 2  # refused by the argument's type
+    assert "argument index: " in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    code, err = _exit(["search", str(tmp_path / "empty"), "--text", "x"], capsys)
-    assert code == 1 and "not an `anyclip index` folder" in err
+    assert main(["search", str(tmp_path / "empty"), "--text", "x"]) == 1  # a folder, but not an index
+    assert "not an `anyclip index` folder" in capsys.readouterr().err
     # another --model than the index's is refused, naming both; -k beyond the index is capped
     code, err = _exit(["search", str(tmp_path / "idx"), "--text", "x", "--model", "ViT-B-32"], capsys)
     assert code == 2 and "ViT-B-32" in err and "anyclip-shapes" in err

@@ -178,11 +178,11 @@ def test_cli_plot_writes_the_png_and_explains_bad_runs(tmp_path, capsys):
     assert main(["plot", str(run), "-o", str(out)]) == 0
     assert Image.open(out).format == "PNG" and str(out) in capsys.readouterr().out
     (tmp_path / "logs" / "empty").mkdir()
-    assert main(["plot", str(run), str(tmp_path / "logs" / "empty"), "-o", str(out)]) == 2
+    assert main(["plot", str(run), str(tmp_path / "logs" / "empty"), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "no train.jsonl in" in err and "empty" in err
     (tmp_path / "logs" / "empty" / "train.jsonl").write_text("")
-    assert main(["plot", str(tmp_path / "logs" / "empty"), "-o", str(out)]) == 2
+    assert main(["plot", str(tmp_path / "logs" / "empty"), "-o", str(out)]) == 1
     assert "has no records" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "logs" / "nope"), "-o", str(out)]) == 2
     assert "nope" in capsys.readouterr().err

@@ -135,8 +135,9 @@ def test_option_flags_are_checked(setup, capsys):
         (["--distill-model", str(setup / "teacher.json")], "both --distill-model and --distill-pretrained"),
         (["--wise-ft", "0.5"], "give --pretrained"),
         (["--pretrained", str(setup / "student.safetensors"), "--wise-ft", "0.5,2"], "'2' is not a number in [0, 1]"),
-        (["--lock-image", "--lock-image-unlocked-groups", "-1"], "--lock-image-unlocked-groups must be >= 0"),
-        (["--ema", "--ema-decay", "1.5"], "--ema-decay must be in [0, 1]"),
+        (["--lock-image", "--lock-image-unlocked-groups", "-1"],
+         "argument --lock-image-unlocked-groups: '-1' is not a whole number of at least 0"),
+        (["--ema", "--ema-decay", "1.5"], "argument --ema-decay: '1.5' is not a number from 0 up to (not including) 1"),
     ]
     for extra, message in cases:
         assert main(base + extra) == 2, extra

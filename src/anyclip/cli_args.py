@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = [
-    "existing_dir", "existing_file", "existing_path", "fraction", "int_range", "non_negative_float",
-    "non_negative_int", "open_fraction", "output_file", "positive_float", "positive_int",
+    "dir_or_keyword", "existing_dir", "existing_file", "existing_path", "file_or_keyword", "float_range", "fraction", "int_range",
+    "non_negative_float", "non_negative_int", "open_fraction", "output_file", "positive_float", "positive_int",
+    "separator",
 ]
 
 
 def _number(text: str, kind: type, expected: str):
+    if not text.isascii() or "_" in text:  # Python's int() also reads "٣" and "1_0"; a command line should not
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
     try:
         value = kind(text)
     except (TypeError, ValueError):
@@ -129,6 +132,74 @@ def open_fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 up to (not including) 1")
     return value
+
+
+def float_range(low: float, high: float, *, include_low: bool = True, include_high: bool = True
+                ) -> Callable[[str], float]:
+    """A type for finite numbers between ``low`` and ``high`` (each end included or not).
+
+    Example:
+        >>> float_range(0, 1, include_low=False, include_high=False)("0.2")
+        0.2
+    """
+    expected = (f"a number {'from' if include_low else 'above'} {low:g} "
+                f"{'to' if include_high else 'and below'} {high:g}")
+
+    def parse(text: str) -> float:
+        value = _number(text, float, expected)
+        if value < low or value > high or (value == low and not include_low) or (value == high and not include_high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
+        return value
+    parse.__name__ = f"float_range({low}, {high})"
+    return parse
+
+
+def file_or_keyword(*keywords: str) -> Callable[[str], str]:
+    """A type for an existing file, or one of ``keywords`` (``--classnames imagenet``).
+
+    Example:
+        >>> file_or_keyword("imagenet")("imagenet")
+        'imagenet'
+    """
+    def parse(text: str) -> str:
+        if text in keywords and not os.path.exists(text):
+            return text
+        try:
+            return existing_file(text)
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{e} (or give one of: {', '.join(keywords)})") from None
+    parse.__name__ = f"file_or_keyword{keywords}"
+    return parse
+
+
+def separator(text: str) -> str:
+    """A CSV separator: one character, ``tab`` or ``\\t`` (a tab), or ``auto`` (told from the header line).
+
+    Example:
+        >>> separator(";"), separator("tab")
+        (';', 'tab')
+    """
+    if len(text) != 1 and text not in ("tab", "\\t", "auto"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one character (or tab, or auto)")
+    return text
+
+
+def dir_or_keyword(*keywords: str) -> Callable[[str], str]:
+    """A type for an existing folder, or one of ``keywords`` (``--resume latest``).
+
+    Example:
+        >>> dir_or_keyword("latest")("latest")
+        'latest'
+    """
+    def parse(text: str) -> str:
+        if text in keywords and not os.path.exists(text):
+            return text
+        try:
+            return existing_dir(text)
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{e} (or give one of: {', '.join(keywords)})") from None
+    parse.__name__ = f"dir_or_keyword{keywords}"
+    return parse
 
 
 def existing_file(text: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 
+from .extras import install_command
+
 # Distributions whose version `anyclip info` reports when installed (a backend may ship under several names).
 _DISTRIBUTIONS = {"anyclip": ("anyclip",), "keras": ("keras",), "numpy": ("numpy",), "jax": ("jax",),
                   "torch": ("torch",), "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly"),
@@ -47,24 +49,26 @@ def backend_devices(backend: str) -> list[str]:
 
 
 def collect_info() -> dict:
-    """What ``anyclip info`` prints, as a dict: backend, reason, devices, versions, weights_cache.
+    """What ``anyclip info`` prints, as a dict: backend, reason, devices, versions, weights_cache, extras
+    (each optional extra and its modules that are missing).
 
     Imports Keras (and so the backend) to read its devices.
 
     Example:
         >>> sorted(collect_info())  # doctest: +SKIP
-        ['backend', 'devices', 'reason', 'versions', 'weights_cache']
+        ['backend', 'devices', 'extras', 'reason', 'versions', 'weights_cache']
     """
     import keras  # noqa: F401  (the backend in effect is the one Keras loads)
 
     from . import __version__, backend_choice
+    from .extras import missing_by_extra
     from .weights.hub import weights_cache_dir
     choice = backend_choice()
     versions = {name: _version(name) for name in ("anyclip", "keras", choice.name, "numpy", "open_clip")}
     versions["anyclip"] = versions["anyclip"] or __version__
     return {"backend": choice.name, "reason": choice.reason, "devices": backend_devices(choice.name),
             "versions": {name: v for name, v in versions.items() if v is not None},
-            "weights_cache": weights_cache_dir()}
+            "weights_cache": weights_cache_dir(), "extras": missing_by_extra()}
 
 
 def format_info(info: dict) -> str:
@@ -72,16 +76,21 @@ def format_info(info: dict) -> str:
 
     Example:
         >>> print(format_info({"backend": "jax", "reason": "KERAS_BACKEND=jax", "devices": ["cpu:0"],
-        ...                    "versions": {"keras": "3.15.1"}, "weights_cache": "/hf/hub"}))
+        ...                    "versions": {"keras": "3.15.1"}, "weights_cache": "/hf/hub",
+        ...                    "extras": {"embed": [], "eval": ["sklearn"]}}))
         backend:        jax (KERAS_BACKEND=jax)
         devices:        cpu:0
         versions:       keras 3.15.1
         weights cache:  /hf/hub
+        extras:         embed; eval needs sklearn: pip install 'anyclip[eval]'
     """
     rows = [("backend", f"{info['backend']} ({info['reason']})"),
             ("devices", ", ".join(info["devices"]) or "-"),
             ("versions", ", ".join(f"{name} {v}" for name, v in info["versions"].items())),
             ("weights cache", info["weights_cache"])]
+    if "extras" in info:
+        rows.append(("extras", "; ".join(name if not missing else f"{name} needs {', '.join(missing)}: "
+                                         f"{install_command(name)}" for name, missing in info["extras"].items())))
     return "\n".join(f"{label + ':':<15} {value}" for label, value in rows)
 
 

@@ -17,8 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_args import positive_int
+
 DEFAULT_MODEL = "anyclip-shapes"  # shipped inside the package: works offline
 DEFAULT_PRETRAINED = "v1"
+PRECISIONS = ("fp32", "float32", "bf16", "pure_bf16", "fp16", "pure_fp16", "amp", "amp_fp16", "amp_bf16",
+              "amp_bfloat16")  # factory.create_model's
 MODEL_FLAGS = ("model", "pretrained", "checkpoint", "cache_dir", "precision")
 
 
@@ -30,7 +34,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         >>> parser.parse_args(["--model", "ViT-B-32"]).batch_size
         32
     """
-    p.add_argument("--model", default=DEFAULT_MODEL, help="architecture name, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="architecture name (see anyclip models), hf-hub:org/repo or local-dir:PATH")
     p.add_argument("--pretrained", default=None,
                    help=f"pretrained tag, checkpoint file or folder (default {DEFAULT_PRETRAINED} for {DEFAULT_MODEL})")
     p.add_argument("--checkpoint", default=None, help="an open_clip checkpoint file to load (same as --pretrained PATH)")
@@ -38,8 +43,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="load weights made for another image size or context length, their positional embeddings "
                         "interpolated (without it such weights are an error)")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16, amp_bf16")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images or texts per batch (default 32)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the model's dtype (default fp32)")
 
 
 def pretrained_tag(args) -> str | None:
@@ -75,8 +80,8 @@ def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkp
     from .weights.pretrained import list_pretrained_tags_by_model
     spec = argparse.Namespace(model=model, pretrained=pretrained, checkpoint=checkpoint)
     tag = pretrained_tag(spec)
-    if tag is None and not model.startswith(("hf-hub:", "local-dir:")):
-        tags = list_pretrained_tags_by_model(model) if model in list_models() else []
+    if tag is None and model in list_models():  # an unknown name is reported by create_model, with no warning
+        tags = list_pretrained_tags_by_model(model)
         print(f"anyclip: warning: no --pretrained given, so {model} has random weights"
               + (f" (its tags: {', '.join(tags)})" if tags else ""), file=sys.stderr)
     net, _, preprocess = create_model_and_transforms(model, tag, cache_dir=cache_dir, precision=precision,
@@ -93,5 +98,5 @@ def load_model_from_args(args):
     return load_model(**model_spec(args), resize_pos_embed=getattr(args, "resize_pos_embed", False))
 
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "MODEL_FLAGS", "add_model_arguments", "load_model",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "MODEL_FLAGS", "PRECISIONS", "add_model_arguments", "load_model",
            "load_model_from_args", "model_spec", "pretrained_tag"]

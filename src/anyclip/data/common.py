@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ..textfile import decode_text
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 """File extensions (lower case) read as images, torchvision's ``IMG_EXTENSIONS`` plus ``.gif``."""
 
@@ -41,11 +43,12 @@ def resolve_path(value: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def read_text_list(path: str | os.PathLike, what: str) -> list[tuple[int, str]]:
+def read_text_list(path: str | os.PathLike, what: str, encoding: str | None = None) -> list[tuple[int, str]]:
     """Non-blank entries of a ``.json`` list of strings or a text file (one per line), with line numbers.
 
     ``what`` names the content in error messages (``"classnames"``). JSON entries get their 1-based
-    list position as "line".
+    list position as "line". Text is UTF-8 (a byte-order mark dropped) or UTF-16 with its mark, unless
+    ``encoding`` names another (see :func:`anyclip.textfile.decode_text`).
 
     Example:
         >>> read_text_list("classnames.txt", "classnames")  # doctest: +SKIP
@@ -54,7 +57,7 @@ def read_text_list(path: str | os.PathLike, what: str) -> list[tuple[int, str]]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{what} file not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
+    text = decode_text(path.read_bytes(), path, what, encoding)
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -148,8 +148,12 @@ def _classnames_tuple(classnames) -> tuple[str, ...] | None:
     return names
 
 
-def read_classnames(path: str | os.PathLike) -> tuple[str, ...]:
+def read_classnames(path: str | os.PathLike, encoding: str | None = None,
+                    what: str = "classnames") -> tuple[str, ...]:
     """Class names from a text file (one per line) or a JSON list; ``"imagenet"`` gives ImageNet-1k's.
+
+    ``encoding``: the text file's (default UTF-8, or UTF-16 with a byte-order mark); ``what`` names the input
+    in errors (``"--classnames"``).
 
     Example:
         >>> len(read_classnames("imagenet"))
@@ -158,7 +162,7 @@ def read_classnames(path: str | os.PathLike) -> tuple[str, ...]:
     if os.fspath(path) == "imagenet" and not os.path.exists(path):
         from ..zero_shot import IMAGENET_CLASSNAMES
         return tuple(IMAGENET_CLASSNAMES)
-    entries = read_text_list(path, "classnames")
+    entries = read_text_list(path, what, encoding)
     seen = {}
     for line, name in entries:
         if name in seen:

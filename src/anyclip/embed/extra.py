@@ -1,15 +1,15 @@
 """The ``[embed]`` extra: pyarrow (Parquet) and faiss-cpu (indexes), imported on first use, with a clear error.
 
 ``import anyclip`` and ``anyclip classify`` need neither; ``anyclip embed``, ``index`` and ``search`` (and
-their Python functions) say what to install when one is missing.
+their Python functions) say what to install when one is missing. The work is :mod:`anyclip.extras`'s.
 """
 
 from __future__ import annotations
 
-import importlib
+from ..extras import MissingExtraError, install_command
+from ..extras import require as _require
 
-INSTALL = 'pip install "anyclip[embed]"'
-_DISTRIBUTIONS = {"faiss": "faiss (the faiss-cpu package)"}
+INSTALL = install_command("embed")
 
 
 def require(module: str):
@@ -18,15 +18,11 @@ def require(module: str):
     Example:
         >>> require("json").__name__
         'json'
-        >>> require("no_such_module_xyz")
+        >>> require("pyarrow_missing_xyz")
         Traceback (most recent call last):
-        ImportError: this needs no_such_module_xyz: pip install "anyclip[embed]"
+        anyclip.extras.MissingExtraError: this needs pyarrow_missing_xyz: pip install pyarrow_missing_xyz
     """
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        top = module.split(".")[0]
-        raise ImportError(f"this needs {_DISTRIBUTIONS.get(top, top)}: {INSTALL}") from e
+    return _require(module)
 
 
-__all__ = ["INSTALL", "require"]
+__all__ = ["INSTALL", "MissingExtraError", "require"]

@@ -38,6 +38,7 @@ from ..data.common import (
     pick_column,
     read_csv,
 )
+from ..textfile import decode_text
 from .extra import require
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet")
@@ -88,8 +89,10 @@ def _is_wds(spec: str) -> bool:
 
 
 def list_inputs(specs: Sequence[str], kind: str = "image", column: str | None = None,
-                separator: str | None = None) -> Inputs:
+                separator: str | None = None, encoding: str | None = None) -> Inputs:
     """List every input of ``specs`` in order (see the module docstring); ``kind`` is ``image`` or ``text``.
+
+    ``encoding`` is that of ``.txt`` text files (default: UTF-8, or UTF-16 with a byte-order mark).
 
     Example:
         >>> [i.name for i in list_inputs(["a cat", "a dog"], kind="text-literal").items]
@@ -102,7 +105,7 @@ def list_inputs(specs: Sequence[str], kind: str = "image", column: str | None = 
         if kind == "text-literal":
             names.append((spec, ("text", spec)))
         elif kind == "text":
-            names.extend(_text_rows(spec, column, separator))
+            names.extend(_text_rows(spec, column, separator, encoding))
         elif os.path.isdir(spec) and not any(p.endswith(".tar") for p in os.listdir(spec)):
             files, skipped = _walk_images(spec)
             ignored += skipped
@@ -159,7 +162,7 @@ def _table_paths(spec: str, column: str | None, separator: str | None):
         yield str(path), ("file", str(path))
 
 
-def _text_rows(spec: str, column: str | None, separator: str | None):
+def _text_rows(spec: str, column: str | None, separator: str | None, encoding: str | None = None):
     if spec.lower().endswith(TABLE_SUFFIXES):
         for text in _table_column(spec, column, CAPTION_COLUMNS, "text", separator):
             yield text, ("text", text)
@@ -167,7 +170,7 @@ def _text_rows(spec: str, column: str | None, separator: str | None):
     path = Path(spec)
     if not path.is_file():
         raise DatasetError(f"text file not found: {spec}")
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in decode_text(path.read_bytes(), path, "text file", encoding).splitlines():
         yield line, ("text", line)
 
 

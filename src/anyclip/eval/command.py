@@ -14,6 +14,20 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli_args import (
+    existing_dir,
+    existing_file,
+    existing_path,
+    file_or_keyword,
+    float_range,
+    non_negative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    separator,
+)
+from ..errors import UsageError
+from ..extras import require_extras
 from ..model_flags import add_model_arguments, load_model_from_args
 
 TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe")
@@ -26,7 +40,7 @@ def register(subparsers) -> None:
     Example:
         >>> parser = argparse.ArgumentParser(prog="anyclip")
         >>> register(parser.add_subparsers(dest="command"))
-        >>> parser.parse_args(["eval", "--dataset", "pets/val"]).task
+        >>> parser.parse_args(["eval", "--dataset", "."]).task  # ".": a dataset folder that exists
         'auto'
     """
     p = subparsers.add_parser("eval", help="zero-shot classification, retrieval or linear-probe metrics on a dataset")
@@ -44,51 +58,59 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     from ..data.common import DATASET_TYPES
     p.add_argument("--task", default="auto", choices=TASKS,
                    help="what to measure (auto: retrieval for caption files, zero-shot classification otherwise)")
-    p.add_argument("--dataset", required=True,
+    p.add_argument("--dataset", required=True, type=existing_path,
                    help="ImageFolder root, labels CSV, WebDataset shards (shard-{000..009}.tar), or a retrieval "
                         "JSON/CSV; for linear_probe the test split, or a folder with train/ and test/")
     p.add_argument("--dataset-type", choices=DATASET_TYPES, default=None, help="layout of --dataset (auto-detected)")
-    p.add_argument("--dataset-root", default=None,
+    p.add_argument("--dataset-root", default=None, type=existing_dir,
                    help="folder that relative image paths in a CSV/JSON are resolved against (default: its folder)")
     p.add_argument("--split", default="test", help="split of a Karpathy-style retrieval JSON (default test)")
-    p.add_argument("--train-dataset", default=None, help="linear_probe: the training split")
-    p.add_argument("--val-dataset", default=None,
+    p.add_argument("--train-dataset", default=None, type=existing_path, help="linear_probe: the training split")
+    p.add_argument("--val-dataset", default=None, type=existing_path,
                    help="linear_probe: a validation split for the C sweep (default: held out from train)")
-    p.add_argument("--classnames", default=None, help="class names file (one per line, or JSON list) or 'imagenet'")
-    p.add_argument("--templates", default=None,
+    p.add_argument("--classnames", default=None, type=file_or_keyword("imagenet"),
+                   help="class names file (one per line, or JSON list) or 'imagenet'")
+    p.add_argument("--encoding", default=None,
+                   help="encoding of the --classnames file (default: UTF-8, or UTF-16 with a byte-order mark)")
+    p.add_argument("--templates", default=None, type=file_or_keyword("imagenet", "simple", "default"),
                    help="prompt templates file (one per line, {} or {c} for the class), 'imagenet' (80), "
                         "'simple' (7) or 'default' ('a photo of a {}.')")
     p.add_argument("--csv-img-key", default=None, help="CSV column of image paths (default: filepath, image, path...)")
     p.add_argument("--csv-label-key", default=None, help="CSV column of labels (default: label, class, target...)")
     p.add_argument("--csv-caption-key", default=None, help="CSV column of captions (default: caption, title, text...)")
-    p.add_argument("--csv-separator", default=None,
+    p.add_argument("--csv-separator", default=None, type=separator, 
                    help="CSV separator (default: tab when the header line has one, else comma)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+    p.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
                    help="image decoding threads (0: decode in the main thread)")
-    p.add_argument("--recall-k", type=int, nargs="+", default=[1, 5, 10], help="retrieval: the k of R@k")
+    p.add_argument("--recall-k", type=positive_int, nargs="+", default=[1, 5, 10], help="retrieval: the k of R@k")
     p.add_argument("--feature-cache", default=None, help="linear_probe: folder to cache split features in")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="linear_probe: share of train held out")
-    p.add_argument("--c-values", type=float, nargs="+", default=None,
+    p.add_argument("--val-fraction", type=float_range(0, 1, include_low=False, include_high=False), default=0.2, help="linear_probe: share of train held out")
+    p.add_argument("--c-values", type=positive_float, nargs="+", default=None,
                    help="linear_probe: C values to try (one value: no sweep; default: the log-spaced sweep)")
-    p.add_argument("--seed", type=int, default=0, help="linear_probe: seed of the validation hold-out")
-    p.add_argument("--output", "-o", default="results.json",
+    p.add_argument("--seed", type=non_negative_int, default=0, help="linear_probe: seed of the validation hold-out")
+    p.add_argument("--output", "-o", default="results.json", type=output_file(".json"),
                    help="where to write the JSON results (an existing file is kept unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output results file")
-    p.add_argument("--confusion-png", default=None, help="classification: also draw the confusion matrix here")
+    p.add_argument("--confusion-png", default=None, type=output_file(".png"),
+                   help="classification: also draw the confusion matrix in this .png file")
     p.add_argument("--language", default="en", help="recorded in the JSON, as clip_benchmark does")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _validate(args) -> None:
-    from ..data.common import DatasetError
+    """The checks of values given from Python (the command line checks them by type), and the extras needed."""
     if args.batch_size < 1:
-        raise DatasetError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.workers < 0:
-        raise DatasetError(f"--workers must be 0 or more, got {args.workers}")
+        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
     if min(args.recall_k) < 1:
-        raise DatasetError(f"--recall-k values must be at least 1, got {args.recall_k}")
+        raise UsageError(f"--recall-k values must be at least 1, got {args.recall_k}")
     if not 0 < args.val_fraction < 1:
-        raise DatasetError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+        raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if args.task == "linear_probe":
+        require_extras(["sklearn"], "--task linear_probe")
+    if args.confusion_png:
+        require_extras(["matplotlib"], "--confusion-png")
 
 
 def _separator(args) -> str:
@@ -134,7 +156,7 @@ def _retrieval(args, kind):
 def _read_data(args, task):
     from ..data.common import detect_dataset_type
     from ..data.labelled import read_classnames
-    classnames = read_classnames(args.classnames) if args.classnames else None
+    classnames = read_classnames(args.classnames, args.encoding, "--classnames") if args.classnames else None
     if task == "linear_probe":
         train_path, test_path, val_path = args.train_dataset, args.dataset, args.val_dataset
         root = Path(args.dataset)
@@ -189,7 +211,8 @@ def run_eval_command(args, load=load_model_from_args) -> int:
         >>> main(["eval", "--dataset", "pets/val", "--output", "pets.json"])  # doctest: +SKIP
         0
     """
-    from ..data.common import DatasetError
+    # DatasetError and the other user errors end at the CLI's error boundary (one line, exit 1 or 2)
+    _validate(args)
     from .linear_probe import linear_probe
     from .report import format_summary, save_confusion_png, write_results_json
     from .retrieval import zero_shot_retrieval
@@ -198,30 +221,24 @@ def run_eval_command(args, load=load_model_from_args) -> int:
         from ..errors import UsageError
         raise UsageError(f"{args.output} exists (results of an earlier eval?); give another --output file, "
                          "or --overwrite to replace it")
-    try:
-        _validate(args)
-        task = args.task
-        data = _read_data(args, task)
-        task = data.get("task", task)
-        model, preprocess, tokenizer = load(args)
-        weights = getattr(model, "pretrained_cfg", None) or {}
-        if args.feature_cache and not (weights.get("checkpoint") or weights.get("pretrained")):
-            raise DatasetError("--feature-cache needs a model with weights (--pretrained or --checkpoint): "
-                               "features of a randomly initialised model are not worth caching")
-        progress = False if args.no_progress else None
-        common = dict(preprocess=preprocess, batch_size=args.batch_size, workers=args.workers, progress=progress)
-        if task == "zeroshot_classification":
-            result = zero_shot_classification(model, tokenizer, data["data"], templates=args.templates, **common)
-        elif task == "zeroshot_retrieval":
-            result = zero_shot_retrieval(model, tokenizer, data["data"], recall_k=args.recall_k, **common)
-        else:
-            result = linear_probe(model, data["train"], data["test"], val=data["val"],
-                                  feature_cache=args.feature_cache, val_fraction=args.val_fraction,
-                                  c_values=args.c_values, seed=args.seed, **common)
-    except DatasetError as e:
-        print(f"anyclip eval: error: {e}", file=sys.stderr)
-        return 2
-    _report_skipped(result)
+    task = args.task
+    data = _read_data(args, task)
+    task = data.get("task", task)
+    model, preprocess, tokenizer = load(args)
+    weights = getattr(model, "pretrained_cfg", None) or {}
+    if args.feature_cache and not (weights.get("checkpoint") or weights.get("pretrained")):
+        raise UsageError("--feature-cache needs a model with weights (--pretrained or --checkpoint): "
+                         "features of a randomly initialised model are not worth caching")
+    progress = False if args.no_progress else None
+    common = dict(preprocess=preprocess, batch_size=args.batch_size, workers=args.workers, progress=progress)
+    if task == "zeroshot_classification":
+        result = zero_shot_classification(model, tokenizer, data["data"], templates=args.templates, **common)
+    elif task == "zeroshot_retrieval":
+        result = zero_shot_retrieval(model, tokenizer, data["data"], recall_k=args.recall_k, **common)
+    else:
+        result = linear_probe(model, data["train"], data["test"], val=data["val"],
+                              feature_cache=args.feature_cache, val_fraction=args.val_fraction,
+                              c_values=args.c_values, seed=args.seed, **common)
     pretrained = model.pretrained_cfg.get("pretrained") if getattr(model, "pretrained_cfg", None) else None
     print(format_summary(result, args.dataset))
     if args.output:
@@ -244,15 +261,17 @@ def register_classify(subparsers) -> None:
     Example:
         >>> parser = argparse.ArgumentParser(prog="anyclip")
         >>> register_classify(parser.add_subparsers(dest="command"))
-        >>> parser.parse_args(["classify", "cat.jpg", "--labels", "cat", "dog"]).top_k
+        >>> parser.parse_args(["classify", __file__, "--labels", "cat", "dog"]).top_k  # an existing file
         3
     """
     p = subparsers.add_parser("classify", help="zero-shot classify images against text labels")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", type=existing_file, help="image files")
     p.add_argument("--labels", nargs="*", default=[], help="class names")
-    p.add_argument("--labels-file", help="a file with one class name per line")
+    p.add_argument("--labels-file", type=existing_file, help="a file with one class name per line")
+    p.add_argument("--encoding", default=None,
+                   help="encoding of --labels-file (default: UTF-8, or UTF-16 with a byte-order mark)")
     p.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=positive_int, default=3, help="how many labels to show per image (default 3)")
     p.add_argument("--activation", choices=["auto", "softmax", "sigmoid"], default="auto",
                    help="softmax over the labels (CLIP), or a sigmoid per label (SigLIP); auto: sigmoid for "
                         "models with a logit bias (SigLIP), else softmax")
@@ -285,12 +304,12 @@ def run_classify(args) -> int:
         >>> main(["classify", "examples/shapes/red-triangle.png", "--labels", "red triangle", "blue"])  # doctest: +SKIP
         0
     """
+    from ..textfile import read_text_lines
     labels = list(args.labels)
     if args.labels_file:
-        labels += [line.strip() for line in Path(args.labels_file).read_text(encoding="utf-8").splitlines()
-                   if line.strip()]
+        labels += read_text_lines(args.labels_file, "--labels-file", args.encoding)
     if len(labels) < 1:
-        raise SystemExit("anyclip classify: give at least one label with --labels or --labels-file")
+        raise UsageError("give at least one label with --labels or --labels-file")
     import numpy as np
 
     from ..encode import encode_images

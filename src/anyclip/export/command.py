@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import UsageError
+
 
 def register_convert(subparsers) -> None:
     """Add the ``convert`` command to ``anyclip``'s sub-command parsers.
@@ -19,12 +21,12 @@ def register_convert(subparsers) -> None:
     p.add_argument("pretrained", nargs="?", default=None,
                    help="pretrained tag, checkpoint file or folder ('none': random weights)")
     p.add_argument("out", help="output: a folder or .safetensors (open_clip), .keras or .weights.h5 (keras)")
-    p.add_argument("--to", choices=["open_clip", "keras"], default="open_clip")
+    p.add_argument("--to", choices=["open_clip", "keras"], default="open_clip",
+                   help="open_clip: a checkpoint folder or .safetensors (default); keras: a .keras or .weights.h5 file")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="the Keras model's dtype (--to keras); open_clip checkpoints are always float32")
     p.set_defaults(run=run_convert)
-
 
 
 def run_convert(args) -> int:
@@ -35,19 +37,16 @@ def run_convert(args) -> int:
         >>> main(["convert", "ViT-B-32", "openai", "vit-b-32.keras", "--to", "keras"])  # doctest: +SKIP
         0
     """
-    from .convert import convert
+    from .convert import KERAS_SUFFIXES, convert
     if args.pretrained is None and not args.model.startswith(("hf-hub:", "local-dir:")):
-        raise SystemExit(f"anyclip convert: give the weights to convert (a pretrained tag, a checkpoint file or "
+        raise UsageError(f"give the weights to convert (a pretrained tag, a checkpoint file or "
                          f"folder) after {args.model}; 'none' converts random weights")
     pretrained = None if args.pretrained in (None, "none") else args.pretrained
     if args.to == "open_clip" and args.precision != "fp32":
-        raise SystemExit("anyclip convert: error: open_clip checkpoints are written in float32; "
-                         "--precision applies to --to keras")
-    try:
-        path = convert(args.model, pretrained, args.out, to=args.to, cache_dir=args.cache_dir,
-                       precision=args.precision)
-    except ValueError as e:
-        raise SystemExit(f"anyclip convert: error: {e}") from None
+        raise UsageError("open_clip checkpoints are written in float32; --precision applies to --to keras")
+    if args.to == "keras" and not str(args.out).endswith(KERAS_SUFFIXES):
+        raise UsageError(f"{args.out}: a Keras output (--to keras) must end with {' or '.join(KERAS_SUFFIXES)}")
+    path = convert(args.model, pretrained, args.out, to=args.to, cache_dir=args.cache_dir, precision=args.precision)
     print(f"wrote {path}")
     return 0
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-import sys
+from ..cli_args import existing_path, output_file, positive_int
+from ..errors import DataError, UsageError
+from ..extras import require_extras
 
 
 def register(subparsers) -> None:
@@ -13,7 +15,7 @@ def register(subparsers) -> None:
         >>> import argparse
         >>> parser = argparse.ArgumentParser(prog="anyclip")
         >>> register(parser.add_subparsers(dest="command"))
-        >>> parser.parse_args(["plot", "logs/run"]).output
+        >>> parser.parse_args(["plot", "."]).output  # ".": a run folder that exists
         'curves.png'
     """
     from .loop import add_train_arguments
@@ -22,10 +24,12 @@ def register(subparsers) -> None:
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser("plot", help="draw loss, learning rate, temperature and eval curves of training runs")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder(s) with train.jsonl (or the file itself)")
-    p.add_argument("--output", "-o", default="curves.png", help="image to write (default curves.png)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", type=existing_path,
+                   help="run folder(s) with train.jsonl (or the file itself)")
+    p.add_argument("--output", "-o", default="curves.png", type=output_file(".png", ".pdf", ".svg"),
+                   help="image to write: .png, .pdf or .svg (default curves.png)")
     p.add_argument("--title", default=None, help="figure title")
-    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--dpi", type=positive_int, default=100, help="resolution of a .png (default 100)")
     p.set_defaults(run=run_plot)
 
 
@@ -37,16 +41,15 @@ def run_train(args) -> int:
         >>> main(["train", "--train-data", "data/train.csv", "--epochs", "1"])  # doctest: +SKIP
         0
     """
-    from ..errors import DataError
+    if "tensorboard" in str(getattr(args, "report_to", "")):
+        require_extras(["tensorboardX"], "--report-to tensorboard")  # before any data or model is read
     from .loop import run_train_command
     try:
         return run_train_command(args)
-    except DataError as e:  # a damaged checkpoint, a run folder in use: the input must change, not the flags
-        print(f"anyclip train: error: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, ImportError) as e:  # bad flags or data (DatasetError is a ValueError), a missing extra
-        print(f"anyclip train: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        if type(e) is ValueError:  # the config's checks (flags that do not fit together, a model without a
+            raise UsageError(str(e)) from e  # logit bias for --siglip): change the command
+        raise  # DatasetError, CheckpointError...: the CLI's error boundary reports them
 
 
 def run_plot(args) -> int:
@@ -57,12 +60,12 @@ def run_plot(args) -> int:
         >>> main(["plot", "logs/shapes", "-o", "curves.png"])  # doctest: +SKIP
         0
     """
+    require_extras(["matplotlib"], "anyclip plot")
     from .plot import plot_runs
     try:
         out = plot_runs(args.runs, args.output, title=args.title, dpi=args.dpi)
-    except (ValueError, ImportError) as e:  # an empty or broken log, or no matplotlib: say which
-        print(f"anyclip plot: error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError) as e:  # an empty or broken log, a folder without train.jsonl
+        raise DataError(str(e)) from e
     print(f"wrote {out}")
     return 0
 

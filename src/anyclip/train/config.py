@@ -35,6 +35,17 @@ import dataclasses
 import numbers
 import os
 
+from ..cli_args import (
+    dir_or_keyword,
+    existing_dir,
+    file_or_keyword,
+    non_negative_float,
+    non_negative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+    separator,
+)
 from .logs import parse_report_to
 from .options import PRECISIONS, wise_ft_alphas
 
@@ -49,14 +60,17 @@ class _Flag:
     choices: tuple | None = None
     minimum: int | None = None
     metavar: str | None = None
+    arg_type: object = None
 
 
 def flag(default=dataclasses.MISSING, help=None, *, kind=None, aliases=(), choices=None, minimum=None,
-         metavar=None):
+         metavar=None, arg_type=None):
     """A config field that is also the flag ``--<name-with-dashes>``; no ``default`` makes the flag required.
 
     ``kind`` is needed only when the default (``None``) does not tell it; a ``bool`` field is a
     ``store_true`` flag, a ``tuple`` field takes any number of values. ``minimum`` is checked on construction.
+    ``arg_type`` is the command line's argument type (an :mod:`anyclip.cli_args` function such as ``positive_int``),
+    which checks the flag's text at parse time; without it the flag is parsed as ``kind``.
 
     Example:
         >>> @dataclasses.dataclass(frozen=True)
@@ -68,7 +82,7 @@ def flag(default=dataclasses.MISSING, help=None, *, kind=None, aliases=(), choic
     """
     if kind is None:
         kind = str if default is None or default is dataclasses.MISSING else type(default)
-    spec = _Flag(kind, help, tuple(aliases), None if choices is None else tuple(choices), minimum, metavar)
+    spec = _Flag(kind, help, tuple(aliases), None if choices is None else tuple(choices), minimum, metavar, arg_type)
     return dataclasses.field(default=default, metadata={"flag": spec})
 
 
@@ -187,7 +201,9 @@ class Section:
                 kwargs["required"] = True
             else:
                 kwargs["default"] = list(field.default) if spec.kind is tuple else field.default
-            if spec.kind in (int, float):
+            if spec.arg_type is not None:
+                kwargs["type"] = spec.arg_type
+            elif spec.kind in (int, float):
                 kwargs["type"] = spec.kind
             if spec.kind is tuple:
                 kwargs["nargs"] = "*"
@@ -232,7 +248,8 @@ class DataConfig(Section):
 
     train_data: str = flag(help="CSV file, WebDataset shards (brace patterns, '::') or TFRecord files",
                            aliases=("--train-path",))
-    dataset_type: str = flag("auto", choices=("auto", "csv", "webdataset", "tfrecord"))
+    dataset_type: str = flag("auto", "format of --train-data and --val-data (default: from the names)",
+                             choices=("auto", "csv", "webdataset", "tfrecord"))
     csv_img_key: str | None = flag(
         None, "CSV column of image paths (default filepath); TFRecord feature of image bytes (default jpg)",
         aliases=("--image-key",))
@@ -240,8 +257,9 @@ class DataConfig(Section):
         None, "CSV column of captions (default title); TFRecord feature of captions (default caption)",
         aliases=("--text-key",))
     csv_separator: str = flag("auto", "CSV separator: one character, or auto (default): tab when the header line "
-                                      "has one (open_clip's files), else comma (open_clip_jax's)")
-    workers: int = flag(4, "image decoding threads")
+                                      "has one (open_clip's files), else comma (open_clip_jax's)",
+                          arg_type=separator)
+    workers: int = flag(4, "image decoding threads", arg_type=non_negative_int)
     aug_cfg: tuple = flag((), "train augmentation, open_clip's names: scale='(0.5,1.0)' ratio=... "
                               "color_jitter='(0.4,0.4,0.4,0.1)' color_jitter_prob=0.8 gray_scale_prob=0.2",
                           metavar="KEY=VALUE")
@@ -266,8 +284,9 @@ class LossConfig(Section):
 
     siglip: bool = flag(False, "sigmoid loss (needs a model with logit_bias)")
     coca: bool = flag(False, "CoCa loss: contrastive + captioning (needs a CoCa model; CoCa models always use it)")
-    coca_caption_loss_weight: float = flag(2.0, "weight of CoCa's caption loss")
-    coca_contrastive_loss_weight: float = flag(1.0, "weight of CoCa's contrastive loss (0 trains captioning only)")
+    coca_caption_loss_weight: float = flag(2.0, "weight of CoCa's caption loss", arg_type=non_negative_float)
+    coca_contrastive_loss_weight: float = flag(1.0, "weight of CoCa's contrastive loss (0 trains captioning only)",
+                                               arg_type=non_negative_float)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,21 +299,22 @@ class OptimConfig(Section):
         ValueError: --batch-size must be >= 1, got 0
     """
 
-    batch_size: int = flag(64, "samples per micro-batch and device", minimum=1)
+    batch_size: int = flag(64, "samples per micro-batch and device", minimum=1, arg_type=positive_int)
     global_batch_size: int | None = flag(
         None, "open_clip_jax's flag: samples per micro-batch over all devices (replaces --batch-size; must divide "
-              "by the device count)", kind=int, minimum=1)
-    accum_freq: int = flag(1, "micro-batches per optimiser step", minimum=1)
-    epochs: int = flag(1, minimum=1, aliases=("--n-epochs",))
-    lr: float = flag(5e-4, aliases=("--learning-rate",))
-    wd: float = flag(0.2)
-    beta1: float = flag(0.9)
-    beta2: float = flag(0.98)
-    eps: float = flag(1e-6)
-    warmup: int = flag(0, "warmup steps", aliases=("--n-warmup-steps",))
-    lr_scheduler: str = flag("cosine", choices=("cosine", "const", "const-cooldown"))
-    epochs_cooldown: int | None = flag(None, "const-cooldown: epochs of cooldown", kind=int)
-    grad_clip_norm: float | None = flag(None, kind=float)
+              "by the device count)", kind=int, minimum=1, arg_type=positive_int)
+    accum_freq: int = flag(1, "micro-batches per optimiser step", minimum=1, arg_type=positive_int)
+    epochs: int = flag(1, "passes over the training data", minimum=1, aliases=("--n-epochs",), arg_type=positive_int)
+    lr: float = flag(5e-4, "peak learning rate", aliases=("--learning-rate",), arg_type=positive_float)
+    wd: float = flag(0.2, "AdamW weight decay", arg_type=non_negative_float)
+    beta1: float = flag(0.9, "AdamW beta1, in [0, 1)", arg_type=open_fraction)
+    beta2: float = flag(0.98, "AdamW beta2, in [0, 1)", arg_type=open_fraction)
+    eps: float = flag(1e-6, "AdamW epsilon", arg_type=positive_float)
+    warmup: int = flag(0, "warmup steps", aliases=("--n-warmup-steps",), arg_type=non_negative_int)
+    lr_scheduler: str = flag("cosine", "learning-rate schedule after the warmup",
+                             choices=("cosine", "const", "const-cooldown"))
+    epochs_cooldown: int | None = flag(None, "const-cooldown: epochs of cooldown", kind=int, arg_type=non_negative_int)
+    grad_clip_norm: float | None = flag(None, "clip gradients to this global norm", kind=float, arg_type=positive_float)
 
     def device_batch_size(self, devices: int) -> int:
         """Samples per micro-batch on each of ``devices``: ``--batch-size``, or ``--global-batch-size`` shared out.
@@ -323,12 +343,12 @@ class OptionsConfig(Section):
 
     lock_image: bool = flag(False, "freeze the image tower")
     lock_image_unlocked_groups: int = flag(0, "with --lock-image: leave the last N image-tower layer groups trainable",
-                                           minimum=0)
+                                           minimum=0, arg_type=non_negative_int)
     lock_image_freeze_bn_stats: bool = flag(
         False, "accepted for open_clip compatibility; ViTs have no batch norm, so it changes nothing")
     lock_text: bool = flag(False, "freeze the text tower")
     lock_text_unlocked_layers: int = flag(0, "with --lock-text: leave the last N text-tower layer groups trainable",
-                                          aliases=("--lock-text-unlocked-groups",), minimum=0)
+                                          aliases=("--lock-text-unlocked-groups",), minimum=0, arg_type=non_negative_int)
     lock_text_freeze_layer_norm: bool = flag(
         False, "accepted for open_clip compatibility; locked LayerNorms are always frozen")
     grad_checkpointing: bool = flag(
@@ -336,7 +356,7 @@ class OptionsConfig(Section):
     distill_model: str | None = flag(None, "teacher architecture (with --distill-pretrained)")
     distill_pretrained: str | None = flag(None, "teacher weights: tag or checkpoint")
     ema: bool = flag(False, "keep an EMA of the weights; exported as final_ema/")
-    ema_decay: float = flag(0.9999, "EMA decay (timm's default 0.9999)")
+    ema_decay: float = flag(0.9999, "EMA decay, in [0, 1) (timm's default 0.9999)", arg_type=open_fraction)
     ema_warmup: bool = flag(False, "timm's EMA decay warmup 1 - (1 + step) ** -2/3")
     wise_ft: str | None = flag(
         None, "with --pretrained: also export final_wise_ft_<alpha>/ = (1-alpha)*pretrained + alpha*final",
@@ -365,13 +385,16 @@ class EvalConfig(Section):
 
     val_data: str | None = flag(None, "image-caption pairs (CSV, shards) for retrieval metrics",
                                 aliases=("--valid-path",))
-    val_frequency: int = flag(1, "evaluate --val-data every N epochs", minimum=1)
+    val_frequency: int = flag(1, "evaluate --val-data every N epochs", minimum=1, arg_type=positive_int)
     zeroshot_data: str | None = flag(None, "labelled images (ImageFolder, CSV, shards)")
-    zeroshot_classnames: str | None = flag(None, "class names file for --zeroshot-data")
-    zeroshot_templates: str | None = flag(None, "templates: imagenet, simple, default or a file")
-    imagenet_val: str | None = flag(None, "ImageNet val folder (ImageNet names and templates)")
-    zeroshot_shapes: int = flag(0, "score the shapes tasks on N rendered images each", minimum=0, metavar="N")
-    zeroshot_frequency: int = flag(1, "run zero-shot evals every N epochs", minimum=1)
+    zeroshot_classnames: str | None = flag(None, "class names file for --zeroshot-data (or imagenet)",
+                                           arg_type=file_or_keyword("imagenet"))
+    zeroshot_templates: str | None = flag(None, "templates: imagenet, simple, default or a file",
+                                          arg_type=file_or_keyword("imagenet", "simple", "default"))
+    imagenet_val: str | None = flag(None, "ImageNet val folder (ImageNet names and templates)", arg_type=existing_dir)
+    zeroshot_shapes: int = flag(0, "score the shapes tasks on N rendered images each", minimum=0, metavar="N",
+                                arg_type=non_negative_int)
+    zeroshot_frequency: int = flag(1, "run zero-shot evals every N epochs", minimum=1, arg_type=positive_int)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -385,13 +408,13 @@ class RunConfig(Section):
 
     logs: str = flag("./logs", "where run folders go")
     name: str | None = flag(None, "run folder name (default: model and time)")
-    save_frequency: int = flag(1, "save a checkpoint every N epochs", minimum=1)
-    save_every_n_steps: int | None = flag(None, "also save every N optimiser steps", kind=int)
-    keep: int = flag(3, "checkpoints kept (newest)", minimum=1)
-    resume: str | None = flag(None, "'latest' or a checkpoint folder")
-    log_every_n_steps: int = flag(10, minimum=1)
+    save_frequency: int = flag(1, "save a checkpoint every N epochs", minimum=1, arg_type=positive_int)
+    save_every_n_steps: int | None = flag(None, "also save every N optimiser steps", kind=int, arg_type=positive_int)
+    keep: int = flag(3, "checkpoints kept (newest)", minimum=1, arg_type=positive_int)
+    resume: str | None = flag(None, "'latest' or a checkpoint folder", arg_type=dir_or_keyword("latest"))
+    log_every_n_steps: int = flag(10, "write a train.jsonl record every N steps", minimum=1, arg_type=positive_int)
     log_every_seconds: float = flag(30.0, "when stderr is not a terminal, a progress line every N seconds "
-                                          "(0: none)", minimum=0)
+                                          "(0: none)", minimum=0, arg_type=non_negative_float)
     report_to: str = flag("jsonl", "jsonl, tensorboard or both, comma-separated (train.jsonl is always written)")
 
     def _check(self):
@@ -410,13 +433,14 @@ class DistributedConfig(Section):
 
     dist_backend: str | None = flag(None, "torch: nccl or gloo (default nccl on GPU, gloo on CPU); jax: ignored")
     dist_url: str | None = flag(None, "jax: coordinator host:port of a multi-host job (default from the environment)")
-    world_size: int | None = flag(None, "jax multi-host: number of processes", kind=int)
-    rank: int | None = flag(None, "jax multi-host: this process's index", kind=int)
+    world_size: int | None = flag(None, "jax multi-host: number of processes", kind=int, arg_type=positive_int)
+    rank: int | None = flag(None, "jax multi-host: this process's index", kind=int, arg_type=non_negative_int)
     devices: int | None = flag(None, "jax: train on the first N devices (default all; 1 turns data parallelism off)",
-                               kind=int)
+                               kind=int, arg_type=positive_int)
     local_loss: bool = flag(False, "torch: score this rank's rows against the gathered ones (open_clip's --local-loss)")
     gather_with_grad: bool = flag(False, "torch: all-gather features with gradient (open_clip's --gather-with-grad)")
-    dist_timeout: float = flag(1800.0, "seconds a collective waits for the other workers before the job stops")
+    dist_timeout: float = flag(1800.0, "seconds a collective waits for the other workers before the job stops",
+                               arg_type=positive_float)
     fsdp: bool = flag(False, "jax: also shard the weights over the devices (for towers too large for one device)")
 
     def _check(self):
@@ -448,7 +472,7 @@ class TrainConfig(Section):
     resize_pos_embed: bool = flag(False, "let --pretrained weights with another image size or context length "
                                          "load, their positional embeddings resized (open_clip does it silently)")
     precision: str = flag("fp32", "amp/amp_fp16/fp16 add loss scaling", choices=PRECISIONS)
-    seed: int = flag(0)
+    seed: int = flag(0, "random seed", arg_type=non_negative_int)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     options: OptionsConfig = dataclasses.field(default_factory=OptionsConfig)

@@ -38,11 +38,15 @@ def _safe_alternatives(filename: str) -> list[str]:
     return [filename]
 
 
+_REACHABLE: dict = {}  # endpoint -> whether it answered: one probe per process and endpoint
+
+
 def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     """Whether the Hugging Face hub (``HF_ENDPOINT``) answers one HEAD request within ``timeout`` seconds.
 
     ``False`` at once under ``HF_HUB_OFFLINE=1``. Any HTTP answer counts as reachable (errors such as a missing
-    repo or a token problem are then reported by the download itself); proxies are honoured.
+    repo or a token problem are then reported by the download itself); proxies are honoured. The answer is
+    remembered for the process, so an unreachable hub costs one attempt however many files are asked for.
 
     Example:
         >>> hub_reachable()  # doctest: +SKIP
@@ -51,11 +55,13 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     from huggingface_hub import constants, get_session
     if constants.HF_HUB_OFFLINE:
         return False
-    try:
-        get_session().head(constants.ENDPOINT, timeout=timeout)
-    except Exception:  # connection refused, DNS failure, timeout, proxy error: all mean "cannot reach it now"
-        return False
-    return True
+    if constants.ENDPOINT not in _REACHABLE:
+        try:
+            get_session().head(constants.ENDPOINT, timeout=timeout)
+            _REACHABLE[constants.ENDPOINT] = True
+        except Exception:  # connection refused, DNS failure, timeout, proxy error: all mean "cannot reach it now"
+            _REACHABLE[constants.ENDPOINT] = False
+    return _REACHABLE[constants.ENDPOINT]
 
 
 def hf_download(repo_id: str, filename: str | None = None, revision: str | None = None,
@@ -86,21 +92,22 @@ def hf_download(repo_id: str, filename: str | None = None, revision: str | None 
 
 
 def _unavailable_message(repo_id, candidates, errors, cache_dir, online: bool = True) -> str:
+    """One line: why the weights of ``repo_id`` are not here, and the fix (offline cache, ``--checkpoint``)."""
     from huggingface_hub import constants
     cache = cache_dir or constants.HF_HUB_CACHE
+    download = f"hf download {repo_id} {' '.join(dict.fromkeys((candidates[0], CONFIG_NAME)))}"
+    elsewhere = (f"on a machine with network access run '{download}' and copy its cache into {cache} "
+                 f"(or set HF_HUB_CACHE)")
+    checkpoint = "or pass --checkpoint FILE (pretrained=FILE in Python)"
     if constants.HF_HUB_OFFLINE:
-        offline = " (HF_HUB_OFFLINE is set)"
-    elif not online:
-        offline = (f" (the hub at {constants.ENDPOINT} did not answer within {PROBE_TIMEOUT_S:g} s; working offline, "
-                   f"set HF_HUB_OFFLINE=1 to skip that check)")
-    else:
-        offline = ""
-    return (f"could not get weights from the Hugging Face hub repo {repo_id!r}{offline}.\n"
-            f"Tried: " + "; ".join(errors) + "\n"
-            f"On a machine with network access run:\n"
-            f"    hf download {repo_id} {' '.join(dict.fromkeys((candidates[0], CONFIG_NAME)))}\n"
-            f"and copy its cache into {cache} (or set HF_HUB_CACHE), or download the file anywhere and pass "
-            f"its path as pretrained=PATH.")
+        return (f"{repo_id}: {candidates[0]} is not in the local cache {cache} and HF_HUB_OFFLINE is set; "
+                f"{elsewhere}, {checkpoint}")
+    if not online:
+        return (f"cannot reach the Hugging Face Hub at {constants.ENDPOINT} (no answer within {PROBE_TIMEOUT_S:g} s) "
+                f"and {repo_id} is not in the local cache {cache}; set HF_HUB_OFFLINE=1 to use the local cache "
+                f"only, {checkpoint} ({elsewhere})")
+    return (f"could not get weights from the Hugging Face Hub repo {repo_id!r} (tried: {'; '.join(errors)}); "
+            f"{elsewhere}, {checkpoint}")
 
 
 def weights_cache_dir() -> str:
