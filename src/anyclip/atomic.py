@@ -34,12 +34,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
         write(tmp)
         # mkstemp makes 0600 files: keep the mode of the file replaced, else the usual rw-r--r--
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        _fsync(tmp)  # the bytes reach the disk before the name does: a power cut leaves the old file or the new
         os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    """Flush ``path`` (a file or a folder) to disk; folders that cannot be opened (Windows) are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

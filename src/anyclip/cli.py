@@ -7,9 +7,9 @@ Errors a user causes end as one line on stderr, ``anyclip <command>: error: <mes
 error                                                           exit  meaning
 ==============================================================  ====  =========================================
 a bad option value (argparse, :mod:`anyclip.cli_args` types)      2   change the command line
-UsageError, ConfigError, UnknownPretrainedError                   2   change the command (model, tag, options)
+UsageError, ConfigError, UnknownPretrainedError, EmbedJobError    2   change the command (model, tag, options)
 DataError, DatasetError, CheckpointError, WeightMismatchError,    1   an input is missing, damaged, unreadable
-WeightsUnavailableError, ImageLoadError, EmbedJobError,
+WeightsUnavailableError, ImageLoadError,
 EmbeddingIndexError, ExampleError, DistributedError
 OSError with a file name (PermissionError, ...); any               1   a file or folder cannot be used
 FileNotFoundError, IsADirectoryError, NotADirectoryError
@@ -56,7 +56,7 @@ USER_ERRORS = {
     "anyclip.weights.mapping.WeightMismatchError": EXIT_DATA,
     "anyclip.weights.hub.WeightsUnavailableError": EXIT_DATA,
     "anyclip.transforms.host.ImageLoadError": EXIT_DATA,
-    "anyclip.embed.job.EmbedJobError": EXIT_DATA,
+    "anyclip.embed.manifest.EmbedJobError": EXIT_USAGE,  # another job's settings in the folder: change -o or flags
     "anyclip.embed.index.EmbeddingIndexError": EXIT_DATA,
     "anyclip.train.distributed.DistributedError": EXIT_DATA,
     "anyclip.extras.MissingExtraError": EXIT_DATA,

@@ -139,7 +139,6 @@ def create_model(
     output_dict: Optional[bool] = None,
     require_pretrained: bool = False,
     weights_only: bool = True,
-    resize_pos_embed: bool = False,
     **model_kwargs,
 ) -> CLIP:
     """Build a model by name and load its weights, as ``open_clip.create_model`` (same arguments).
@@ -153,14 +152,15 @@ def create_model(
     encoder's own weights. ``model_kwargs`` go into the model config; ``seed=`` there fixes the random
     initialisation of models created without weights. The model's ``preprocess_cfg`` holds the matching
     preprocessing. Loading is strict: weights whose positional embeddings were made for another image size or
-    context length are an error unless ``resize_pos_embed=True`` or ``force_image_size`` /
-    ``force_context_length`` ask for the new size (then they are interpolated, as open_clip does).
+    context length are an error unless ``resize_pos_embed=True`` (taken out of ``model_kwargs``) or
+    ``force_image_size`` / ``force_context_length`` ask for the new size (then they are interpolated, as open_clip does).
 
     Example:
         >>> model = create_model("ViT-B-32", pretrained="laion2b_s34b_b79k")  # doctest: +SKIP
         >>> model = create_model("ViT-B-32")  # random weights
     """
     seed = model_kwargs.pop("seed", 0)
+    resize_pos_embed = bool(model_kwargs.pop("resize_pos_embed", False))
     if precision not in _PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {sorted(_PRECISIONS)}")
     if not weights_only:

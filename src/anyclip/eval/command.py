@@ -239,6 +239,7 @@ def run_eval_command(args, load=load_model_from_args) -> int:
         result = linear_probe(model, data["train"], data["test"], val=data["val"],
                               feature_cache=args.feature_cache, val_fraction=args.val_fraction,
                               c_values=args.c_values, seed=args.seed, **common)
+    _report_skipped(result)
     pretrained = model.pretrained_cfg.get("pretrained") if getattr(model, "pretrained_cfg", None) else None
     print(format_summary(result, args.dataset))
     if args.output:

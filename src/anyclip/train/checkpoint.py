@@ -255,11 +255,13 @@ def load_training_checkpoint(path: str | os.PathLike, model, optimizer, ema=None
     """
     from safetensors.numpy import load_file
 
-    from ..weights.export import load_checkpoint
+    from ..weights.checkpoint import read_state_dict
     from ..weights.hub import SAFE_WEIGHTS_NAME
+    from ..weights.mapping import load_state_dict
     path = Path(path)
     state = json.loads((path / STATE_NAME).read_text())
-    load_checkpoint(model, path / SAFE_WEIGHTS_NAME, resize_pos_embed=False)  # this run's own shapes
+    weights = path / SAFE_WEIGHTS_NAME  # this run's own shapes: strict, nothing resized
+    load_state_dict(model, read_state_dict(weights), source=str(weights), strict=True, resize_pos_embed=False)
     tensors = load_file(str(path / OPTIMIZER_NAME))
     groups = [("optimizer", optimizer.variables), ("model", _extra_model_state(model))]
     if ema is not None:

@@ -12,12 +12,11 @@ from .hub import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from .mapping import export_state_dict, load_state_dict
 
 
-def load_checkpoint(model, checkpoint_path: str, strict: bool = True, weights_only: bool = True, device="cpu",
-                    resize_pos_embed: bool = True):
+def load_checkpoint(model, checkpoint_path: str, strict: bool = True, weights_only: bool = True, device="cpu"):
     """Load an open_clip checkpoint file (safetensors or torch) into ``model``, as ``open_clip.load_checkpoint``.
 
-    As open_clip's, it interpolates positional embeddings made for another image size or context length;
-    ``resize_pos_embed=False`` makes that a :class:`~anyclip.weights.WeightMismatchError` instead.
+    As open_clip's, it interpolates positional embeddings made for another image size or context length (the
+    strict path, where that is an error unless asked, is ``load_state_dict(..., resize_pos_embed=False)``).
 
     Returns ``(missing_keys, unexpected_keys)``; with ``strict=True`` (default) any of them raises instead.
     ``weights_only=False`` (unpickling arbitrary objects) is refused. ``device`` has no effect: the weights go
@@ -31,7 +30,7 @@ def load_checkpoint(model, checkpoint_path: str, strict: bool = True, weights_on
                          "arbitrary code); re-save the file with torch.save(state_dict) or as safetensors and "
                          "load it with weights_only=True")
     return load_state_dict(model, read_state_dict(checkpoint_path), source=str(checkpoint_path), strict=strict,
-                           resize_pos_embed=resize_pos_embed)
+                           resize_pos_embed=True)
 
 
 def save_open_clip_checkpoint(model, out: str | os.PathLike) -> Path:
