@@ -107,7 +107,7 @@ def _cpu_has_amx() -> bool:
 
 # On Intel CPUs with AMX (seen 2026-12-05, torch 2.14.1 CPU, jax 0.10.2) the torch-backend gradient of conv1 differs
 # from open_clip's by 0.2% (2.9e-2 of 13; the loss and every running statistic still match to 1e-5), and with one
-# thread the JAX one by 2.7e-5; on the CPUs CI passed on before it matched to 2e-5. Not yet explained: see the notes.
+# thread another gradient by 2.7e-5; on the CPUs CI passed on before it matched to 2e-5. Not yet explained: see the notes.
 @pytest.mark.xfail(_cpu_has_amx(), reason="gradients differ on AMX CPUs (not yet explained)", strict=False)
 def test_training_mode_batch_norm_and_train_step_match_open_clip(case):
     """Loss and gradients through the batch statistics, torch's running-stat update (unbiased variance,
