@@ -154,6 +154,19 @@ def float_range(low: float, high: float, *, include_low: bool = True, include_hi
     return parse
 
 
+def _path_or_keyword(check: Callable[[str], str], keywords: tuple, name: str) -> Callable[[str], str]:
+    """A type accepting ``keywords`` (when no such path exists) or what ``check`` accepts."""
+    def parse(text: str) -> str:
+        if text in keywords and not os.path.exists(text):
+            return text
+        try:
+            return check(text)
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{e} (or give one of: {', '.join(keywords)})") from None
+    parse.__name__ = f"{name}{keywords}"
+    return parse
+
+
 def file_or_keyword(*keywords: str) -> Callable[[str], str]:
     """A type for an existing file, or one of ``keywords`` (``--classnames imagenet``).
 
@@ -161,15 +174,7 @@ def file_or_keyword(*keywords: str) -> Callable[[str], str]:
         >>> file_or_keyword("imagenet")("imagenet")
         'imagenet'
     """
-    def parse(text: str) -> str:
-        if text in keywords and not os.path.exists(text):
-            return text
-        try:
-            return existing_file(text)
-        except argparse.ArgumentTypeError as e:
-            raise argparse.ArgumentTypeError(f"{e} (or give one of: {', '.join(keywords)})") from None
-    parse.__name__ = f"file_or_keyword{keywords}"
-    return parse
+    return _path_or_keyword(existing_file, keywords, "file_or_keyword")
 
 
 def separator(text: str) -> str:
@@ -191,15 +196,7 @@ def dir_or_keyword(*keywords: str) -> Callable[[str], str]:
         >>> dir_or_keyword("latest")("latest")
         'latest'
     """
-    def parse(text: str) -> str:
-        if text in keywords and not os.path.exists(text):
-            return text
-        try:
-            return existing_dir(text)
-        except argparse.ArgumentTypeError as e:
-            raise argparse.ArgumentTypeError(f"{e} (or give one of: {', '.join(keywords)})") from None
-    parse.__name__ = f"dir_or_keyword{keywords}"
-    return parse
+    return _path_or_keyword(existing_dir, keywords, "dir_or_keyword")
 
 
 def existing_file(text: str) -> str:

@@ -22,14 +22,12 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from ..errors import DataError
-
-CHUNK = 1 << 20
+from ..weights.checkpoint import file_sha256
 
 
 def file_record(path: str | os.PathLike) -> dict:
@@ -39,12 +37,7 @@ def file_record(path: str | os.PathLike) -> dict:
         >>> file_record("emb/part-00000.parquet")  # doctest: +SKIP
         {'bytes': 2048, 'sha256': '9f86d0...'}
     """
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-            size += len(block)
-    return {"bytes": size, "sha256": digest.hexdigest()}
+    return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
 
 
 def file_matches(path: Path, record: dict | None) -> bool:

@@ -17,7 +17,6 @@ back to the newest one that verifies (:func:`resolve_checkpoint`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ import keras
 import numpy as np
 
 from ..errors import DataError
+from ..weights.checkpoint import file_sha256
 
 STATE_NAME = "state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -111,18 +111,10 @@ def list_training_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_checksums(folder: Path) -> None:
     """Record the size and sha256 of every file of ``folder`` in its ``checksums.json`` (atomically)."""
     from ..atomic import atomic_write_text
-    files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+    files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
              for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS_NAME}
     atomic_write_text(folder / CHECKSUMS_NAME, json.dumps({"files": files}, indent=1) + "\n")
 
@@ -156,7 +148,7 @@ def verify_checkpoint(path: str | os.PathLike) -> str | None:
         actual = file.stat().st_size
         if actual != size:
             return f"{name} has {actual} bytes, {CHECKSUMS_NAME} says {size}"
-        if _sha256(file) != sha:
+        if file_sha256(file) != sha:
             return f"{name} does not match its sha256 in {CHECKSUMS_NAME} (the file is damaged)"
     return None
 

@@ -8,7 +8,6 @@ Nothing here runs at import or touches the network unless called; hub downloads 
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import urllib.request
 import warnings
@@ -17,6 +16,7 @@ from typing import Dict, List, Optional
 
 from ..atomic import atomic_write
 from . import hub
+from .checkpoint import file_sha256
 from .pretrained import _registry, clean_tag, list_pretrained_models_by_tag
 
 __all__ = ["download_pretrained", "download_pretrained_from_url", "get_pretrained_cfg", "get_pretrained_url",
@@ -70,14 +70,6 @@ def _expected_sha256(url: str) -> str:
     return ""
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_pretrained_from_url(url: str, cache_dir: Optional[str] = None):
     """Download ``url`` into ``cache_dir`` (``~/.cache/clip``) once and return the file path.
 
@@ -94,7 +86,7 @@ def download_pretrained_from_url(url: str, cache_dir: Optional[str] = None):
     if os.path.exists(target) and not os.path.isfile(target):
         raise RuntimeError(f"download_pretrained_from_url: {target} exists and is not a regular file")
     if os.path.isfile(target):
-        if not expected or _sha256(target).startswith(expected):
+        if not expected or file_sha256(target).startswith(expected):
             return target
         warnings.warn(f"{target} exists, but its SHA256 does not match; downloading it again", stacklevel=2)
 
@@ -102,7 +94,7 @@ def download_pretrained_from_url(url: str, cache_dir: Optional[str] = None):
         with urllib.request.urlopen(url) as source, open(tmp, "wb") as out:
             for block in iter(lambda: source.read(1 << 20), b""):
                 out.write(block)
-        if expected and not _sha256(tmp).startswith(expected):
+        if expected and not file_sha256(tmp).startswith(expected):
             raise RuntimeError(f"download_pretrained_from_url: {url} was downloaded but its SHA256 does not "
                                f"match {expected}")
 
