@@ -29,6 +29,9 @@ def files(tmp_path):
     (tmp_path / "bom_crlf.txt").write_bytes(b"\xef\xbb\xbfcat\r\ndog\r\n\r\nbird\rfish\n")
     (tmp_path / "latin1.txt").write_bytes("cat\nchien\nl\u00e9zard\n".encode("latin-1"))
     (tmp_path / "utf16.txt").write_bytes("cat\r\nd\u00f6g\r\n".encode("utf-16"))
+    (tmp_path / "dup.txt").write_text("cat\ndog\n\ncat\n")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text("\n  \n\t\n")
     return tmp_path
 
 
@@ -56,6 +59,21 @@ BAD_ARGUMENTS = [
     (["classify", IMAGE, "--labels-file", "{tmp}/folder"], 2, "--labels-file"),
     (["classify", IMAGE, "--labels-file", "{tmp}/nope.txt"], 2, "--labels-file"),
     (["classify", IMAGE], 2, "--labels"),
+    (["classify", IMAGE, "--labels", "a", ""], 2, "--labels: label 2 is empty"),
+    (["classify", IMAGE, "--labels", "a", " "], 2, "--labels: label 2 is empty"),
+    (["classify", IMAGE, "--labels", "cat", "dog", "cat"], 2, "'cat' is given twice (--labels item 1 and --labels item 3)"),
+    (["classify", IMAGE, "--labels-file", "{tmp}/dup.txt"], 1, "dup.txt line 1 and {tmp}/dup.txt line 4"),
+    (["classify", IMAGE, "--labels", "dog", "--labels-file", "{tmp}/dup.txt"], 1, "item 1 and {tmp}/dup.txt line 2"),
+    (["classify", IMAGE, "--labels-file", "{tmp}/empty.txt"], 1, "empty.txt: holds no labels"),
+    (["classify", IMAGE, "--labels", "a", "--labels-file", "{tmp}/blank.txt"], 1, "blank.txt: holds no labels"),
+    (["embed", "{tmp}/nope_dir", "-o", "{tmp}/e"], 1, "input not found: {tmp}/nope_dir"),
+    (["embed", IMAGE, "{tmp}/nope.png", "-o", "{tmp}/e"], 1, "input not found: {tmp}/nope.png"),
+    (["embed", IMAGE, "-o", "{tmp}/out.txt"], 2, "--output"),
+    (["embed", IMAGE, "-o", "{tmp}/bom_crlf.txt"], 2, "--output"),
+    (["embed", IMAGE, "-o", "{tmp}/folder.npy"], 2, "is a folder"),
+    (["index", "{tmp}/folder", "-o", "{tmp}/idx.json"], 2, "--output"),
+    (["convert", "ViT-B-32", "openai", "{tmp}/c1.txt"], 2, "c1.txt"),
+    (["data", "shapes", "{tmp}/s.csv"], 2, "s.csv"),
     (["embed", IMAGE, "-o", "{tmp}/out", "--max-pixels", "-5"], 2, "--max-pixels"),
     (["embed", IMAGE, "-o", "{tmp}/out", "--shard-size", "0"], 2, "--shard-size"),
     (["embed", IMAGE, "-o", "{tmp}/out", "--workers", "-1"], 2, "--workers"),
@@ -108,7 +126,8 @@ BAD_ARGUMENTS = [
 @pytest.mark.parametrize("argv,status,name", BAD_ARGUMENTS, ids=[" ".join(a[0][:2]) + f" {a[2]}" for a in BAD_ARGUMENTS])
 def test_a_bad_command_line_is_one_line_naming_the_input(files, capsys, argv, status, name):
     argv = [a.replace("{tmp}", str(files)) for a in argv]
-    line = one_error_line(capsys, main(argv), status, name)
+    (files / "folder.npy").mkdir(exist_ok=True)
+    line = one_error_line(capsys, main(argv), status, name.replace("{tmp}", str(files)))
     assert line.startswith(f"anyclip {argv[0]}"), line
 
 
@@ -145,6 +164,30 @@ def test_classify_labels_file_drops_the_bom_and_reads_any_line_end(files, monkey
         with pytest.raises(_Stop):
             main(["classify", IMAGE, "--labels-file", str(files / name), "--activation", "softmax", *encoding])
     assert seen == [["cat", "dog", "bird", "fish"], ["cat", "d\u00f6g"], ["cat", "chien", "l\u00e9zard"]]
+
+
+def test_eval_templates_file_is_read_with_encoding(files, monkeypatch):
+    """``eval --encoding`` applies to --templates as it does to --classnames."""
+    import shutil
+
+    import anyclip.eval.command as command
+    import anyclip.eval.zero_shot as zero_shot
+    for label, image in (("red", "red-square.png"), ("blue", "blue-circle.png")):
+        (files / "data" / label).mkdir(parents=True)
+        shutil.copy(SHAPES / image, files / "data" / label / image)
+    (files / "templates.txt").write_bytes("a photo of a {}.\nun caf\u00e9 {}.\n".encode("latin-1"))
+    seen = []
+
+    def classification(model, tokenizer, data, templates, **kwargs):
+        seen.append(templates)
+        raise _Stop
+    monkeypatch.setattr(zero_shot, "zero_shot_classification", classification)
+    argv = ["eval", "--dataset", str(files / "data"), "--templates", str(files / "templates.txt"), "--output",
+            str(files / "r.json")]
+    args = cli.build_parser().parse_args(argv + ["--encoding", "latin-1"])
+    with pytest.raises(_Stop):
+        command.run_eval_command(args, load=lambda args: (None, None, None))
+    assert seen == [["a photo of a {}.", "un caf\u00e9 {}."]]
 
 
 def test_eval_classnames_and_embed_text_files_read_bom_and_crlf(files):

@@ -30,7 +30,7 @@ def _kind(type_) -> str | None:
         return "path"
     if type_ is cli_args.separator:
         return "separator"
-    if name.startswith("output_file("):
+    if name.startswith(("output_file(", "output_target(")):
         return "output"
     return None
 
@@ -46,7 +46,12 @@ def _typed_options():
                 continue
             if _kind(action.type) or action.choices:
                 out.append((words, action))
+            if not action.option_strings and action.nargs not in ("?", "*"):
+                REQUIRED_BEFORE.setdefault(" ".join(words), []).append(action)
     return out
+
+
+REQUIRED_BEFORE: dict[str, list] = {}  # command -> its required positionals, in order
 
 
 OPTIONS = _typed_options()
@@ -110,6 +115,8 @@ def bad_paths(type_, tmp):
 def bad_outputs(type_, tmp):
     suffixes = tuple(re.findall(r"'(\.[\w.]+)'", type_.__name__))
     wrong = names.filter(lambda n: not n.lower().endswith(suffixes)).map(lambda n: str(tmp / n) + ".txt")
+    if not suffixes:  # output_target(): a folder; a name like a file is refused
+        return wrong
     folder = tmp / f"folder{suffixes[0]}"
     return st.one_of(wrong, st.just(str(folder)))
 
@@ -121,7 +128,9 @@ def bad_choices(choices):
 def _argv(words, action, value):
     if action.option_strings:
         return [*words, f"{action.option_strings[0]}={value}"]
-    return [*words, "--", value]  # a positional (values that look like options stay values)
+    before = REQUIRED_BEFORE.get(" ".join(words), [])
+    fillers = ["x"] * (before.index(action) if action in before else 0)  # e.g. convert MODEL before OUT
+    return [*words, "--", *fillers, value]  # a positional (values that look like options stay values)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +138,7 @@ def tmp(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-properties")
     (root / "a folder").mkdir()
     (root / "a file.txt").write_text("x\n")
-    for suffix in (".png", ".html", ".json", ".pdf", ".svg", ".htm"):
+    for suffix in (".png", ".html", ".json", ".pdf", ".svg", ".htm", ".npy", ".safetensors"):
         (root / f"folder{suffix}").mkdir()
     return root
 
@@ -168,5 +177,6 @@ def test_every_numeric_option_is_covered():
     for expected in [("embed", "--max-pixels"), ("classify", "--top-k"), ("classify", "--batch-size"),
                      ("search", "--top-k"), ("train", "--beta1"), ("train", "--ema-decay"), ("train", "--lr"),
                      ("train", "--epochs"), ("plot", "--dpi"), ("plot", "--output"), ("eval", "--confusion-png"),
-                     ("data shapes", "--shard-size"), ("index", "--target-recall")]:
+                     ("data shapes", "--shard-size"), ("index", "--target-recall"),
+                     ("embed", "--output"), ("index", "--output"), ("convert", "out"), ("data shapes", "out")]:
         assert expected in covered, expected

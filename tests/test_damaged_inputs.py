@@ -116,7 +116,8 @@ def test_a_damaged_manifest_is_named(copy, capsys, tmp_path, text, says):
     (folder / "manifest.json").write_text(text)
     err = index_fails(capsys, folder, folder / "manifest.json", tmp_path)
     assert says in err
-    code, err = run(["embed", folder.parent / "nowhere", "-o", folder, *ARGS], capsys)  # embed refuses it too
+    code, err = run(["embed", Path(__file__).parent.parent / "examples" / "shapes", "-o", folder, *ARGS],
+                    capsys)  # embed refuses it too
     assert code == 1 and str(folder / "manifest.json") in err and says in err
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = [
-    "dir_or_keyword", "existing_dir", "existing_file", "existing_path", "file_or_keyword", "float_range", "fraction", "int_range",
-    "non_negative_float", "non_negative_int", "open_fraction", "output_file", "positive_float", "positive_int",
-    "separator",
+    "dir_or_keyword", "existing_dir", "existing_file", "existing_path", "file_or_keyword", "float_range", "fraction",
+    "int_range", "non_negative_float", "non_negative_int", "open_fraction", "output_file", "output_target",
+    "positive_float", "positive_int", "separator",
 ]
 
 
@@ -256,4 +256,40 @@ def output_file(*suffixes: str) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
         return text
     parse.__name__ = f"output_file{suffixes}"
+    return parse
+
+
+# Names that end like these are files to a user: an output folder named ``out.txt`` is almost surely a mistake.
+FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".npy", ".npz", ".parquet", ".arrow",
+                 ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".keras", ".onnx", ".tflite", ".pb",
+                 ".tar", ".gz", ".zip", ".jpg", ".jpeg", ".png", ".webp", ".gif", ".html", ".pdf", ".svg", ".log")
+
+
+def output_target(*file_suffixes: str) -> Callable[[str], str]:
+    """A type for an output that is a folder, or a file whose name ends with one of ``file_suffixes``.
+
+    A name ending in another file extension (``out.txt`` where a folder is meant) is refused, and so is an
+    existing folder named like one of the accepted files.
+
+    Example:
+        >>> output_target(".npy", ".parquet")("emb/"), output_target(".npy")("emb.npy")
+        ('emb/', 'emb.npy')
+    """
+    def parse(text: str) -> str:
+        lower = text.lower().rstrip("/" + os.sep)
+        if not lower:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a folder name")
+        if lower.endswith(tuple(s.lower() for s in file_suffixes)):
+            if Path(text).is_dir():
+                raise argparse.ArgumentTypeError(f"{text!r} is a folder; a name ending in "
+                                                 f"{Path(lower).suffix} means a file: give another name")
+            return text
+        bad = [s for s in FILE_SUFFIXES if lower.endswith(s)]
+        if bad:
+            accepted = f"a folder, or a file ending in {' or '.join(file_suffixes)}" if file_suffixes else "a folder"
+            raise argparse.ArgumentTypeError(f"{text!r} looks like a {bad[0]} file; the output is {accepted}")
+        if Path(text).is_file():
+            raise argparse.ArgumentTypeError(f"{text!r} is a file; give a folder")
+        return text
+    parse.__name__ = f"output_target{file_suffixes}"
     return parse

@@ -64,9 +64,10 @@ def model_spec(args) -> dict:
     Example:
         >>> model_spec(argparse.Namespace(model="RN50", pretrained="openai", checkpoint=None, cache_dir=None,
         ...                               precision="fp32", batch_size=8))
-        {'model': 'RN50', 'pretrained': 'openai', 'checkpoint': None, 'cache_dir': None, 'precision': 'fp32'}
+        {'model': 'RN50', 'pretrained': 'openai', 'checkpoint': None, 'cache_dir': None, 'precision': 'fp32', \
+'resize_pos_embed': False}
     """
-    return {k: getattr(args, k) for k in MODEL_FLAGS}
+    return {**{k: getattr(args, k) for k in MODEL_FLAGS}, "resize_pos_embed": getattr(args, "resize_pos_embed", False)}
 
 
 def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
@@ -95,7 +96,7 @@ def load_model_from_args(args):
     Example:
         >>> model, preprocess, tokenizer = load_model_from_args(parser.parse_args([]))  # doctest: +SKIP
     """
-    return load_model(**model_spec(args), resize_pos_embed=getattr(args, "resize_pos_embed", False))
+    return load_model(**model_spec(args))
 
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "MODEL_FLAGS", "PRECISIONS", "add_model_arguments", "load_model",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli_args import int_range, non_negative_int, positive_int
+from ..cli_args import int_range, non_negative_int, output_target, positive_int
 from ..errors import UsageError
 
 
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="make datasets")
     data = p.add_subparsers(dest="dataset", required=True)
     p = data.add_parser("shapes", help="write the synthetic shapes dataset as WebDataset shards or CSV")
-    p.add_argument("out", help="output folder")
+    p.add_argument("out", type=output_target(), help="output folder")
     p.add_argument("--split", default="train", choices=["train", "val", "test", "test_heldout"],
                    help="which split to draw (default train)")
     p.add_argument("-n", "--num-samples", type=positive_int, default=10000, help="images to draw (default 10000)")

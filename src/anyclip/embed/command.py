@@ -17,6 +17,7 @@ from ..cli_args import (
     fraction,
     non_negative_int,
     output_file,
+    output_target,
     positive_int,
     separator,
 )
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--kind", choices=["image", "text"], default="image", help="what the inputs hold")
     p.add_argument("--column", default=None, help="the CSV/Parquet column of paths (or texts)")
     p.add_argument("--separator", default=None, type=separator, help="CSV separator (default: tab for .tsv, else comma)")
-    p.add_argument("--output", "-o", required=True,
+    p.add_argument("--output", "-o", required=True, type=output_target(".npy", ".parquet"),
                    help="a folder: sharded, resumable output (re-run the same command to resume); or one .npy/.parquet")
     p.add_argument("--format", choices=["parquet", "npy"], default="parquet",
                    help="shard format: part-N.parquet, or part-N.npy + part-N.meta.parquet")
@@ -75,7 +76,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("index", help="build a FAISS index (exact, IVF or IVF-PQ by size) from embedding shards")
     p.add_argument("embeddings", nargs="+", type=existing_path,
                    help="anyclip embed output folders or .parquet/.npy files")
-    p.add_argument("--output", "-o", required=True, help="index folder to write")
+    p.add_argument("--output", "-o", required=True, type=output_target(), help="index folder to write")
     p.add_argument("--type", choices=["auto", "flat", "ivf", "ivfpq"], default="auto",
                    help="auto: exact up to --exact-below vectors, IVF up to --pq-above, IVF-PQ above")
     p.add_argument("--exact-below", type=non_negative_int, default=50_000,

@@ -114,6 +114,9 @@ def list_inputs(specs: Sequence[str], kind: str = "image", column: str | None = 
             names.extend(_wds_samples(spec))
         elif spec.lower().endswith(TABLE_SUFFIXES):
             names.extend(_table_paths(spec, column, separator))
+        elif not os.path.exists(spec):
+            raise DatasetError(f"input not found: {spec} (no such file or folder); give image files, folders, "
+                               "CSV/Parquet lists or .tar shards")
         else:
             names.append((spec, ("file", spec)))
     return Inputs([Item(i, name, ref) for i, (name, ref) in enumerate(names)], ignored)

@@ -26,7 +26,7 @@ from ..cli_args import (
     positive_int,
     separator,
 )
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..extras import require_extras
 from ..model_flags import add_model_arguments, load_model_from_args
 
@@ -71,7 +71,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classnames", default=None, type=file_or_keyword("imagenet"),
                    help="class names file (one per line, or JSON list) or 'imagenet'")
     p.add_argument("--encoding", default=None,
-                   help="encoding of the --classnames file (default: UTF-8, or UTF-16 with a byte-order mark)")
+                   help="encoding of the --classnames and --templates files (default: UTF-8, or UTF-16 with a "
+                        "byte-order mark)")
     p.add_argument("--templates", default=None, type=file_or_keyword("imagenet", "simple", "default"),
                    help="prompt templates file (one per line, {} or {c} for the class), 'imagenet' (80), "
                         "'simple' (7) or 'default' ('a photo of a {}.')")
@@ -120,7 +121,6 @@ def _separator(args) -> str:
 
 def _check_classes(data, what: str) -> None:
     """Refuse a classification set of fewer than two classes: its accuracy would mean nothing."""
-    from ..errors import DataError
     n = data.num_classes
     if n is not None and n < 2:
         raise DataError(f"{data.name}: {what} has {n} class(es) ({', '.join(data.classnames or ())}); "
@@ -175,7 +175,6 @@ def _read_data(args, task):
         test = _labelled(test_path, args, names, kind)
         val = _labelled(val_path, args, names, kind) if val_path is not None else None
         if train.items is not None and len({label for _, label in train.items}) < 2:
-            from ..errors import DataError
             raise DataError(f"{train_path}: every training image has the same label; a linear probe needs "
                             "at least two classes with images")
         return {"train": train, "test": test, "val": val}
@@ -232,7 +231,11 @@ def run_eval_command(args, load=load_model_from_args) -> int:
     progress = False if args.no_progress else None
     common = dict(preprocess=preprocess, batch_size=args.batch_size, workers=args.workers, progress=progress)
     if task == "zeroshot_classification":
-        result = zero_shot_classification(model, tokenizer, data["data"], templates=args.templates, **common)
+        templates = args.templates
+        if args.encoding and templates and os.path.isfile(templates):  # else read_templates reads UTF-8/UTF-16
+            from ..data.common import read_text_list
+            templates = [t for _, t in read_text_list(templates, "--templates", args.encoding)]
+        result = zero_shot_classification(model, tokenizer, data["data"], templates=templates, **common)
     elif task == "zeroshot_retrieval":
         result = zero_shot_retrieval(model, tokenizer, data["data"], recall_k=args.recall_k, **common)
     else:
@@ -297,6 +300,33 @@ def _print_table(rows: list[dict], top: int, activation: str) -> None:
         print("(sigmoid probabilities: each label is scored on its own; rows need not sum to 100%)")
 
 
+def _classify_labels(args) -> list[str]:
+    """The labels of ``--labels`` and ``--labels-file``: none blank, none repeated (each names where it came from)."""
+    from ..textfile import read_text_lines
+    entries = []  # (where the label was given, label, whether it came from the file)
+    for n, label in enumerate(args.labels, 1):
+        if not label.strip():
+            raise UsageError(f"--labels: label {n} is empty; give every class a name (quote names with spaces)")
+        entries.append((f"--labels item {n}", label.strip(), False))
+    if args.labels_file:
+        lines = read_text_lines(args.labels_file, "--labels-file", args.encoding, keep_blank=True)
+        in_file = [(f"{args.labels_file} line {n}", line, True) for n, line in enumerate(lines, 1) if line]
+        if not in_file:
+            raise DataError(f"--labels-file {args.labels_file}: holds no labels (the file is empty or blank); "
+                            "write one class name per line")
+        entries += in_file
+    if not entries:
+        raise UsageError("give at least one label with --labels or --labels-file")
+    first_seen: dict[str, str] = {}
+    for where, label, from_file in entries:
+        if label in first_seen:
+            error = DataError if from_file else UsageError
+            raise error(f"label {label!r} is given twice ({first_seen[label]} and {where}); "
+                        "each class needs its own name")
+        first_seen[label] = where
+    return [label for _, label, _ in entries]
+
+
 def run_classify(args) -> int:
     """Run ``anyclip classify`` for parsed ``args``: 0 when some image was classified, else 1.
 
@@ -305,12 +335,7 @@ def run_classify(args) -> int:
         >>> main(["classify", "examples/shapes/red-triangle.png", "--labels", "red triangle", "blue"])  # doctest: +SKIP
         0
     """
-    from ..textfile import read_text_lines
-    labels = list(args.labels)
-    if args.labels_file:
-        labels += read_text_lines(args.labels_file, "--labels-file", args.encoding)
-    if len(labels) < 1:
-        raise UsageError("give at least one label with --labels or --labels-file")
+    labels = _classify_labels(args)
     import numpy as np
 
     from ..encode import encode_images

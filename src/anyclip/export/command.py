@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..cli_args import output_target
 from ..errors import UsageError
 
 
@@ -20,7 +21,7 @@ def register_convert(subparsers) -> None:
     p.add_argument("model", help="architecture name, hf-hub:org/repo or local-dir:PATH")
     p.add_argument("pretrained", nargs="?", default=None,
                    help="pretrained tag, checkpoint file or folder ('none': random weights)")
-    p.add_argument("out", help="output: a folder or .safetensors (open_clip), .keras or .weights.h5 (keras)")
+    p.add_argument("out", type=output_target(".safetensors", ".keras", ".weights.h5"), help="output: a folder or .safetensors (open_clip), .keras or .weights.h5 (keras)")
     p.add_argument("--to", choices=["open_clip", "keras"], default="open_clip",
                    help="open_clip: a checkpoint folder or .safetensors (default); keras: a .keras or .weights.h5 file")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")

@@ -132,6 +132,12 @@ def _train(config: TrainConfig, ctx) -> Path:
         name = run.name or f"{Path(config.model).stem}-{time.strftime('%Y_%m_%d-%H_%M_%S')}"
         run_dir = Path(run.logs) / name
         ckpt_dir = run_dir / "checkpoints"
+        # one writer per run folder for the whole run, taken before any work: a second `anyclip train --name` on it
+        # stops at once, naming this one
+        if ctx.is_main:
+            hold.enter_context(locked_output(run_dir, f"anyclip train --name {name}"))
+            for stale in remove_stale_temporaries(ckpt_dir):
+                print(f"removed {stale}, a checkpoint left half-written by an earlier run", file=sys.stderr)
         data = open_run_data(config.data, config.eval)  # the training pairs and every eval set, read once
         model, preprocess_train, preprocess_val = anyclip.create_model_and_transforms(
             config.model, config.pretrained, precision=config.precision, seed=config.seed,
@@ -158,11 +164,6 @@ def _train(config: TrainConfig, ctx) -> Path:
         step_fn = TrainStep(model, optimizer, ctx.wrap_loss(_loss_fn(kind, config.loss), kind),
                             accum_freq=opt.accum_freq, teacher=extras.teacher, ema=extras.ema, distributed=ctx)
 
-        # one writer per run folder, for the whole run: a second `anyclip train --name` on it stops, naming this one
-        if ctx.is_main:
-            hold.enter_context(locked_output(run_dir, f"anyclip train --name {name}"))
-            for stale in remove_stale_temporaries(ckpt_dir):
-                print(f"removed {stale}, a checkpoint left half-written by an earlier run", file=sys.stderr)
         state = {"epoch": 0, "position": 0, "step": 0}
         if run.resume:
             path = resolve_checkpoint(ckpt_dir, run.resume, notify=_main_only(ctx))
