@@ -14,30 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli as run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from anyclip.cli import main
-from anyclip.errors import DataError, UsageError
+from anyclip.errors import DataError
 
 ARGS = ["--shard-size", "5", "--batch-size", "4", "--workers", "0", "--no-progress"]
-
-
-def run(argv, capsys=None) -> tuple[int, str]:
-    """``(exit code, message)`` of ``anyclip argv`` whether the CLI maps DataError/UsageError itself or not."""
-    if capsys is not None:
-        capsys.readouterr()
-    try:
-        code, message = main([str(a) for a in argv]), ""
-    except DataError as e:
-        code, message = 1, str(e)
-    except UsageError as e:
-        code, message = 2, str(e)
-    if capsys is not None:
-        message += capsys.readouterr().err
-    assert "Traceback" not in message
-    return code, message
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 from PIL import Image
 
 import anyclip
@@ -330,21 +331,6 @@ def test_cli_eval_gives_the_same_numbers_on_the_torch_backend(tiny, tmp_path):
     assert json.loads(out.read_text())["metrics"] == pytest.approx(direct.metrics, abs=1e-12)
 
 
-def _exit(argv, capsys) -> tuple[int, str]:
-    """``(exit code, stderr)`` whether the CLI maps DataError/UsageError itself or not; never a traceback."""
-    from anyclip.errors import DataError, UsageError
-    capsys.readouterr()
-    try:
-        code, message = main([str(a) for a in argv]), ""
-    except DataError as e:
-        code, message = 1, str(e)
-    except UsageError as e:
-        code, message = 2, str(e)
-    message += capsys.readouterr().err
-    assert "Traceback" not in message
-    return code, message
-
-
 def test_cli_eval_reads_what_data_shapes_writes_with_no_extra_flags(tiny, tmp_path, capsys):
     assert main(["data", "shapes", str(tmp_path / "shapes"), "-n", "8", "--format", "csv", "--split", "test",
                  "--image-size", "32"]) == 0
@@ -360,7 +346,7 @@ def test_cli_eval_keeps_an_existing_results_file_unless_overwrite(tiny, tmp_path
     out = tmp_path / "results.json"
     out.write_text("earlier results")
     argv = ["eval", "--dataset", tiny.images, "--output", out, "--no-progress", "--templates", "default", *tiny.cli]
-    code, err = _exit(argv, capsys)
+    code, err = run_cli(argv, capsys)
     assert code == 2 and str(out) in err and "--overwrite" in err and "--output" in err
     assert out.read_text() == "earlier results"
     assert main([str(a) for a in argv] + ["--overwrite"]) == 0
@@ -370,23 +356,23 @@ def test_cli_eval_keeps_an_existing_results_file_unless_overwrite(tiny, tmp_path
 def test_cli_eval_refuses_single_class_sets_and_names_damaged_inputs(tiny, tmp_path, capsys):
     one = tmp_path / "one"
     shutil.copytree(tiny.images / "cat", one / "cat")
-    code, err = _exit(["eval", "--dataset", one, "--output", tmp_path / "r.json", "--no-progress", *tiny.cli], capsys)
+    code, err = run_cli(["eval", "--dataset", one, "--output", tmp_path / "r.json", "--no-progress", *tiny.cli], capsys)
     assert code == 1 and "1 class(es) (cat)" in err and "at least two" in err
     assert not (tmp_path / "r.json").exists()
     lp = tmp_path / "lp"
     shutil.copytree(tiny.images / "cat", lp / "train" / "cat")
     shutil.copytree(tiny.images, lp / "test")
-    code, err = _exit(["eval", "--task", "linear_probe", "--dataset", lp, "--output", tmp_path / "r.json",
+    code, err = run_cli(["eval", "--task", "linear_probe", "--dataset", lp, "--output", tmp_path / "r.json",
                        "--no-progress", *tiny.cli], capsys)
     assert code == 1 and "training split has 1 class(es)" in err
     paths = image_paths(tiny.images)
     (tmp_path / "labels.csv").write_text("filepath,label\n" + f"{paths[0]},cat\n{tmp_path / 'gone.jpg'},dog\n"
                                          + f"{paths[1]},dog,extra\n")
-    code, err = _exit(["eval", "--dataset", tmp_path / "labels.csv", "--output", tmp_path / "r.json",
+    code, err = run_cli(["eval", "--dataset", tmp_path / "labels.csv", "--output", tmp_path / "r.json",
                        "--no-progress", *tiny.cli], capsys)
     assert code != 0 and str(tmp_path / "labels.csv") in err and "line" in err
     (tmp_path / "labels.csv").write_text("filepath,label\n" + f"{paths[0]},cat\n{tmp_path / 'gone.jpg'},dog\n")
-    code, err = _exit(["eval", "--dataset", tmp_path / "labels.csv", "--output", tmp_path / "r.json",
+    code, err = run_cli(["eval", "--dataset", tmp_path / "labels.csv", "--output", tmp_path / "r.json",
                        "--no-progress", *tiny.cli], capsys)
     assert code != 0 and "gone.jpg" in err and "not found" in err
 
@@ -396,7 +382,7 @@ def test_cli_eval_reports_each_unreadable_image_and_refuses_a_set_with_none_read
     shutil.copytree(tiny.images, root)
     (root / "cat" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "dog" / "zz_empty.png").write_bytes(b"")
-    code, err = _exit(["eval", "--dataset", root, "--output", tmp_path / "r.json", "--no-progress", *tiny.cli], capsys)
+    code, err = run_cli(["eval", "--dataset", root, "--output", tmp_path / "r.json", "--no-progress", *tiny.cli], capsys)
     assert code == 0
     lines = [line for line in err.splitlines() if line.startswith("anyclip eval: skipped")]
     assert len(lines) == 2 and "zz_broken.jpg" in lines[0] and "zz_empty.png" in lines[1]
@@ -404,6 +390,6 @@ def test_cli_eval_reports_each_unreadable_image_and_refuses_a_set_with_none_read
     for name in ("cat", "dog"):
         (bad / name).mkdir(parents=True)
         (bad / name / "x.jpg").write_bytes(b"not a jpeg")
-    code, err = _exit(["eval", "--dataset", bad, "--output", tmp_path / "r2.json", "--no-progress", *tiny.cli],
+    code, err = run_cli(["eval", "--dataset", bad, "--output", tmp_path / "r2.json", "--no-progress", *tiny.cli],
                       capsys)
     assert code != 0 and "no image could be scored (2 unreadable" in err and not (tmp_path / "r2.json").exists()
