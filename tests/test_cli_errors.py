@@ -32,6 +32,7 @@ def files(tmp_path):
     (tmp_path / "dup.txt").write_text("cat\ndog\n\ncat\n")
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "blank.txt").write_text("\n  \n\t\n")
+    (tmp_path / "captions.csv").write_text("filepath,caption\na.png,a cat\nb.png,a dog\n")
     return tmp_path
 
 
@@ -110,6 +111,10 @@ BAD_ARGUMENTS = [
     (["convert", "ViT-B-32", "openai", "{tmp}/x.h5", "--to", "keras"], 2, ".keras"),
     (["convert", "ViT-B-32", "{tmp}/x"], 2, "give the weights"),
     (["eval", "--dataset", "{tmp}/nope"], 2, "--dataset"),
+    (["eval", "--dataset", "{tmp}/captions.csv", "--templates", "simple"], 2, "--templates applies to zero-shot"),
+    (["eval", "--dataset", "{tmp}/captions.csv", "--classnames", "imagenet", "--confusion-png", "{tmp}/c.png"], 2,
+     "--classnames and --confusion-png apply"),
+    (["eval", "--dataset", "{tmp}/captions.csv", "--task", "zeroshot_classification"], 1, "--csv-label-key"),
     (["eval", "--dataset", "{tmp}/folder", "--val-fraction", "1"], 2, "--val-fraction"),
     (["eval", "--dataset", "{tmp}/folder", "--recall-k", "0"], 2, "--recall-k"),
     (["eval", "--dataset", "{tmp}/folder", "--confusion-png", "{tmp}/c.jpg"], 2, "--confusion-png"),

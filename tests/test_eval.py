@@ -340,6 +340,12 @@ def test_cli_eval_reads_what_data_shapes_writes_with_no_extra_flags(tiny, tmp_pa
     assert main(["eval", "--dataset", str(csv_file), "--output", str(out), "--no-progress", *tiny.cli]) == 0
     record = json.loads(out.read_text())
     assert record["task"] == "zeroshot_retrieval" and record["details"]["num_texts"] == 8
+    capsys.readouterr()
+    folder_out = tmp_path / "folder.json"  # the folder it wrote reads as its one table, with a notice
+    assert main(["eval", "--dataset", str(tmp_path / "shapes"), "--output", str(folder_out), "--no-progress",
+                 *tiny.cli]) == 0
+    assert f"reading {csv_file}" in capsys.readouterr().err
+    assert json.loads(folder_out.read_text())["metrics"] == record["metrics"]
 
 
 def test_cli_eval_keeps_an_existing_results_file_unless_overwrite(tiny, tmp_path, capsys):

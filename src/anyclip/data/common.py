@@ -141,8 +141,11 @@ def read_csv(path: str | os.PathLike,
     return header, rows()
 
 
-def pick_column(path: Path, header: Sequence[str], given: str | None, candidates: Sequence[str], role: str) -> int:
+def pick_column(path: Path, header: Sequence[str], given: str | None, candidates: Sequence[str], role: str,
+                flag: str | None = None) -> int:
     """Index of the column named ``given``, or of the first of ``candidates`` present in ``header``.
+
+    ``flag`` is the option that names the column (``--csv-label-key``); errors tell the user to give it.
 
     Example:
         >>> pick_column(Path("a.csv"), ["filepath", "label"], None, ("filepath", "path"), "image")
@@ -156,7 +159,7 @@ def pick_column(path: Path, header: Sequence[str], given: str | None, candidates
         if name in header:
             return header.index(name)
     raise DatasetError(f"{path}: cannot tell which column holds the {role}; the columns are {list(header)} "
-                       f"(tried {list(candidates)}; name it explicitly)")
+                       f"(tried {list(candidates)}; name it with {flag or 'the column option'})")
 
 
 IMAGE_COLUMNS = ("filepath", "image", "path", "image_path", "filename", "file", "file_name", "img")

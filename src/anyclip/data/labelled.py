@@ -238,8 +238,8 @@ def read_labelled_csv(path: str | os.PathLike, classnames: Sequence[str] | None 
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     header, rows = read_csv(path, separator)
-    img_col = pick_column(path, header, img_key, IMAGE_COLUMNS, "image path")
-    label_col = pick_column(path, header, label_key, LABEL_COLUMNS, "label")
+    img_col = pick_column(path, header, img_key, IMAGE_COLUMNS, "image path", "--csv-img-key")
+    label_col = pick_column(path, header, label_key, LABEL_COLUMNS, "label", "--csv-label-key")
     classnames = _default_classnames(path.parent, classnames)
     rows = [(line, cells[img_col].strip(), cells[label_col].strip()) for line, cells in rows]
     if not rows:

@@ -217,8 +217,8 @@ def read_retrieval_csv(path: str | os.PathLike, root: str | os.PathLike | None =
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     header, rows = read_csv(path, separator)
-    img_col = pick_column(path, header, img_key, IMAGE_COLUMNS, "image path")
-    cap_col = pick_column(path, header, caption_key, CAPTION_COLUMNS, "caption")
+    img_col = pick_column(path, header, img_key, IMAGE_COLUMNS, "image path", "--csv-img-key")
+    cap_col = pick_column(path, header, caption_key, CAPTION_COLUMNS, "caption", "--csv-caption-key")
     entries = [(f"line {line}", cells[img_col], [cells[cap_col]]) for line, cells in rows]
     if not entries:
         raise DatasetError(f"{path}: no rows after the header")

@@ -146,10 +146,10 @@ def _table_column(spec: str, column: str | None, candidates, role: str, separato
             table = pq.read_table(path)
         except Exception as e:  # noqa: BLE001 -- pyarrow raises several types for a bad file
             raise DatasetError(f"{spec}: cannot read the Parquet file ({e})") from None
-        index = pick_column(path, table.column_names, column, candidates, role)
+        index = pick_column(path, table.column_names, column, candidates, role, "--column")
         return ["" if v is None else str(v) for v in table.column(index).to_pylist()]
     header, rows = read_csv(path, separator)
-    index = pick_column(path, header, column, candidates, role)
+    index = pick_column(path, header, column, candidates, role, "--column")
     return [cells[index] for _, cells in rows]
 
 

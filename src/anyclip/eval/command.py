@@ -127,9 +127,28 @@ def _check_classes(data, what: str) -> None:
                         "classification accuracy needs at least two: add classes, or give --classnames")
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
+
+
+def _table_in_folder(path, dataset_type):
+    """``path``, or the one CSV/TSV file at the top of the folder ``path`` (what ``anyclip data shapes --format csv``
+    writes: ``val.csv`` beside ``images/``) when no ``--dataset-type`` is given; a notice says which is read."""
+    folder = Path(path)
+    if dataset_type is not None or not folder.is_dir():
+        return path
+    entries = list(folder.iterdir())
+    tables = [e for e in entries if e.is_file() and e.suffix.lower() in TABLE_SUFFIXES]
+    if len(tables) != 1 or any(e.name.endswith(".tar") for e in entries):
+        return path
+    print(f"anyclip eval: reading {tables[0]}, the one table in {path} (--dataset-type imagefolder reads the "
+          "folder's subfolders as classes instead)", file=sys.stderr)
+    return os.fspath(tables[0])
+
+
 def _labelled(path, args, classnames, dataset_type=None):
     from ..data.common import DatasetError, detect_dataset_type
     from ..data.labelled import read_image_folder, read_labelled_csv, read_webdataset
+    path = _table_in_folder(path, dataset_type)
     kind = dataset_type or detect_dataset_type(path, "classification", separator=_separator(args))
     if kind == "imagefolder":
         return read_image_folder(path, classnames)
@@ -153,11 +172,21 @@ def _retrieval(args, kind):
                        f"retrieval-json or retrieval-csv file")
 
 
+def _refuse_classification_options(args, names, why) -> None:
+    """A given option the task would ignore is an error, not a silent no-op."""
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None)]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{' and '.join(given)} {verb} to zero-shot classification, but {why}; give --task "
+                         f"zeroshot_classification to classify by its labels, or drop {' and '.join(given)}")
+
+
 def _read_data(args, task):
     from ..data.common import detect_dataset_type
     from ..data.labelled import read_classnames
     classnames = read_classnames(args.classnames, args.encoding, "--classnames") if args.classnames else None
     if task == "linear_probe":
+        _refuse_classification_options(args, ("templates",), "a linear probe uses no prompts")
         train_path, test_path, val_path = args.train_dataset, args.dataset, args.val_dataset
         root = Path(args.dataset)
         if train_path is None and (root / "train").is_dir() and (root / "test").is_dir():
@@ -178,12 +207,15 @@ def _read_data(args, task):
             raise DataError(f"{train_path}: every training image has the same label; a linear probe needs "
                             "at least two classes with images")
         return {"train": train, "test": test, "val": val}
+    args.dataset = _table_in_folder(args.dataset, args.dataset_type)
     kind = args.dataset_type or detect_dataset_type(
         args.dataset, None if task == "auto" else task, separator=_separator(args),
         label_key=args.csv_label_key, caption_key=args.csv_caption_key)
     if task == "auto":
         task = "zeroshot_retrieval" if kind.startswith("retrieval") else "zeroshot_classification"
     if task == "zeroshot_retrieval":
+        _refuse_classification_options(args, ("templates", "classnames", "confusion_png"),
+                                       f"{args.dataset} is read as a retrieval set (images with captions)")
         return {"task": task, "data": _retrieval(args, kind)}
     data = _labelled(args.dataset, args, classnames, kind)
     _check_classes(data, "the dataset")

@@ -102,8 +102,8 @@ class ImageTextSet:
         Relative image paths are resolved against ``root`` (default: the CSV's folder)."""
         path = Path(path)
         header, rows = read_csv(path, separator)
-        img = pick_column(path, header, img_key, IMAGE_COLUMNS, "image paths")
-        cap = pick_column(path, header, caption_key, CAPTION_COLUMNS, "captions")
+        img = pick_column(path, header, img_key, IMAGE_COLUMNS, "image paths", "--csv-img-key")
+        cap = pick_column(path, header, caption_key, CAPTION_COLUMNS, "captions", "--csv-caption-key")
         base = Path(root) if root is not None else path.parent
         images, captions = [], []
         for _, cells in rows:
