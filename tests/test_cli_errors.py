@@ -393,3 +393,15 @@ def test_weights_not_cached_and_no_hub_is_one_line_with_the_fix(hf_cache, monkey
                                         "laion2b_s34b_b79k"]), 1, text, "--checkpoint FILE", "hf download")
     assert "HF_HUB_OFFLINE=1" in line or offline
     assert len(probes) == (0 if offline else 1)
+
+
+def test_anyclips_own_warnings_are_one_line_naming_the_command(capsys):
+    import warnings
+
+    from anyclip.transforms import depth
+    seen = []
+    show = cli._warning_printer("anyclip classify", lambda *a: seen.append(a))
+    show(UserWarning("x.tif: scaled"), UserWarning, depth.__file__, 60)
+    assert capsys.readouterr().err == "anyclip classify: warning: x.tif: scaled\n"
+    show(UserWarning("from numpy"), UserWarning, warnings.__file__, 1)  # another package's: its own format
+    assert len(seen) == 1 and capsys.readouterr().err == ""

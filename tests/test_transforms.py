@@ -513,10 +513,15 @@ def test_16_bit_files_are_rescaled_not_clipped_to_white(tmp_path, name, dtype):
 
 
 def test_float_files_in_0_1_scale_by_255_and_other_ranges_warn_once_and_min_max(tmp_path):
+    """0..1 floats are scaled by 255, 0..255 kept, 0..65535 divided by 257; anything else warns and is min-max'd."""
     from anyclip.transforms import depth
     unit = _save(tmp_path, "unit.tif", np.array([[0.0, 0.25, 0.5, 1.0]], np.float32))
     assert Image.open(unit).mode == "F"
     assert list(np.asarray(load_image(unit))[0]) == [0, 64, 128, 255]
+    bytes_range = _save(tmp_path, "bytes.tif", np.array([[0.0, 72.0, 128.0, 210.0]], np.float32))
+    assert list(np.asarray(load_image(bytes_range))[0]) == [0, 72, 128, 210]  # 0..255 floats kept, not stretched
+    words = _save(tmp_path, "words.tif", np.array([[0.0, 257.0, 32896.0, 65535.0]], np.float32))
+    assert list(np.asarray(load_image(words))[0]) == [0, 1, 128, 255]
     wide = _save(tmp_path, "wide.tif", np.array([[-10.0, 0.0, 10.0]], np.float32))
     depth._warned = False
     with warnings.catch_warnings(record=True) as caught:

@@ -29,6 +29,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 # Each command lives with its package; "module:function" adds its sub-command(s), in `anyclip --help`'s order.
 COMMANDS = (
@@ -199,6 +200,17 @@ def _debug(argv) -> bool:
         "--debug" in (argv if argv is not None else sys.argv[1:])
 
 
+def _warning_printer(command: str, default):
+    """A ``warnings.showwarning`` that prints anyclip's own warnings as one ``<command>: warning: ...`` line."""
+    package = os.path.dirname(os.path.abspath(__file__))
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not os.path.abspath(filename).startswith(package + os.sep):
+            return default(message, category, filename, lineno, file, line)
+        print(f"{command}: warning: {message}", file=file or sys.stderr)
+    return show
+
+
 def main(argv=None) -> int:
     """Entry point of the ``anyclip`` command: the exit status (user errors print one line, see the table).
 
@@ -217,7 +229,10 @@ def main(argv=None) -> int:
         except SystemExit as e:  # --help (0) or a bad argument (2, its one line printed): the status, returned
             return e.code if isinstance(e.code, int) else EXIT_USAGE if e.code else 0
         command = f"anyclip {args.command}" + (f" {args.dataset}" if args.command == "data" else "")
-        status = args.run(args)
+        with warnings.catch_warnings():  # restores the previous warnings.showwarning when the command ends
+            if not debug:
+                warnings.showwarning = _warning_printer(command, warnings.showwarning)
+            status = args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return status
     except BrokenPipeError:  # the reader of stdout has gone (| head): stop quietly, as shell tools do

@@ -3,8 +3,9 @@
 * ``I;16``, ``I;16B``, ``I;16L``, ``I;16N`` (16-bit grey) and ``I`` (32-bit integer, as 16-bit TIFFs often
   open): the 16-bit range 0..65535 maps to 0..255 (``round(v / 257)``); an ``I`` image with values outside
   it is min-max scaled, with a warning.
-* ``F`` (32-bit float): values in [0, 1] are multiplied by 255; any other range is min-max scaled, with a
-  warning (once per run) naming the file. NaN counts as 0.
+* ``F`` (32-bit float): values in [0, 1] are multiplied by 255, values in [0, 255] kept, values in [0, 65535]
+  divided by 257; any other range is min-max scaled, with a warning (once per run) naming the file. NaN counts
+  as 0.
 * Anything else (8-bit modes; 16-bit RGB PNGs, which PIL already opens as 8-bit ``RGB``) is left as it is.
 
 :func:`~anyclip.transforms.host.load_image` applies :func:`to_8bit` to every file it opens, so a mid-grey
@@ -34,7 +35,7 @@ def _warn_once(name: str, lo: float, hi: float, mode: str) -> None:
     global _warned
     if not _warned:
         _warned = True
-        warnings.warn(f"{name}: a mode {mode} image with values {lo:g}..{hi:g} (not 0..1 or 0..65535) is min-max "
+        warnings.warn(f"{name}: a mode {mode} image with values {lo:g}..{hi:g} (not within 0..65535) is min-max "
                       f"scaled to 0..255; later such images are scaled the same way without a warning", stacklevel=3)
 
 
@@ -61,10 +62,11 @@ def to_8bit(image: Image.Image, name: str = "<image>") -> Image.Image:
     values = np.asarray(image)
     if mode == "F":
         values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        if values.size and (values.min() < 0 or values.max() > 1):
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low < 0 or high > 65535:
             scaled = _min_max(values, name, mode)
-        else:
-            scaled = values * 255.0
+        else:  # the smallest of the usual ranges that holds the values: 0..1, 0..255 or 0..65535
+            scaled = values * 255.0 if high <= 1 else values if high <= 255 else values / 257.0
     else:
         values = values.astype(np.float64)
         if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
