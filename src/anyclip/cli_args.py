@@ -22,7 +22,7 @@ from typing import Callable
 __all__ = [
     "dir_or_keyword", "existing_dir", "existing_file", "existing_path", "file_or_keyword", "float_range", "fraction",
     "int_range", "non_negative_float", "non_negative_int", "open_fraction", "output_file", "output_target",
-    "positive_float", "positive_int", "separator",
+    "positive_float", "positive_int", "prompt_template", "separator",
 ]
 
 
@@ -293,3 +293,21 @@ def output_target(*file_suffixes: str) -> Callable[[str], str]:
         return text
     parse.__name__ = f"output_target{file_suffixes}"
     return parse
+
+
+def prompt_template(text: str) -> str:
+    """A prompt template holding the class-name slot ``{}`` (or clip_benchmark's ``{c}``) once and no other braces.
+
+    Example:
+        >>> prompt_template("itap of a {c}.")
+        'itap of a {}.'
+    """
+    template = text.replace("{c}", "{}")
+    try:
+        ok = template.count("{}") == 1 and bool(template.format("x").strip())
+    except (IndexError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"template {text!r} must hold the class-name slot {{}} (or {{c}}) exactly "
+                                         "once and no other braces, e.g. 'a photo of a {}.'")
+    return template

@@ -24,6 +24,7 @@ from ..cli_args import (
     output_file,
     positive_float,
     positive_int,
+    prompt_template,
     separator,
 )
 from ..errors import DataError, UsageError
@@ -306,7 +307,7 @@ def register_classify(subparsers) -> None:
     p.add_argument("--labels-file", type=existing_file, help="a file with one class name per line")
     p.add_argument("--encoding", default=None,
                    help="encoding of --labels-file (default: UTF-8, or UTF-16 with a byte-order mark)")
-    p.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
+    p.add_argument("--template", action="append", type=prompt_template, help="prompt template with {} (repeatable)")
     p.add_argument("--top-k", type=positive_int, default=3, help="how many labels to show per image (default 3)")
     p.add_argument("--activation", choices=["auto", "softmax", "sigmoid"], default="auto",
                    help="softmax over the labels (CLIP), or a sigmoid per label (SigLIP); auto: sigmoid for "

@@ -9,12 +9,14 @@ the result; the metrics cover the images that were scored.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..cli_args import prompt_template
 from ..data.common import DatasetError, read_text_list
 from ..data.labelled import LabelledImages
 from .features import encode_labelled
@@ -67,15 +69,10 @@ def read_templates(spec: str | os.PathLike | Sequence[str] | None, classnames: S
     for where, template in entries:
         if not isinstance(template, str):
             raise DatasetError(f"{where}: template is {type(template).__name__}, not a string")
-        template = template.replace("{c}", "{}")
         try:
-            ok = template.count("{}") == 1 and template.format("x")
-        except (IndexError, KeyError, ValueError):
-            ok = False
-        if not ok:
-            raise DatasetError(f"{where}: template {template!r} must hold the class-name slot {{}} (or {{c}}) "
-                               f"exactly once and no other braces")
-        out.append(template)
+            out.append(prompt_template(template))
+        except argparse.ArgumentTypeError as e:
+            raise DatasetError(f"{where}: {e}") from None
     return tuple(out)
 
 
