@@ -96,7 +96,8 @@ def test_convert_to_keras_round_trips_on_jax_and_torch(source, tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["ViT-B-32", "x.keras", "--to", "keras"], "give the weights to convert"),
-    (["local-dir:{src}", "out.bin", "--to", "keras"], "must end with .keras or .weights.h5"),
+    (["local-dir:{src}", "out", "--to", "keras"], "must end with .keras or .weights.h5"),
+    (["local-dir:{src}", "out.bin", "--to", "keras"], "'out.bin' looks like a .bin file"),
     (["local-dir:{src}", "out", "--precision", "bf16"], "open_clip checkpoints are written in float32"),
 ])
 def test_convert_bad_arguments_say_what_is_wrong(source, argv, message, capsys):
