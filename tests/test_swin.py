@@ -107,6 +107,7 @@ def test_lock_freezes_the_groups_open_clip_freezes(pair):
     assert_lock_matches_open_clip(*pair, [0, 1, 2, 5, 9, 100])
 
 
+@pytest.mark.slow  # Swin export: full sweep (default_tier parity and the tower contract cover Swin)
 def test_export_loads_strictly_into_open_clip_and_training_mode_keeps_values(pair):
     _, model = pair
     images = _images(224)

@@ -173,6 +173,7 @@ def test_a_second_train_into_a_busy_run_folder_exits_1_naming_the_first(setup, c
     assert run(setup, "busy", "--epochs", "1") == 0  # the holder is gone: its lock is stale, taken over
 
 
+@pytest.mark.slow  # full sweep: the resume tests cover epoch-end checkpoints
 def test_an_epochs_last_step_is_saved_once_as_the_epochs_end(setup, monkeypatch):
     import anyclip.train.checkpoint as checkpoint
     saves, real = [], checkpoint.save_training_checkpoint
@@ -215,6 +216,7 @@ def test_eval_during_training_logs_zero_shot_retrieval_and_shapes(setup, tmp_pat
         assert last[f"zeroshot/{key}"] == pytest.approx(value, abs=1e-6), key
 
 
+@pytest.mark.slow  # full sweep: the Python API path is the CLI path (TrainConfig.from_args)
 def test_python_api_trains_from_a_config_as_the_command_does(setup):
     from anyclip.cli import build_parser
     from anyclip.train import TrainConfig, train

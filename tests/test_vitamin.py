@@ -114,6 +114,7 @@ def seeded_worker(arrays, params):
             "block_seeds": np.array([b.seed for b in model.visual.blocks], np.uint64)}
 
 
+@pytest.mark.slow  # seeded init across backends: full sweep only (about 25 s)
 def test_seeded_random_init_with_stochastic_depth_is_the_same_on_torch():
     """Weights are drawn on the host, so a seeded model is the same on every backend (the drop-path seed
     generators of ViTamin's configs, ``timm_drop_path: 0.1``, must also fit torch's int32 seeds)."""
