@@ -104,7 +104,9 @@ class Batcher:
             self.encode(np.repeat(example[None], size, axis=0))
 
     async def start(self) -> None:
-        """Create the queue and the worker on the running event loop."""
+        """Create the queue and the worker on the running event loop (one loop at a time)."""
+        if self._worker is not None:
+            raise RuntimeError(f"the {self.name} batcher is running already; stop() it first")
         self._queue = asyncio.Queue(self.max_queue)
         self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"anyclip-{self.name}-batcher")
 
@@ -113,6 +115,7 @@ class Batcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
         while self._queue is not None and not self._queue.empty():
             self._queue.get_nowait().future.cancel()
 

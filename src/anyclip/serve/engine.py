@@ -61,9 +61,12 @@ class Engine:
         await self.image.start()
 
     async def stop(self) -> None:
-        """Stop both batchers and the model thread."""
+        """Stop both batchers (:meth:`start` may run them again)."""
         await self.text.stop()
         await self.image.stop()
+
+    def close(self) -> None:
+        """Let the model thread go once the current batch ends."""
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     def tokens(self, texts: Sequence[str]) -> np.ndarray:
