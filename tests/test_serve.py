@@ -21,7 +21,6 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from anyclip.cli import build_parser, main  # noqa: E402
 from anyclip.serve.app import create_app  # noqa: E402
-from anyclip.serve.batcher import Batcher  # noqa: E402
 from anyclip.serve.command import build_engine  # noqa: E402
 from anyclip.serve.settings import ServeSettings  # noqa: E402
 
@@ -231,26 +230,50 @@ def test_a_full_queue_answers_503_with_retry_after_and_slow_requests_504(engine)
     assert responses[0].status_code == 504 and "longer than 0.1 s" in responses[0].json()["error"]["message"]
 
 
-def test_items_of_disconnected_clients_are_dropped_before_encoding():
-    seen = []
+def test_requests_of_clients_that_disconnect_are_dropped_before_encoding(engine):
+    """One request keeps the model busy; another's client leaves while it waits: it is never encoded."""
+    import httpx
+    batches = []
+
+    async def gone_client(app):
+        body = [{"type": "http.request", "body": json.dumps({"text": "nobody waits"}).encode(), "more_body": False}]
+
+        async def receive():
+            if body:
+                return body.pop(0)
+            await asyncio.sleep(0.1)  # queued behind the busy batch by now
+            return {"type": "http.disconnect"}
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/search", "raw_path": b"/v1/search", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+                 "client": ("127.0.0.1", 1), "server": ("test", 80)}
+        await app(scope, receive, send)
+        return sent
 
     async def scenario():
-        batcher = Batcher(lambda b: (seen.append(len(b)), b * 2)[1], max_batch_size=4, max_wait_ms=20,
-                          on_drop=lambda name: seen.append("drop"))
-        await batcher.start()
-
-        async def gone():
-            return True
-
-        async def here():
-            return False
-        left = asyncio.ensure_future(batcher.submit(np.ones(3, np.float32), gone))
-        stays = await batcher.submit(np.full(3, 2.0, np.float32), here)
-        await batcher.stop()
-        return left, stays
-    left, stays = asyncio.run(scenario())
-    assert left.cancelled() and stays.tolist() == [4.0, 4.0, 4.0]
-    assert seen == ["drop", 1]  # one batch, of the remaining item only (bucket 1)
+        app = create_app(engine)
+        encode = engine.text.encode
+        engine.text.encode = lambda batch: (batches.append(len(batch)), time.sleep(0.4), encode(batch))[2]
+        await engine.start()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                busy = asyncio.ensure_future(client.post("/v1/search", json={"text": "busy"}))
+                await asyncio.sleep(0.05)
+                sent = await gone_client(app)
+                status = (await busy).status_code
+                await asyncio.sleep(0.1)  # the worker's next round finds the abandoned input
+                return status, sent, (await client.get("/metrics")).text
+        finally:
+            await engine.stop()
+            engine.text.encode = encode
+    status, sent, metrics = asyncio.run(scenario())
+    assert status == 200 and sent[0]["status"] == 499
+    assert batches == [1]  # the busy request's batch only
+    assert metric_samples(metrics, "anyclip_dropped")[("anyclip_dropped_total", (("encoder", "text"),))] == 1
 
 
 def test_openapi_health_metrics_and_page(client):

@@ -54,6 +54,26 @@ async def _none():
     return None
 
 
+async def _unless_disconnected(request, work, timeout_s: float):
+    """``work``'s result; None (and ``work`` cancelled, its queued inputs dropped) when the client disconnects
+    first; ``asyncio.TimeoutError`` (``work`` cancelled) after ``timeout_s``."""
+    async def disconnected():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if watcher in done:
+        return None
+    raise asyncio.TimeoutError
+
+
 class Routes:
     """The endpoints, bound to one engine, its settings and metrics."""
 
@@ -67,7 +87,9 @@ class Routes:
             body = await read_json(request, self.settings.max_body_bytes)
             if isinstance(body.get("request_id"), str) and body["request_id"]:
                 request_id = request.state.request_id = body["request_id"][:200]
-            result = await asyncio.wait_for(work(body, request), self.settings.request_timeout_s)
+            result = await _unless_disconnected(request, work(body, request), self.settings.request_timeout_s)
+            if result is None:  # the client left: nobody reads this answer
+                return Response(status_code=499)
         except ApiError as e:
             return _error(e.status, e.message, request_id, e.headers)
         except QueueFullError as e:
@@ -98,8 +120,8 @@ class Routes:
             texts = [i for i, v in enumerate(inputs) if not is_data_uri(v)]
             pixels = await self._pixels([inputs[i] for i in images], "input") if images else []
             text_emb, image_emb = await asyncio.gather(
-                self.engine.embed_texts([inputs[i] for i in texts], request.is_disconnected) if texts else _none(),
-                self.engine.embed_images(pixels, request.is_disconnected) if images else _none())
+                self.engine.embed_texts([inputs[i] for i in texts]) if texts else _none(),
+                self.engine.embed_images(pixels) if images else _none())
             rows = {**dict(zip(texts, text_emb if texts else [])), **dict(zip(images, image_emb if images else []))}
             tokens = int((self.engine.tokens([inputs[i] for i in texts]) != 0).sum()) if texts else 0
             data = [{"object": "embedding", "index": i, "embedding": rows[i].tolist()} for i in range(len(inputs))]
@@ -119,8 +141,7 @@ class Routes:
             templates = string_list(body, "templates", max_items=100) if "templates" in body else ["a photo of a {}."]
             if not all("{}" in t for t in templates):
                 raise ApiError(400, "'templates' must each hold {} where the label goes")
-            probs = await self.engine.classify(await self._pixels(images, "images"), labels, templates,
-                                               request.is_disconnected)
+            probs = await self.engine.classify(await self._pixels(images, "images"), labels, templates)
             results = [{"index": i, "predictions": sorted(({"label": lab, "prob": float(p)} for lab, p in
                                                            zip(labels, row)), key=lambda x: -x["prob"])}
                        for i, row in enumerate(probs)]
@@ -141,10 +162,9 @@ class Routes:
             if (text is None) == (image is None) or not isinstance(text or image, str) or not (text or image):
                 raise ApiError(400, "send one query: 'text' (a string) or 'image' (a base64 data URI)")
             if text is not None:
-                query = (await self.engine.embed_texts([text], request.is_disconnected))[0]
+                query = (await self.engine.embed_texts([text]))[0]
             else:
-                query = (await self.engine.embed_images(await self._pixels([image], "image"),
-                                                        request.is_disconnected))[0]
+                query = (await self.engine.embed_images(await self._pixels([image], "image")))[0]
             hits = self.engine.search(query, k)
             results = [{"rank": r, "row": h["row"], "id": h.get("id"), "score": h["score"],
                         "caption": h.get("caption") or h.get("text"),

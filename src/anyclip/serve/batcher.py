@@ -2,7 +2,7 @@
 
 A :class:`Batcher` owns a bounded asyncio queue and one worker task. The worker takes the first waiting
 item, then gathers more until ``max_batch_size`` items or ``max_wait_ms`` have passed, drops the items
-whose client has gone (or whose caller stopped waiting), pads the batch to a power-of-two bucket (so a
+whose caller stopped waiting (its request was cancelled: the client disconnected, or it timed out), pads the batch to a power-of-two bucket (so a
 compiled encoder sees a handful of shapes, all compiled by :meth:`Batcher.warm_up`) and runs the encoder
 on a single worker thread. ``max_batch_size=1`` turns batching off.
 
@@ -24,7 +24,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import time
-from typing import Awaitable, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -61,20 +61,13 @@ def bucket_for(n: int, buckets: tuple[int, ...]) -> int:
 class _Item:
     array: np.ndarray
     future: asyncio.Future
-    gone: Callable[[], Awaitable[bool]] | None
-
-
-async def _still_wanted(item: _Item) -> bool:
-    if item.future.done():  # the caller timed out or was cancelled
-        return False
-    return not (item.gone is not None and await item.gone())
 
 
 class Batcher:
     """Packs single inputs into batches for ``encode(batch [b, ...]) -> [b, d]`` (see the module docstring).
 
     ``on_batch(name, real_size)`` and ``on_queue(name, depth)`` report to metrics; ``on_drop(name)`` counts
-    the items dropped because their client disconnected.
+    the items dropped unencoded because their caller stopped waiting.
     """
 
     def __init__(self, encode: Callable[[np.ndarray], np.ndarray], *, max_batch_size: int = 32,
@@ -119,17 +112,16 @@ class Batcher:
         while self._queue is not None and not self._queue.empty():
             self._queue.get_nowait().future.cancel()
 
-    async def submit(self, array: np.ndarray, gone: Callable[[], Awaitable[bool]] | None = None) -> np.ndarray:
+    async def submit(self, array: np.ndarray) -> np.ndarray:
         """The encoder's output row for ``array``; :class:`QueueFullError` when the queue is full.
 
-        ``gone()`` (say, Starlette's ``request.is_disconnected``) is asked before the batch runs: a True
-        drops the item unencoded.
+        Cancelling the caller (a client that disconnected) before its batch runs drops the item unencoded.
         """
         if self._queue is None:
             raise RuntimeError("Batcher.start() was not called")
         future = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Item(array, future, gone))
+            self._queue.put_nowait(_Item(array, future))
         except asyncio.QueueFull:
             raise QueueFullError(f"the {self.name} queue is full ({self.max_queue} waiting)") from None
         self._report_queue()
@@ -162,14 +154,10 @@ class Batcher:
         while True:
             items = await self._gather()
             self._report_queue()
-            wanted = []
-            for item in items:
-                if await _still_wanted(item):
-                    wanted.append(item)
-                elif not item.future.done():  # the client disconnected: nobody reads this answer
-                    item.future.cancel()
-                    if self.on_drop is not None:
-                        self.on_drop(self.name)
+            wanted = [item for item in items if not item.future.done()]
+            if self.on_drop is not None:
+                for _ in range(len(items) - len(wanted)):  # their callers stopped waiting: nobody reads these
+                    self.on_drop(self.name)
             if not wanted:
                 continue
             batch = np.stack([item.array for item in wanted])

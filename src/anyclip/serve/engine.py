@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Awaitable, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -77,22 +77,22 @@ class Engine:
         """The preprocessed image of encoded bytes (``ImageLoadError`` for bad or oversized images)."""
         return self.preprocess(load_image(data, self.max_pixels).convert("RGB"))
 
-    async def embed_texts(self, texts: Sequence[str], gone: Callable[[], Awaitable[bool]] | None = None):
+    async def embed_texts(self, texts: Sequence[str]):
         """Normalised embeddings ``[n, d]`` of ``texts``, each a batcher item."""
-        rows = await asyncio.gather(*(self.text.submit(t, gone) for t in self.tokens(texts)))
+        rows = await asyncio.gather(*(self.text.submit(t) for t in self.tokens(texts)))
         return np.stack(rows)
 
-    async def embed_images(self, images: Sequence[np.ndarray], gone=None):
+    async def embed_images(self, images: Sequence[np.ndarray]):
         """Normalised embeddings ``[n, d]`` of preprocessed images, each a batcher item."""
-        rows = await asyncio.gather(*(self.image.submit(p, gone) for p in images))
+        rows = await asyncio.gather(*(self.image.submit(p) for p in images))
         return np.stack(rows)
 
     async def classify(self, images: Sequence[np.ndarray], labels: Sequence[str],
-                       templates: Sequence[str] = DEFAULT_TEMPLATES, gone=None) -> np.ndarray:
+                       templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
         """Zero-shot probabilities ``[n_images, n_labels]``, as ``anyclip classify`` computes them."""
         from ..zero_shot import default_activation, features_probs
         prompts = [t.format(label) for label in labels for t in templates]
-        text, image = await asyncio.gather(self.embed_texts(prompts, gone), self.embed_images(images, gone))
+        text, image = await asyncio.gather(self.embed_texts(prompts), self.embed_images(images))
         weights = text.reshape(len(labels), len(templates), -1).mean(axis=1)
         weights = weights / np.linalg.norm(weights, axis=1, keepdims=True)
         return features_probs(self.model, image, weights.T.astype(np.float32), default_activation(self.model))
