@@ -25,6 +25,7 @@ from ..transforms.limits import DEFAULT_MAX_PIXELS
 from .batcher import Batcher
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)  # anyclip classify's default prompt
+WARM_TEXT_WIDTHS = (8, 16, 24, 32)  # token positions the text encoder is compiled for at start
 
 
 class Engine:
@@ -49,9 +50,17 @@ class Engine:
             batcher.on_batch, batcher.on_queue = metrics.observe_batch, metrics.set_queue_depth
             batcher.on_drop = metrics.count_drop
 
-    def warm_up(self) -> None:
-        """Compile every bucket shape of both encoders (blocking; call before serving)."""
-        self.text.warm_up(self.tokens(["warm up"])[0])
+    def warm_up(self, text_widths=WARM_TEXT_WIDTHS) -> None:
+        """Compile every batch bucket of both encoders (blocking; call before serving).
+
+        The text encoder runs only the token positions a batch needs (rounded up to 8), so texts are
+        compiled at each of ``text_widths`` too (queries up to about 30 tokens); longer ones compile when
+        they first come.
+        """
+        for width in text_widths:
+            tokens = self.tokens([" ".join(["a"] * max(width - 2, 1))])[0]
+            if width <= len(tokens):
+                self.text.warm_up(tokens)
         from PIL import Image
         self.image.warm_up(self.preprocess(Image.new("RGB", (64, 64))))
 
