@@ -34,7 +34,7 @@ def server(tmp_path_factory):
     cache = tmp_path_factory.mktemp("serve-cache")
     env = dict(os.environ, ANYCLIP_CACHE=str(cache), PYTHONPATH=str(ROOT / "src"), KERAS_BACKEND="jax")
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from anyclip.cli import main; sys.exit(main())",
-                             "serve", "--port", "0", "--max-batch-size", "2"], env=env,
+                             "serve", "--port", "0", "--max-batch-size", "1"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     found, lines = threading.Event(), []
 

@@ -73,7 +73,7 @@ def build_engine(args):
     tag = pretrained_tag(args)
     if index is None:
         print("anyclip serve: indexing the shapes pictures (once per model)...", file=sys.stderr)
-        index = SearchIndex(build_default_index(model, preprocess, args.model, tag))
+        index = SearchIndex(build_default_index(model, preprocess, args.model, tag, batch_size=args.batch_size))
     return Engine(model, preprocess, tokenizer, index, model_name=args.model, max_batch_size=args.max_batch_size,
                   max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_pixels=args.max_pixels or None)
 

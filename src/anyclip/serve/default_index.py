@@ -41,7 +41,7 @@ def default_index_folder(model: str, tag: str | None, n: int = DEFAULT_IMAGES, r
 
 
 def build_default_index(model, preprocess, model_name: str, tag: str | None, *, n: int = DEFAULT_IMAGES,
-                        root=None) -> Path:
+                        root=None, batch_size: int = 32) -> Path:
     """Draw ``n`` shapes pictures, embed them with ``model`` and write an index folder; an existing one is reused.
 
     Random weights (``tag`` None) are never cached: every start draws fresh embeddings for them.
@@ -70,7 +70,7 @@ def build_default_index(model, preprocess, model_name: str, tag: str | None, *, 
         atomic_write(path, lambda tmp, image=image: image.save(tmp, format="PNG"))
         paths.append(str(path))
         captions.append(caption)
-    feats = encode_images(model, paths, preprocess, batch_size=32, workers=0, progress=False)
+    feats = encode_images(model, paths, preprocess, batch_size=batch_size, workers=0, progress=False)
     index, info = build_index(feats.features, "flat")
     rows = pa.table({"id": [Path(p).stem for p in paths], "path": paths, "caption": captions,
                      "model": [model_name] * n, "tag": [tag] * n})
