@@ -81,7 +81,7 @@ class Routes:
         self.engine, self.settings, self.metrics = engine, settings, metrics
 
     async def _answer(self, request, work) -> Response:
-        """Read the JSON body, run ``work(body, request_id)`` within the time limit, map errors to statuses."""
+        """Read the JSON body, run ``work(body, request)`` within the time limit, map errors to statuses."""
         request_id = request.state.request_id
         try:
             body = await read_json(request, self.settings.max_body_bytes)
@@ -110,7 +110,7 @@ class Routes:
 
     async def embeddings(self, request):
         """
-        summary: OpenAI-compatible embeddings of texts and images (base64 data URIs)
+        summary: OpenAI-compatible embeddings of texts and images (base64 data URIs); 'model' is not checked
         requestBody: {content: {application/json: {example: {input: ["a red square"], model: anyclip-shapes}}}}
         responses: {200: {description: "object: list, data[].embedding, model, usage"}}
         """

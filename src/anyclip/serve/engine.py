@@ -42,6 +42,7 @@ class Engine:
                       executor=self._thread)
         self.text = Batcher(lambda b: encode_batch(model.encode_text, b, len(b)), name="text", **common)
         self.image = Batcher(lambda b: encode_batch(model.encode_image, b, len(b)), name="image", **common)
+        # SearchIndex.search returns the row records themselves: their identity gives the row number back
         self._row_of = {id(row): i for i, row in enumerate(index.rows)} if index is not None else {}
 
     def report_to(self, metrics) -> None:
