@@ -41,6 +41,7 @@ COMMANDS = (
     "anyclip.export.command:register_convert",  # convert
     "anyclip.eval.command:register",  # eval
     "anyclip.info:register",  # info
+    "anyclip.serve.command:register",  # serve
 )
 
 EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 1, 130, 141

@@ -27,6 +27,9 @@ EXTRA_MODULES = {
     "braceexpand": ("eval", None),
     "tensorboardX": ("train", None),
     "google_crc32c": ("train", "google-crc32c"),
+    "starlette": ("serve", None),
+    "uvicorn": ("serve", None),
+    "prometheus_client": ("serve", "prometheus-client"),
 }
 
 
@@ -88,7 +91,7 @@ def missing_by_extra() -> dict[str, list[str]]:
 
     Example:
         >>> sorted(missing_by_extra())
-        ['embed', 'eval', 'ray', 'train']
+        ['embed', 'eval', 'ray', 'serve', 'train']
     """
     out: dict[str, list[str]] = {}
     for module, (extra, _) in EXTRA_MODULES.items():
