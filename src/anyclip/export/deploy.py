@@ -1,0 +1,125 @@
+"""``anyclip export``: a model's encoders as deployable artifacts in a folder, verified before it appears.
+
+The folder is built under a temporary name beside ``out`` and renamed to ``out`` only after every artifact
+ran in its own runtime and matched the Keras model (see :mod:`anyclip.export.verify`): a failed or interrupted
+export leaves nothing behind.
+
+Example:
+    >>> export_model("ViT-B-32", "openai", "vit-b-32-onnx/", format="onnx")  # doctest: +SKIP
+    PosixPath('vit-b-32-onnx')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from . import verify
+from .manifest import build_manifest, write_manifest
+from .options import BACKEND_OF_FORMAT, check_options, check_out_folder
+
+
+def _keras_features(model, images, tokens) -> dict:
+    import keras
+    return {"image": keras.ops.convert_to_numpy(model.encode_image(images, normalize=True)),
+            "text": keras.ops.convert_to_numpy(model.encode_text(tokens.astype(np.int32), normalize=True))}
+
+
+def _in_batches(run, inputs: np.ndarray, batch) -> np.ndarray:
+    """``run`` over ``inputs`` in fixed batches (the last one padded by repetition) when ``batch`` is an int."""
+    if batch == "dynamic":
+        return run(inputs)
+    outputs = []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start:start + batch]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+        outputs.append(run(padded)[:len(chunk)])
+    return np.concatenate(outputs)
+
+
+def export_model(model_name: str, pretrained: str | None, out: str | os.PathLike, format: str = "onnx",
+                 quantize: str | None = None, batch: str | int = "dynamic", layout: str = "NCHW",
+                 cache_dir: str | None = None) -> Path:
+    """Create ``model_name`` with ``pretrained`` weights and export it to the folder ``out`` (see :func:`export`).
+
+    Example:
+        >>> export_model("ViT-B-32", "openai", "vit-b-32-onnx/")  # doctest: +SKIP
+        PosixPath('vit-b-32-onnx')
+    """
+    batch = check_options(format, quantize, batch, layout)
+    out = check_out_folder(out)
+    from ..factory import create_model, get_tokenizer
+    model = create_model(model_name, pretrained, cache_dir=cache_dir)
+    tokenizer = get_tokenizer(model_name, cache_dir=cache_dir)
+    return export(model, tokenizer, out, format=format, quantize=quantize, batch=batch, layout=layout,
+                  model_name=model_name, pretrained=pretrained)
+
+
+def export(model, tokenizer, out: str | os.PathLike, format: str = "onnx", quantize: str | None = None,
+           batch: str | int = "dynamic", layout: str = "NCHW", model_name: str | None = None,
+           pretrained: str | None = None) -> Path:
+    """Export ``model``'s image and text encoders, ``tokenizer``'s files and ``manifest.json`` to the folder ``out``.
+
+    Every artifact is run in its runtime on photos and captions first: float32 outputs must match the Keras
+    model's unit vectors to 1e-4, quantized ones reach cosine similarity 0.99, else
+    :class:`~anyclip.export.verify.ExportVerificationError` and no folder. ONNX needs the torch backend.
+
+    Example:
+        >>> model = anyclip.create_model("ViT-B-32", "openai")  # doctest: +SKIP
+        >>> export(model, anyclip.get_tokenizer("ViT-B-32"), "vit-b-32-onnx/")  # doctest: +SKIP
+        PosixPath('vit-b-32-onnx')
+    """
+    import keras
+    batch = check_options(format, quantize, batch, layout)
+    out = check_out_folder(out)
+    backend = BACKEND_OF_FORMAT[format]
+    if keras.backend.backend() != backend:
+        raise UsageError(f"{format} export runs on the {backend} Keras backend, this process uses "
+                         f"{keras.backend.backend()}: set KERAS_BACKEND={backend}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    try:
+        manifest = _write_artifacts(model, tokenizer, work, format, quantize, batch, layout, model_name, pretrained)
+        write_manifest(work, manifest)
+        os.chmod(work, 0o755)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layout, model_name, pretrained) -> dict:
+    from .onnx import export_onnx, onnx_session, run_onnx
+    from .tokenizer_files import write_tokenizer
+    images, tokens = verify.sample_inputs(model.preprocess_cfg, tokenizer, model.context_length)
+    expected = _keras_features(model, images, tokens)
+    paths = export_onnx(model, work, batch=batch, layout=layout)
+    if quantize:
+        from .quantize import quantize_onnx
+        paths = {tower: quantize_onnx(path) for tower, path in paths.items()}
+    inputs = {"image": images.transpose(0, 3, 1, 2) if layout == "NCHW" else images, "text": tokens}
+    report = {}
+    for tower, path in paths.items():
+        session = onnx_session(path)
+        actual = _in_batches(lambda x, s=session: run_onnx(s, np.ascontiguousarray(x)), inputs[tower], batch)
+        what = f"{tower} encoder ({format}{', ' + quantize if quantize else ''})"
+        if quantize:
+            report[tower] = verify.compare(what, expected[tower], actual, max_abs=None,
+                                           min_cosine=verify.QUANTIZED_MIN_COSINE)
+        else:
+            report[tower] = verify.compare(what, expected[tower], actual)
+        report[tower]["samples"] = len(actual)
+    tokenizer_files = write_tokenizer(tokenizer, work, model.context_length)
+    kind = "clip_bpe" if type(tokenizer).__name__ == "CLIPTokenizer" else "huggingface"
+    return build_manifest(model, model_name=model_name, pretrained=pretrained, format=format,
+                          files={tower: path.name for tower, path in paths.items()}, layout=layout, batch=batch,
+                          tokenizer_files=tokenizer_files, tokenizer_kind=kind, pad_id=int(tokenizer.pad_token_id),
+                          quantize=quantize, verification=report)
