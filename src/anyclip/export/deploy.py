@@ -30,7 +30,7 @@ def _keras_features(model, images, tokens) -> dict:
             "text": keras.ops.convert_to_numpy(model.encode_text(tokens.astype(np.int32), normalize=True))}
 
 
-def _in_batches(run, inputs: np.ndarray, batch) -> np.ndarray:
+def in_batches(run, inputs: np.ndarray, batch) -> np.ndarray:
     """``run`` over ``inputs`` in fixed batches (the last one padded by repetition) when ``batch`` is an int."""
     if batch == "dynamic":
         return run(inputs)
@@ -109,7 +109,7 @@ def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layo
     report = {}
     for tower, path in paths.items():
         session = onnx_session(path)
-        actual = _in_batches(lambda x, s=session: run_onnx(s, np.ascontiguousarray(x)), inputs[tower], batch)
+        actual = in_batches(lambda x, s=session: run_onnx(s, np.ascontiguousarray(x)), inputs[tower], batch)
         what = f"{tower} encoder ({format}{', ' + quantize if quantize else ''})"
         if quantize:
             report[tower] = verify.compare(what, expected[tower], actual, max_abs=None,
