@@ -19,7 +19,7 @@ from anyclip.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = ROOT / "examples" / "shapes"
 IMAGE = str(SHAPES / "red-square.png")
-COMMANDS = ("models", "classify", "embed", "index", "search", "data shapes", "train", "plot", "convert", "eval", "info")
+COMMANDS = ("models", "classify", "embed", "index", "search", "data shapes", "train", "plot", "convert", "export", "eval", "info")
 
 
 @pytest.fixture
