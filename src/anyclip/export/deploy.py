@@ -78,14 +78,17 @@ def export(model, tokenizer, out: str | os.PathLike, format: str = "onnx", quant
     batch = check_options(format, quantize, batch, layout)
     out = check_out_folder(out)
     backend = BACKEND_OF_FORMAT[format]
-    if keras.backend.backend() != backend:
+    if backend and keras.backend.backend() != backend:
         raise UsageError(f"{format} export runs on the {backend} Keras backend, this process uses "
                          f"{keras.backend.backend()}: set KERAS_BACKEND={backend}")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
     try:
-        manifest = _write_artifacts(model, tokenizer, work, format, quantize, batch, layout, model_name, pretrained)
-        write_manifest(work, manifest)
+        if format == "hf":
+            _write_hf(model, tokenizer, work)
+        else:
+            write_manifest(work, _write_artifacts(model, tokenizer, work, format, quantize, batch, layout,
+                                                  model_name, pretrained))
         os.chmod(work, 0o755)
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -94,6 +97,29 @@ def export(model, tokenizer, out: str | os.PathLike, format: str = "onnx", quant
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out
+
+
+def _write_hf(model, tokenizer, work: Path) -> None:
+    """A transformers CLIPModel folder, loaded back with transformers and compared (1e-5) before it is kept."""
+    import torch
+    import transformers
+
+    from .hf_transformers import save_hf_clip
+    save_hf_clip(model, tokenizer, work)
+    images, tokens = verify.sample_inputs(model.preprocess_cfg, tokenizer, model.context_length)
+    expected = _keras_features(model, images, tokens)
+    hf_tokens = transformers.AutoTokenizer.from_pretrained(str(work))(
+        list(verify.CAPTIONS), padding="max_length", truncation=True, max_length=model.context_length)["input_ids"]
+    if not np.array_equal(np.asarray(hf_tokens), tokens):
+        raise verify.ExportVerificationError("the transformers tokenizer written gives other token ids than the "
+                                             "model's tokenizer (nothing written)")
+    hf = transformers.CLIPModel.from_pretrained(str(work)).eval()
+    with torch.no_grad():
+        image = hf.get_image_features(pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+        text = hf.get_text_features(input_ids=torch.from_numpy(tokens))
+    for what, ours, theirs in (("image", expected["image"], image), ("text", expected["text"], text)):
+        theirs = getattr(theirs, "pooler_output", theirs)  # transformers 5 returns an output object
+        verify.compare(f"{what} features (transformers CLIPModel)", ours, theirs.numpy(), max_abs=verify.HF_MAX_ABS)
 
 
 def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layout, model_name, pretrained) -> dict:

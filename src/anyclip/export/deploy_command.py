@@ -38,7 +38,8 @@ def register_export(subparsers) -> None:
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", default=None, help="pretrained tag or checkpoint ('none': random weights)")
     weights.add_argument("--checkpoint", type=existing_file, default=None, help="a checkpoint file to load")
-    p.add_argument("--format", choices=FORMATS, default="onnx", help="artifact format (default: onnx)")
+    p.add_argument("--format", choices=FORMATS, default="onnx", 
+                   help="onnx: two ONNX encoders + manifest (default); hf: a transformers CLIPModel folder")
     p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                    help="int8: onnxruntime dynamic quantization (int8 weights, activations quantized at run time)")
@@ -74,10 +75,11 @@ def run_export(args) -> int:
                          f"(--pretrained none exports random weights)")
     backend = BACKEND_OF_FORMAT[args.format]
     keras = sys.modules.get("keras")
-    if keras is not None and keras.backend.backend() != backend:
+    if backend and keras is not None and keras.backend.backend() != backend:
         env = {**os.environ, "KERAS_BACKEND": backend}
         return subprocess.run([sys.executable, "-m", "anyclip.cli", *_argv(args)], env=env).returncode
-    os.environ["KERAS_BACKEND"] = backend  # keras is not imported yet: it starts on this backend
+    if backend and keras is None:
+        os.environ["KERAS_BACKEND"] = backend  # keras is not imported yet: it starts on this backend
     from .deploy import export_model
     pretrained = args.checkpoint or (None if args.pretrained in (None, "none") else args.pretrained)
     out = export_model(args.model, pretrained, args.out, format=args.format, quantize=args.quantize,

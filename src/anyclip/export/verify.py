@@ -17,6 +17,7 @@ from ..errors import DataError
 CAPTIONS = ("a photo of an astronaut", "a cup of coffee on a saucer", "a cat lying on a rug",
             "two red triangles on a grey background", "")
 FP32_MAX_ABS = 1e-4  # largest |difference| of unit vectors for a float32 artifact
+HF_MAX_ABS = 1e-5  # the same network in transformers (torch, float32)
 QUANTIZED_MIN_COSINE = 0.99  # least cosine similarity of a quantized artifact's vectors to the float32 model's
 
 
