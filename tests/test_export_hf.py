@@ -19,7 +19,8 @@ def _config(quick_gelu: bool, bias=None) -> dict:
             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["openai-quickgelu", "laion-gelu"])
+@pytest.fixture(scope="module", params=[pytest.param(True, id="openai-quickgelu"),
+                                        pytest.param(False, id="laion-gelu", marks=pytest.mark.slow)])
 def source(request, tmp_path_factory):
     """A random open_clip model in open_clip's folder layout, photos, captions and open_clip's unit vectors."""
     import open_clip
