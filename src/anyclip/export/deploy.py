@@ -47,6 +47,8 @@ def export_model(model_name: str, pretrained: str | None, out: str | os.PathLike
                  cache_dir: str | None = None) -> Path:
     """Create ``model_name`` with ``pretrained`` weights and export it to the folder ``out`` (see :func:`export`).
 
+    MobileCLIP (FastViT) image towers are re-parameterised first (the same outputs, faster inference).
+
     Example:
         >>> export_model("ViT-B-32", "openai", "vit-b-32-onnx/")  # doctest: +SKIP
         PosixPath('vit-b-32-onnx')
@@ -55,6 +57,9 @@ def export_model(model_name: str, pretrained: str | None, out: str | os.PathLike
     out = check_out_folder(out)
     from ..factory import create_model, get_tokenizer
     model = create_model(model_name, pretrained, cache_dir=cache_dir)
+    if type(model.config.vision_cfg).__name__ == "TimmFastViTConfig":  # MobileCLIP: its fast inference form
+        from ..weights.reparameterize import reparameterize
+        model = reparameterize(model)
     tokenizer = get_tokenizer(model_name, cache_dir=cache_dir)
     return export(model, tokenizer, out, format=format, quantize=quantize, batch=batch, layout=layout,
                   model_name=model_name, pretrained=pretrained)
@@ -64,6 +69,8 @@ def export(model, tokenizer, out: str | os.PathLike, format: str = "onnx", quant
            batch: str | int = "dynamic", layout: str = "NCHW", model_name: str | None = None,
            pretrained: str | None = None) -> Path:
     """Export ``model``'s image and text encoders, ``tokenizer``'s files and ``manifest.json`` to the folder ``out``.
+
+    ``tokenizer=None``: the text encoder is verified on random token ids and no tokenizer files are written.
 
     Every artifact is run in its runtime on photos and captions first: float32 outputs must match the Keras
     model's unit vectors to 1e-4, quantized ones reach cosine similarity 0.99, else
@@ -99,6 +106,10 @@ def export(model, tokenizer, out: str | os.PathLike, format: str = "onnx", quant
     return out
 
 
+def _vocab_size(model) -> int:
+    return int(getattr(model.text, "vocab_size", None) or model.config.text_cfg.vocab_size)
+
+
 def _write_hf(model, tokenizer, work: Path) -> None:
     """A transformers CLIPModel folder, loaded back with transformers and compared (1e-5) before it is kept."""
     import torch
@@ -125,7 +136,7 @@ def _write_hf(model, tokenizer, work: Path) -> None:
 def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layout, model_name, pretrained) -> dict:
     from .onnx import export_onnx, onnx_session, run_onnx
     from .tokenizer_files import write_tokenizer
-    images, tokens = verify.sample_inputs(model.preprocess_cfg, tokenizer, model.context_length)
+    images, tokens = verify.sample_inputs(model.preprocess_cfg, tokenizer, model.context_length, _vocab_size(model))
     expected = _keras_features(model, images, tokens)
     paths = export_onnx(model, work, batch=batch, layout=layout)
     if quantize:
@@ -134,7 +145,12 @@ def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layo
     inputs = {"image": images.transpose(0, 3, 1, 2) if layout == "NCHW" else images, "text": tokens}
     report = {}
     for tower, path in paths.items():
-        session = onnx_session(path)
+        try:
+            session = onnx_session(path)
+        except Exception as error:  # onnxruntime's own errors (InvalidGraph, Fail) share no public base class
+            raise verify.ExportVerificationError(
+                f"{tower} encoder ({format}): onnxruntime cannot load the exported graph: "
+                f"{' '.join(str(error).split())[:300]} (nothing written)") from error
         actual = in_batches(lambda x, s=session: run_onnx(s, np.ascontiguousarray(x)), inputs[tower], batch)
         what = f"{tower} encoder ({format}{', ' + quantize if quantize else ''})"
         if quantize:
@@ -143,9 +159,9 @@ def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layo
         else:
             report[tower] = verify.compare(what, expected[tower], actual)
         report[tower]["samples"] = len(actual)
-    tokenizer_files = write_tokenizer(tokenizer, work, model.context_length)
-    kind = "clip_bpe" if type(tokenizer).__name__ == "CLIPTokenizer" else "huggingface"
+    tokenizer_files = [] if tokenizer is None else write_tokenizer(tokenizer, work, model.context_length)
+    kind = {"NoneType": None, "CLIPTokenizer": "clip_bpe"}.get(type(tokenizer).__name__, "huggingface")
     return build_manifest(model, model_name=model_name, pretrained=pretrained, format=format,
                           files={tower: path.name for tower, path in paths.items()}, layout=layout, batch=batch,
-                          tokenizer_files=tokenizer_files, tokenizer_kind=kind, pad_id=int(tokenizer.pad_token_id),
+                          tokenizer_files=tokenizer_files, tokenizer_kind=kind, pad_id=None if tokenizer is None else int(tokenizer.pad_token_id),
                           quantize=quantize, verification=report)

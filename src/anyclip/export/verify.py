@@ -45,8 +45,11 @@ def sample_photos() -> list:
     return photos + [shapes[i][0] for i in range(len(shapes))]
 
 
-def sample_inputs(preprocess_cfg, tokenizer, context_length: int) -> tuple[np.ndarray, np.ndarray]:
+def sample_inputs(preprocess_cfg, tokenizer, context_length: int,
+                  vocab_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(images [n, h, w, 3] float32, preprocessed; tokens [m, context_length] int64)`` for verification.
+
+    Without a ``tokenizer``, the tokens are random ids below ``vocab_size`` (fixed seed).
 
     Example:
         >>> images, tokens = sample_inputs(model.preprocess_cfg, anyclip.get_tokenizer("ViT-B-32"), 77)  # doctest: +SKIP
@@ -54,7 +57,10 @@ def sample_inputs(preprocess_cfg, tokenizer, context_length: int) -> tuple[np.nd
     from ..transforms import image_transform
     preprocess = image_transform(preprocess_cfg, output="numpy")
     images = np.stack([np.asarray(preprocess(photo), dtype=np.float32) for photo in sample_photos()])
-    tokens = np.asarray(tokenizer(list(CAPTIONS), context_length=context_length))
+    if tokenizer is None:
+        tokens = np.random.default_rng(0).integers(1, vocab_size, (len(CAPTIONS), context_length))
+    else:
+        tokens = np.asarray(tokenizer(list(CAPTIONS), context_length=context_length))
     return images, np.asarray(tokens, dtype=np.int64)
 
 
