@@ -133,17 +133,18 @@ def _write_hf(model, tokenizer, work: Path) -> None:
         verify.compare(f"{what} features (transformers CLIPModel)", ours, theirs.numpy(), max_abs=verify.HF_MAX_ABS)
 
 
-def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layout, model_name, pretrained) -> dict:
+def _export_encoders(model, work: Path, format, quantize, batch, layout) -> tuple[dict, dict]:
+    """Write the two encoders in ``format``; returns their paths and a runner per tower in its own runtime."""
+    if format == "torch":
+        from .torch_export import export_torch, torch_runner
+        paths = export_torch(model, work, batch=batch, layout=layout)
+        return paths, {tower: torch_runner(path) for tower, path in paths.items()}
     from .onnx import export_onnx, onnx_session, run_onnx
-    from .tokenizer_files import write_tokenizer
-    images, tokens = verify.sample_inputs(model.preprocess_cfg, tokenizer, model.context_length, _vocab_size(model))
-    expected = _keras_features(model, images, tokens)
     paths = export_onnx(model, work, batch=batch, layout=layout)
     if quantize:
         from .quantize import quantize_onnx
         paths = {tower: quantize_onnx(path) for tower, path in paths.items()}
-    inputs = {"image": images.transpose(0, 3, 1, 2) if layout == "NCHW" else images, "text": tokens}
-    report = {}
+    runners = {}
     for tower, path in paths.items():
         try:
             session = onnx_session(path)
@@ -151,7 +152,19 @@ def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layo
             raise verify.ExportVerificationError(
                 f"{tower} encoder ({format}): onnxruntime cannot load the exported graph: "
                 f"{' '.join(str(error).split())[:300]} (nothing written)") from error
-        actual = in_batches(lambda x, s=session: run_onnx(s, np.ascontiguousarray(x)), inputs[tower], batch)
+        runners[tower] = lambda x, s=session: run_onnx(s, np.ascontiguousarray(x))
+    return paths, runners
+
+
+def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layout, model_name, pretrained) -> dict:
+    from .tokenizer_files import write_tokenizer
+    images, tokens = verify.sample_inputs(model.preprocess_cfg, tokenizer, model.context_length, _vocab_size(model))
+    expected = _keras_features(model, images, tokens)
+    paths, runners = _export_encoders(model, work, format, quantize, batch, layout)
+    inputs = {"image": images.transpose(0, 3, 1, 2) if layout == "NCHW" else images, "text": tokens}
+    report = {}
+    for tower, path in paths.items():
+        actual = in_batches(runners[tower], inputs[tower], batch)
         what = f"{tower} encoder ({format}{', ' + quantize if quantize else ''})"
         if quantize:
             report[tower] = verify.compare(what, expected[tower], actual, max_abs=None,
@@ -161,7 +174,8 @@ def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layo
         report[tower]["samples"] = len(actual)
     tokenizer_files = [] if tokenizer is None else write_tokenizer(tokenizer, work, model.context_length)
     kind = {"NoneType": None, "CLIPTokenizer": "clip_bpe"}.get(type(tokenizer).__name__, "huggingface")
+    pad_id = None if tokenizer is None else int(tokenizer.pad_token_id)
     return build_manifest(model, model_name=model_name, pretrained=pretrained, format=format,
                           files={tower: path.name for tower, path in paths.items()}, layout=layout, batch=batch,
-                          tokenizer_files=tokenizer_files, tokenizer_kind=kind, pad_id=None if tokenizer is None else int(tokenizer.pad_token_id),
+                          tokenizer_files=tokenizer_files, tokenizer_kind=kind, pad_id=pad_id,
                           quantize=quantize, verification=report)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-FORMATS = ("onnx", "hf")  # hf: a transformers CLIPModel folder
+FORMATS = ("onnx", "torch", "hf")  # torch: torch.export programs (.pt2); hf: a transformers CLIPModel folder
 QUANTIZATIONS = ("int8",)
 LAYOUTS = ("NCHW", "NHWC")
-BACKEND_OF_FORMAT = {"onnx": "torch", "hf": None}  # the Keras backend each format is exported from (None: any)
+BACKEND_OF_FORMAT = {"onnx": "torch", "torch": "torch", "hf": None}  # the Keras backend each format is exported from (None: any)
 
 
 def check_out_folder(out: str | os.PathLike) -> Path:
@@ -42,8 +42,9 @@ def check_options(format: str, quantize: str | None, batch, layout: str = "NCHW"
         raise UsageError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
     if quantize not in (None, *QUANTIZATIONS):
         raise UsageError(f"unknown quantization {quantize!r}; choose from {', '.join(QUANTIZATIONS)}")
-    if quantize and format == "hf":
-        raise UsageError("--quantize applies to onnx; a transformers folder keeps the float32 weights")
+    if quantize and format != "onnx":
+        raise UsageError(f"--quantize applies to --format onnx; {format} artifacts keep the float32 weights "
+                         f"(anyclip.export.quantize quantizes the Keras model itself)")
     if layout not in LAYOUTS:
         raise UsageError(f"unknown image layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     if batch != "dynamic":
