@@ -19,8 +19,8 @@ from anyclip.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = ROOT / "examples" / "shapes"
 IMAGE = str(SHAPES / "red-square.png")
-COMMANDS = ("models", "classify", "embed", "index", "search", "data shapes", "train", "plot", "convert", "eval", "info",
-            "serve")
+COMMANDS = ("models", "classify", "embed", "index", "search", "data shapes", "train", "plot", "convert", "export", "eval",
+            "info", "serve")
 
 
 @pytest.fixture

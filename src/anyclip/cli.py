@@ -39,6 +39,7 @@ COMMANDS = (
     "anyclip.data.command:register",  # data shapes
     "anyclip.train.command:register",  # train, plot
     "anyclip.export.command:register_convert",  # convert
+    "anyclip.export.deploy_command:register_export",  # export
     "anyclip.eval.command:register",  # eval
     "anyclip.info:register",  # info
     "anyclip.serve.command:register",  # serve

@@ -18,7 +18,8 @@ def register_convert(subparsers) -> None:
     """
     p = subparsers.add_parser("convert",
                               help="write a model and its weights as an open_clip checkpoint or a Keras file")
-    p.add_argument("model", help="architecture name, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument("model", help="architecture name, hf-hub:org/repo or local-dir:PATH (with --from hf: "
+                                 "a transformers CLIPModel folder)")
     p.add_argument("pretrained", nargs="?", default=None,
                    help="pretrained tag, checkpoint file or folder ('none': random weights)")
     p.add_argument("out", type=output_target(".safetensors", ".keras", ".weights.h5"), help="output: a folder or .safetensors (open_clip), .keras or .weights.h5 (keras)")
@@ -27,6 +28,8 @@ def register_convert(subparsers) -> None:
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="the Keras model's dtype (--to keras); open_clip checkpoints are always float32")
+    p.add_argument("--from", dest="source", choices=["anyclip", "hf"], default="anyclip",
+                   help="anyclip: MODEL is a model name (default); hf: MODEL is a transformers CLIPModel folder")
     p.set_defaults(run=run_convert)
 
 
@@ -39,6 +42,8 @@ def run_convert(args) -> int:
         0
     """
     from .convert import KERAS_SUFFIXES, convert
+    if args.source == "hf":
+        return _convert_from_hf(args, KERAS_SUFFIXES)
     if args.pretrained is None and not args.model.startswith(("hf-hub:", "local-dir:")):
         raise UsageError(f"give the weights to convert (a pretrained tag, a checkpoint file or "
                          f"folder) after {args.model}; 'none' converts random weights")
@@ -48,6 +53,27 @@ def run_convert(args) -> int:
     if args.to == "keras" and not str(args.out).endswith(KERAS_SUFFIXES):
         raise UsageError(f"{args.out}: a Keras output (--to keras) must end with {' or '.join(KERAS_SUFFIXES)}")
     path = convert(args.model, pretrained, args.out, to=args.to, cache_dir=args.cache_dir, precision=args.precision)
+    print(f"wrote {path}")
+    return 0
+
+
+def _convert_from_hf(args, keras_suffixes) -> int:
+    """``anyclip convert --from hf FOLDER OUT``: a transformers CLIPModel folder to open_clip or Keras."""
+    from pathlib import Path
+    if args.pretrained is not None:
+        raise UsageError("with --from hf give the transformers folder and the output only: "
+                         "anyclip convert --from hf FOLDER OUT")
+    if not (Path(args.model) / "config.json").is_file():
+        raise UsageError(f"{args.model}: no config.json; give a transformers CLIPModel folder")
+    if args.to == "keras" and not str(args.out).endswith(keras_suffixes):
+        raise UsageError(f"{args.out}: a Keras output (--to keras) must end with {' or '.join(keras_suffixes)}")
+    if args.to == "open_clip" and args.precision != "fp32":
+        raise UsageError("open_clip checkpoints are written in float32; --precision applies to --to keras")
+    from ..weights.export import save_open_clip_checkpoint
+    from .convert import save_keras
+    from .hf_transformers import load_hf_clip
+    model = load_hf_clip(args.model, precision=args.precision)
+    path = save_open_clip_checkpoint(model, args.out) if args.to == "open_clip" else save_keras(model, args.out)
     print(f"wrote {path}")
     return 0
 

@@ -1,0 +1,86 @@
+"""Quantization: int8 ONNX encoders (onnxruntime dynamic quantization) and the Keras model's own
+``quantize`` (int8 weights and activations, int4 weights only).
+
+Example:
+    >>> quantize_onnx("out/image_encoder.onnx")  # doctest: +SKIP
+    PosixPath('out/image_encoder.int8.onnx')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def quantize_onnx(path: str | os.PathLike, replace: bool = True) -> Path:
+    """Dynamically quantize an ONNX file to int8 weights (activations quantized per batch at run time).
+
+    ``replace=True`` writes over ``path`` and returns it; else writes ``NAME.int8.onnx`` beside it.
+
+    Example:
+        >>> quantize_onnx("out/text_encoder.onnx", replace=False)  # doctest: +SKIP
+        PosixPath('out/text_encoder.int8.onnx')
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    path = Path(path)
+    target = path.with_name(path.stem + ".int8.onnx")
+    quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8)
+    if replace:
+        os.replace(target, path)
+        return path
+    return target
+
+
+KERAS_MODES = ("int8", "int4")
+
+
+def quantize(model, mode: str = "int8", tokenizer=None, min_cosine: float = 0.99) -> dict:
+    """Quantize an anyclip Keras model in place with Keras' own quantization and check it stayed close.
+
+    ``int8``: int8 weights and activations (quantized per call) in every Linear layer and the token
+    embedding; ``int4``: int4 weights only. The image (and, given ``tokenizer``, text) embeddings of the
+    verification photos and captions must keep cosine similarity ``min_cosine`` to the float model's, else
+    :class:`~anyclip.export.verify.ExportVerificationError` (the model is quantized by then: recreate it).
+    Returns ``{"layers": number quantized, "image": {...}, "text": {...}}`` (see ``verify.compare``).
+
+    anyclip's ``Linear`` is a ``keras.layers.Dense`` subclass (a fused torch bias add); Keras refuses
+    subclasses by default, so each is quantized with ``type_check=False`` (its ``call`` defers to Dense's
+    once quantized).
+
+    Example:
+        >>> model = anyclip.create_model("anyclip-shapes", "v1")
+        >>> quantize(model, "int8")["layers"]  # doctest: +SKIP
+        33
+    """
+    import warnings
+
+    import keras
+
+    from .verify import compare, sample_inputs
+    if mode not in KERAS_MODES:
+        raise ValueError(f"mode must be one of {KERAS_MODES}, got {mode!r}")
+    if tokenizer is not None:
+        images, tokens = sample_inputs(model.preprocess_cfg, tokenizer, model.context_length)
+        tokens = tokens.astype("int32")
+    else:
+        from ..transforms import image_transform
+        from .verify import sample_photos
+        preprocess = image_transform(model.preprocess_cfg, output="numpy")
+        images, tokens = [preprocess(p) for p in sample_photos()], None
+
+    def embeddings():
+        for tower in (model.visual, model.text):  # anyclip.runtime.compiled caches a function per tower
+            tower.__dict__.pop("_anyclip_compiled", None)
+        image = keras.ops.convert_to_numpy(model.encode_image(images, normalize=True))
+        text = None if tokens is None else keras.ops.convert_to_numpy(model.encode_text(tokens, normalize=True))
+        return image, text
+    before = embeddings()
+    with warnings.catch_warnings():  # layers without a quantized form (LayerNorm, Conv2D) are skipped
+        warnings.simplefilter("ignore")
+        model.quantize(mode, type_check=False)
+    after = embeddings()
+    report = {"layers": sum(1 for layer in model._flatten_layers() if getattr(layer, "quantization_mode", None))}
+    for tower, ours, theirs in zip(("image", "text"), before, after):
+        if ours is not None:
+            report[tower] = compare(f"{tower} embeddings ({mode})", ours, theirs, max_abs=None, min_cosine=min_cosine)
+    return report
