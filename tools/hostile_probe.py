@@ -175,6 +175,18 @@ def cases():
         ("data shapes n -1", ["data", "shapes", "ds1", "-n", "-1"], F, "num-samples"),
         ("data shapes image-size 0", ["data", "shapes", "ds2", "--image-size", "0"], F, "image-size"),
         ("data shapes shard 0", ["data", "shapes", "ds3", "--shard-size", "0"], F, "shard-size"),
+        ("classify template no slot", ["classify", "imgs/red-square.png", "--labels", "a", "b", "--template",
+                                       "a photo"], F, "--template"),
+        ("classify template two slots", ["classify", "imgs/red-square.png", "--labels", "a", "b", "--template",
+                                         "{} and {}"], F, "--template"),
+        ("classify repeated --labels", ["classify", "imgs/red-square.png", "--labels", "a", "b", "a"], F, "'a'"),
+        ("embed empty --texts", ["embed", "--texts", "", "-o", "e11"], F, "--texts"),
+        ("embed missing file", ["embed", "imgs/red-square.png", "imgs/nope.png", "-o", "e12"], F, "nope.png"),
+        ("eval templates on retrieval", ["eval", "--dataset", "shapescsv/val.csv", "--templates", "simple",
+                                         "--output", "r5.json"], F, "--templates"),
+        ("data shapes out.csv", ["data", "shapes", "ds4.csv", "-n", "4"], F, "ds4.csv"),
+        ("eval csv folder", ["eval", "--dataset", "shapescsv", "--output", "r6.json"],
+         ("ok", lambda o: "zeroshot_retrieval" in o and "val.csv" in o), None),
     ]
 
 
