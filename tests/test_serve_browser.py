@@ -55,16 +55,23 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def chromium():
+    """The system chromium's path (checked before the server starts); skips, or fails under CI, without it."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         _need("no chromium on PATH")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         _need("Playwright is not installed")
+    return executable
+
+
+@pytest.fixture(scope="module")
+def page(chromium, server):
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True,
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
                                              args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 980, "height": 620})
         page.set_default_timeout(30_000)
