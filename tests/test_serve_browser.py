@@ -80,7 +80,7 @@ def page(chromium, server):
         browser.close()
 
 
-def test_text_search_then_image_search_then_classify(server, page, tmp_path):
+def test_text_search_then_image_search_then_classify(page, server, tmp_path):
     from playwright.sync_api import expect
     expect(page.locator("#model-line")).to_contain_text("96 images indexed")
     page.get_by_label("Search the index by text").fill("a yellow star")
