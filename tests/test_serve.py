@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -290,3 +291,12 @@ def test_openapi_health_metrics_and_page(client):
         text = client.get(asset).text
         assert "http://" not in text and "https://" not in text  # no CDN: everything is served from the package
     assert "http" not in page.text.replace('name="viewport"', "")
+
+
+def test_cli_says_what_to_install_and_refuses_bad_options(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if anyclip[serve] were not installed
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "anyclip serve: error: this needs uvicorn: pip install 'anyclip[serve]'"
+    assert main(["serve", "--port", "70000"]) == 2 and "--port" in capsys.readouterr().err
+    assert main(["serve", "--max-batch-size", "0"]) == 2 and "--max-batch-size" in capsys.readouterr().err
