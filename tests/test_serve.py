@@ -242,7 +242,7 @@ def test_requests_of_clients_that_disconnect_are_dropped_before_encoding(engine)
         async def receive():
             if body:
                 return body.pop(0)
-            await asyncio.sleep(0.1)  # queued behind the busy batch by now
+            await asyncio.sleep(0.3)  # queued behind the busy batch by now
             return {"type": "http.disconnect"}
         sent = []
 
@@ -258,12 +258,13 @@ def test_requests_of_clients_that_disconnect_are_dropped_before_encoding(engine)
     async def scenario():
         app = create_app(engine)
         encode = engine.text.encode
-        engine.text.encode = lambda batch: (batches.append(len(batch)), time.sleep(0.4), encode(batch))[2]
+        engine.text.encode = lambda batch: (batches.append(len(batch)), time.sleep(1.0), encode(batch))[2]
         await engine.start()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
                 busy = asyncio.ensure_future(client.post("/v1/search", json={"text": "busy"}))
-                await asyncio.sleep(0.05)
+                while not batches:  # the busy batch is running
+                    await asyncio.sleep(0.01)
                 sent = await gone_client(app)
                 status = (await busy).status_code
                 await asyncio.sleep(0.1)  # the worker's next round finds the abandoned input
