@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -241,7 +242,7 @@ def test_requests_of_clients_that_disconnect_are_dropped_before_encoding(engine)
         async def receive():
             if body:
                 return body.pop(0)
-            await asyncio.sleep(0.1)  # queued behind the busy batch by now
+            await asyncio.sleep(0.3)  # queued behind the busy batch by now
             return {"type": "http.disconnect"}
         sent = []
 
@@ -257,12 +258,13 @@ def test_requests_of_clients_that_disconnect_are_dropped_before_encoding(engine)
     async def scenario():
         app = create_app(engine)
         encode = engine.text.encode
-        engine.text.encode = lambda batch: (batches.append(len(batch)), time.sleep(0.4), encode(batch))[2]
+        engine.text.encode = lambda batch: (batches.append(len(batch)), time.sleep(1.0), encode(batch))[2]
         await engine.start()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
                 busy = asyncio.ensure_future(client.post("/v1/search", json={"text": "busy"}))
-                await asyncio.sleep(0.05)
+                while not batches:  # the busy batch is running
+                    await asyncio.sleep(0.01)
                 sent = await gone_client(app)
                 status = (await busy).status_code
                 await asyncio.sleep(0.1)  # the worker's next round finds the abandoned input
@@ -290,3 +292,12 @@ def test_openapi_health_metrics_and_page(client):
         text = client.get(asset).text
         assert "http://" not in text and "https://" not in text  # no CDN: everything is served from the package
     assert "http" not in page.text.replace('name="viewport"', "")
+
+
+def test_cli_says_what_to_install_and_refuses_bad_options(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if anyclip[serve] were not installed
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "anyclip serve: error: this needs uvicorn: pip install 'anyclip[serve]'"
+    assert main(["serve", "--port", "70000"]) == 2 and "--port" in capsys.readouterr().err
+    assert main(["serve", "--max-batch-size", "0"]) == 2 and "--max-batch-size" in capsys.readouterr().err

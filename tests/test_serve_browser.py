@@ -55,16 +55,23 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def chromium():
+    """The system chromium's path (checked before the server starts); skips, or fails under CI, without it."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         _need("no chromium on PATH")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         _need("Playwright is not installed")
+    return executable
+
+
+@pytest.fixture(scope="module")
+def page(chromium, server):
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True,
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
                                              args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 980, "height": 620})
         page.set_default_timeout(30_000)
@@ -73,7 +80,7 @@ def page(server):
         browser.close()
 
 
-def test_text_search_then_image_search_then_classify(server, page, tmp_path):
+def test_text_search_then_image_search_then_classify(page, server, tmp_path):
     from playwright.sync_api import expect
     expect(page.locator("#model-line")).to_contain_text("96 images indexed")
     page.get_by_label("Search the index by text").fill("a yellow star")

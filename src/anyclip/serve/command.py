@@ -87,7 +87,7 @@ def run_serve(args) -> int:
     """
     from ..errors import UsageError
     from ..extras import require_extras
-    require_extras(SERVE_MODULES, "anyclip serve")
+    require_extras(SERVE_MODULES, "this")
     import uvicorn
 
     from .app import create_app
