@@ -164,7 +164,7 @@ def cases():
         ("convert bad out ext", ["convert", "anyclip-shapes", "v1", "c1.txt"], F, "c1.txt"),
         ("convert keras to folder", ["convert", "anyclip-shapes", "v1", "c2.json", "--to", "keras"], F, "c2.json"),
         ("eval results exist", ["eval", "--dataset", "shapescsv", "--output", "exists.json"], F, "exists.json"),
-        ("eval templates no braces", ["eval", "--dataset", "shapescsv", "--templates", "utf8.txt", "--output", "r3.json"], F, "utf8.txt"),
+        ("eval templates no braces", ["eval", "--dataset", "shapescsv", "--templates", "utf8.txt", "--output", "r3.json"], F, "--templates"),
         ("index output is a file", ["index", "emb", "-o", "utf8.txt"], F, "utf8.txt"),
         ("classify empty label", ["classify", "imgs/red-square.png", "--labels", "a", ""], F, "label"),
         ("embed texts latin1 txt", ["embed", "latin1.txt", "--kind", "text", "-o", "e10"], F, "latin1.txt"),

@@ -36,7 +36,14 @@ from ..transforms.host import ImageLoadError
 from .batcher import QueueFullError
 from .metrics import CONTENT_TYPE, ServeMetrics
 from .middleware import ServiceMiddleware
-from .payloads import ApiError, decode_data_uri, is_data_uri, read_json, string_list, top_k
+from .payloads import (
+    ApiError,
+    decode_data_uri,
+    is_data_uri,
+    read_json,
+    string_list,
+    top_k,
+)
 from .settings import ServeSettings
 
 PAGE = Path(__file__).with_name("page")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import sys
 
-from ..cli_args import existing_dir, int_range, non_negative_float, non_negative_int, positive_float, positive_int
+from ..cli_args import (
+    existing_dir,
+    int_range,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from ..model_flags import add_model_arguments
 from ..transforms.limits import DEFAULT_MAX_PIXELS
 
