@@ -21,7 +21,7 @@ from .cli_args import positive_int
 
 DEFAULT_MODEL = "anyclip-shapes"  # shipped inside the package: works offline
 DEFAULT_PRETRAINED = "v1"
-PRECISIONS = ("fp32", "float32", "bf16", "pure_bf16", "fp16", "pure_fp16", "amp", "amp_fp16", "amp_bf16",
+PRECISIONS = ("fp32", "float32", "tf32", "bf16", "pure_bf16", "fp16", "pure_fp16", "amp", "amp_fp16", "amp_bf16",
               "amp_bfloat16")  # factory.create_model's
 MODEL_FLAGS = ("model", "pretrained", "checkpoint", "cache_dir", "precision")
 
@@ -44,7 +44,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "interpolated (without it such weights are an error)")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images or texts per batch (default 32)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the model's dtype (default fp32)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the model's dtype (default fp32: exact float32 products, also on GPUs; tf32: float32 "
+                        "weights with TF32 products on GPUs)")
 
 
 def pretrained_tag(args) -> str | None:
