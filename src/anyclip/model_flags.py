@@ -73,12 +73,14 @@ def model_spec(args) -> dict:
 
 def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
                cache_dir: str | None = None, precision: str = "fp32", resize_pos_embed: bool = False):
-    """``(model, preprocess, tokenizer)`` for the model flags; warns on stderr when the weights will be random.
+    """``(model, preprocess, tokenizer)`` for the model flags; warns on stderr when the weights will be random
+    and when a low ``precision`` is not faster than fp32 on this backend and device (:mod:`anyclip.precision_notice`).
 
     Example:
         >>> model, preprocess, tokenizer = load_model("anyclip-shapes")  # doctest: +SKIP
     """
     from .factory import create_model_and_transforms, get_tokenizer, list_models
+    from .precision_notice import notice_for_current_backend
     from .weights.pretrained import list_pretrained_tags_by_model
     spec = argparse.Namespace(model=model, pretrained=pretrained, checkpoint=checkpoint)
     tag = pretrained_tag(spec)
@@ -88,6 +90,9 @@ def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkp
               + (f" (its tags: {', '.join(tags)})" if tags else ""), file=sys.stderr)
     net, _, preprocess = create_model_and_transforms(model, tag, cache_dir=cache_dir, precision=precision,
                                                      resize_pos_embed=resize_pos_embed)
+    notice = notice_for_current_backend(precision)  # a low precision that is not faster here says so
+    if notice:
+        print(notice, file=sys.stderr)
     return net, preprocess, get_tokenizer(model, cache_dir=cache_dir)
 
 
