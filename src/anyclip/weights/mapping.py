@@ -174,7 +174,7 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
         raise WeightMismatchError(
             f"{source} does not fit model {model.name!r}: {len(mismatched)} bad tensor(s), {len(missing)} missing "
             f"key(s), {len(unexpected)} unexpected key(s):\n  " + "\n  ".join(shown))
-    values = [value.astype(_np_dtype(var)) for var, value in ready]
+    values = [value.astype(_np_dtype(var), copy=False) for var, value in ready]  # no copy of float32 tensors
     import keras
     if keras.backend.backend() == "jax":  # one batched host->device transfer instead of one per tensor
         import jax
