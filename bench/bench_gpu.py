@@ -23,7 +23,9 @@ then one ``run`` with ``carry=[".whl"]`` and ``timeout_s=600``::
         .whl/*.whl && export PYTHONPATH=/tmp/site:src || exit; PYTHONUNBUFFERED=1 python3 bench/bench_gpu.py \\
         --out $OUT/gpu.md 2>&1 | tee $OUT/log
 
-Rows are printed as they finish, so a run cut short still reports what it measured. On a CPU,
+Rows are printed as they finish, so a run cut short still reports what it measured. torch.compile of
+ViT-L-14 takes minutes: where one call's 10 minutes are tight, run ``--models ViT-B-32`` and
+``--models ViT-L-14`` as two calls on the warm machine, or add ``--no-compile``. On a CPU,
 ``python bench/bench_gpu.py --smoke`` runs every path on ViT-S-32 with tiny batches (its numbers mean nothing).
 """
 

@@ -55,5 +55,3 @@ def test_classify_with_bf16_prints_the_notice_once(capsys):
     code, err = run_cli(["classify", *photos, "--labels", "circle", "square", "--precision", "bf16"], capsys)
     assert code == 0
     assert err.count("--precision bf16 on the jax CPU backend") == 1
-    code, err = run_cli(["classify", *photos, "--labels", "circle", "square"], capsys)
-    assert code == 0 and "--precision" not in err
