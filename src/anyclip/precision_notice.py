@@ -1,10 +1,9 @@
 """What a low ``--precision`` does on the machine at hand, said when it is not faster than fp32 there.
 
 Measured with ``bench/bench_precision.py`` (ViT-B-32, 2-core CPU with AVX512-BF16 and AMX): on JAX's CPU
-backend bf16 runs ViT-B-32 images at 0.7x of fp32 and full texts at 1.2x (XLA's CPU matrix products gain
-little from bf16 there), while the
-torch backend's oneDNN kernels run bf16 at 1.6-2.0x of its fp32. fp16 has no fast CPU kernels on either.
-On GPUs low precision is the fast path and nothing is said.
+backend bf16 runs ViT-B-32 images at 0.7-0.8x of fp32 and full texts at 0.9-1.2x (XLA's CPU matrix products
+gain little from bf16 there), while the torch backend's oneDNN kernels run bf16 at 1.6-2.8x of its fp32.
+fp16 has no fast CPU kernels on either. On GPUs low precision is the fast path and nothing is said.
 
 Example:
     >>> precision_notice("bf16", "jax", on_gpu=False, cpu_flags={"avx512_bf16"}) is not None
@@ -62,11 +61,11 @@ def precision_notice(precision: str, backend: str, on_gpu: bool, cpu_flags: set[
     if backend == "torch":
         return None if has_bf16 else (f"{head}: could not read this CPU's features; bf16 is faster than fp32 only "
                                       "on CPUs with AVX512-BF16 or AMX")
-    alternative = (" or KERAS_BACKEND=torch, whose oneDNN kernels use this CPU's bf16 instructions (1.6-2.0x its "
+    alternative = (" or KERAS_BACKEND=torch, whose oneDNN kernels use this CPU's bf16 instructions (1.6-2.8x its "
                    "fp32 there)" if has_bf16 else "")
     if backend == "jax":
         return (f"{head}: weights in bfloat16 (half the memory), but XLA's CPU matrix products gain little from "
-                f"bf16 (ViT-B-32: images 0.7x, texts 1.2x of fp32, {_BENCH}); for speed use fp32{alternative}")
+                f"bf16 (ViT-B-32: images 0.7-0.8x, texts 0.9-1.2x of fp32, {_BENCH}); for speed use fp32{alternative}")
     return (f"{head}: bf16 speed is not measured on this backend and may be below fp32 ({_BENCH} measures it); "
             f"for speed use fp32{alternative}")
 
