@@ -33,7 +33,7 @@ log = logging.getLogger("anyclip")
 
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
-_PRECISIONS = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "pure_bf16": "bfloat16",
+_PRECISIONS = {"fp32": "float32", "float32": "float32", "tf32": "float32", "bf16": "bfloat16", "pure_bf16": "bfloat16",
                "fp16": "float16", "pure_fp16": "float16", "amp": "mixed_float16", "amp_fp16": "mixed_float16",
                "amp_bf16": "mixed_bfloat16", "amp_bfloat16": "mixed_bfloat16"}
 
@@ -145,8 +145,8 @@ def create_model(
 
     ``model_name``: a shipped architecture (``"ViT-B-32"``), ``"hf-hub:org/repo"``, ``"local-dir:/path"`` or a
     JSON config file. ``pretrained``: a registered tag, a checkpoint file, a folder holding one, or
-    ``"hf-hub:org/repo"``. ``precision``: ``fp32`` (default), ``bf16``, ``fp16``, ``amp_bf16``, ``amp`` (Keras
-    dtype policies). ``device``: left at its default, the backend's own placement; named, the model is built
+    ``"hf-hub:org/repo"``. ``precision``: ``fp32`` (default; exact float32 products, also on GPUs), ``tf32``
+    (float32 weights, TF32 products on GPUs), ``bf16``, ``fp16``, ``amp_bf16``, ``amp`` (Keras dtype policies). ``device``: left at its default, the backend's own placement; named, the model is built
     there. ``jit``: compiled anyway on JAX/TF, ignored with a warning on torch. ``output_dict=True``:
     ``model(images, texts)`` returns open_clip's dict. ``pretrained_text`` does not download a Hugging Face
     encoder's own weights. ``model_kwargs`` go into the model config; ``seed=`` there fixes the random
@@ -211,6 +211,7 @@ def create_model(
     model.preprocess_cfg = PreprocessConfig.from_dict(preprocess)
     model.pretrained_cfg = {"model": model_name, "pretrained": pretrained, "checkpoint": resolved.checkpoint}
     model.output_dict = bool(output_dict)
+    model.precision = "fp32" if precision == "float32" else precision
     return model
 
 

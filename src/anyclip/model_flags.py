@@ -21,7 +21,7 @@ from .cli_args import positive_int
 
 DEFAULT_MODEL = "anyclip-shapes"  # shipped inside the package: works offline
 DEFAULT_PRETRAINED = "v1"
-PRECISIONS = ("fp32", "float32", "bf16", "pure_bf16", "fp16", "pure_fp16", "amp", "amp_fp16", "amp_bf16",
+PRECISIONS = ("fp32", "float32", "tf32", "bf16", "pure_bf16", "fp16", "pure_fp16", "amp", "amp_fp16", "amp_bf16",
               "amp_bfloat16")  # factory.create_model's
 MODEL_FLAGS = ("model", "pretrained", "checkpoint", "cache_dir", "precision")
 
@@ -44,7 +44,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "interpolated (without it such weights are an error)")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images or texts per batch (default 32)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the model's dtype (default fp32)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the model's dtype (default fp32: exact float32 products, also on GPUs; tf32: float32 "
+                        "weights with TF32 products on GPUs)")
 
 
 def pretrained_tag(args) -> str | None:
@@ -72,12 +73,14 @@ def model_spec(args) -> dict:
 
 def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
                cache_dir: str | None = None, precision: str = "fp32", resize_pos_embed: bool = False):
-    """``(model, preprocess, tokenizer)`` for the model flags; warns on stderr when the weights will be random.
+    """``(model, preprocess, tokenizer)`` for the model flags; warns on stderr when the weights will be random
+    and when a low ``precision`` is not faster than fp32 on this backend and device (:mod:`anyclip.precision_notice`).
 
     Example:
         >>> model, preprocess, tokenizer = load_model("anyclip-shapes")  # doctest: +SKIP
     """
     from .factory import create_model_and_transforms, get_tokenizer, list_models
+    from .precision_notice import notice_for_current_backend
     from .weights.pretrained import list_pretrained_tags_by_model
     spec = argparse.Namespace(model=model, pretrained=pretrained, checkpoint=checkpoint)
     tag = pretrained_tag(spec)
@@ -87,6 +90,9 @@ def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkp
               + (f" (its tags: {', '.join(tags)})" if tags else ""), file=sys.stderr)
     net, _, preprocess = create_model_and_transforms(model, tag, cache_dir=cache_dir, precision=precision,
                                                      resize_pos_embed=resize_pos_embed)
+    notice = notice_for_current_backend(precision)  # a low precision that is not faster here says so
+    if notice:
+        print(notice, file=sys.stderr)
     return net, preprocess, get_tokenizer(model, cache_dir=cache_dir)
 
 

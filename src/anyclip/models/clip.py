@@ -56,6 +56,7 @@ class CLIP(keras.Model):
                                               name="text", dtype=policy)
         self.logit_bias = None
         self.output_dict = False  # open_clip's flag: model(image, text) returns a dict instead of a tuple
+        self.precision = "fp32"  # create_model's name; "tf32" lets float32 products use TF32 on GPUs
         self.pretrained_cfg: dict = {}
         self.build()
 
@@ -106,7 +107,7 @@ class CLIP(keras.Model):
         For gradients, call ``model.visual(images, training=True)`` or the model itself.
         """
         with model_device_scope(self):
-            return compiled(self.visual, normalize)(self._images(images))
+            return compiled(self.visual, normalize, self.precision)(self._images(images))
 
     def encode_text(self, texts, normalize: bool = False):
         """Text features ``[batch, embed_dim]`` from token ids.
@@ -128,7 +129,7 @@ class CLIP(keras.Model):
                 tokens = tokens[:, :needed_length(tokens, self.config.text_cfg)]
             texts = tokens.astype("int32")
         with model_device_scope(self):
-            return compiled(self.text, normalize)(texts)
+            return compiled(self.text, normalize, self.precision)(texts)
 
     def get_logits(self, images, texts):
         """``(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img])`` as open_clip computes them."""

@@ -111,6 +111,7 @@ def _train(config: TrainConfig, ctx) -> Path:
     import anyclip
 
     from ..atomic import atomic_write_text
+    from ..matmul_precision import matmul_scope
     from ..output_lock import locked_output
     from ..weights.export import pretrained_entry, save_open_clip_checkpoint
     from .checkpoint import (
@@ -142,6 +143,7 @@ def _train(config: TrainConfig, ctx) -> Path:
         model, preprocess_train, preprocess_val = anyclip.create_model_and_transforms(
             config.model, config.pretrained, precision=config.precision, seed=config.seed,
             resize_pos_embed=config.resize_pos_embed)
+        hold.enter_context(matmul_scope(config.precision))  # fp32 steps run exact float32 products on GPUs too
         tokenizer = anyclip.get_tokenizer(config.model)
         kind = config.loss_kind(model)
         extras = prepare_model(config.options, model, config.precision)  # locks, grad checkpointing, teacher, EMA, ...

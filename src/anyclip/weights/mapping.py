@@ -174,14 +174,32 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
         raise WeightMismatchError(
             f"{source} does not fit model {model.name!r}: {len(mismatched)} bad tensor(s), {len(missing)} missing "
             f"key(s), {len(unexpected)} unexpected key(s):\n  " + "\n  ".join(shown))
-    values = [value.astype(_np_dtype(var)) for var, value in ready]
     import keras
-    if keras.backend.backend() == "jax":  # one batched host->device transfer instead of one per tensor
-        import jax
-        values = jax.device_put(values)
-    for (var, _), value in zip(ready, values):
-        var.assign(value)
+    batched = keras.backend.backend() == "jax"
+    for group in _groups(ready, _TRANSFER_BYTES):
+        values = [value.astype(_np_dtype(var), copy=False) for var, value in group]  # float32 stays uncopied
+        if batched:  # a batched host->device transfer per group: fast, and old buffers go as they are replaced
+            import jax
+            values = jax.device_put(values)
+        for (var, _), value in zip(group, values):
+            var.assign(value)
+        del values
     return incompatible
+
+
+_TRANSFER_BYTES = 64 * 2**20  # at most about this much of the new weights exists beside the old ones
+
+
+def _groups(pairs: list, limit: int) -> list[list]:
+    """``(variable, array)`` pairs cut into consecutive groups of about ``limit`` bytes of arrays each."""
+    groups, current, size = [], [], 0
+    for pair in pairs:
+        if current and size + pair[1].nbytes > limit:
+            groups.append(current)
+            current, size = [], 0
+        current.append(pair)
+        size += pair[1].nbytes
+    return groups + ([current] if current else [])
 
 
 _POS_KEYS = ("positional_embedding", "pos_embed")
