@@ -180,7 +180,6 @@ def cases():
         ("classify template two slots", ["classify", "imgs/red-square.png", "--labels", "a", "b", "--template",
                                          "{} and {}"], F, "--template"),
         ("classify repeated --labels", ["classify", "imgs/red-square.png", "--labels", "a", "b", "a"], F, "'a'"),
-        ("embed empty --texts", ["embed", "--texts", "", "-o", "e11"], F, "--texts"),
         ("embed missing file", ["embed", "imgs/red-square.png", "imgs/nope.png", "-o", "e12"], F, "nope.png"),
         ("eval templates on retrieval", ["eval", "--dataset", "shapescsv/val.csv", "--templates", "simple",
                                          "--output", "r5.json"], F, "--templates"),

@@ -111,9 +111,6 @@ def run_embed(args) -> int:
     out = Path(args.output)
     require_extras((["ray"] if args.ray else []) + ([] if out.suffix == ".npy" else ["pyarrow"]), "this")
     texts = list(args.texts or [])
-    blank = [n for n, text in enumerate(texts, 1) if not text.strip()]
-    if blank:
-        raise UsageError(f"--texts: text {blank[0]} is empty; an empty text has no meaning to embed")
     kind = "text" if texts or args.text_file else args.kind
     specs = list(args.inputs or []) + list(args.images or [])
     if not (specs or texts or args.text_file) or (kind == "text" and args.images):
