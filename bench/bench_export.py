@@ -27,6 +27,8 @@ def main():
     parser.add_argument("--image-batch", type=int, default=16)
     parser.add_argument("--text-batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keras-int8-onnx", action="store_true",
+                        help="also export the Keras-int8-quantized model to ONNX and time it (slow to export)")
     args = parser.parse_args()
 
     import keras
@@ -35,7 +37,7 @@ def main():
 
     import anyclip
     from anyclip.export.onnx import export_onnx, onnx_session, run_onnx
-    from anyclip.export.quantize import quantize_onnx
+    from anyclip.export.quantization import quantize_onnx
     from anyclip.weights import load_state_dict
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -57,6 +59,15 @@ def main():
         }
         sizes = {"onnxruntime fp32": sum(os.path.getsize(p) for p in paths.values()),
                  "onnxruntime int8": sum(os.path.getsize(p) for p in int8.values())}
+        if args.keras_int8_onnx:  # the other int8 route: Keras' own quantization, then the same ONNX export
+            from anyclip.export import quantize
+            quantized = anyclip.create_model(args.model, load_weights=False)
+            load_state_dict(quantized, {k: v.numpy() for k, v in reference.state_dict().items()})
+            quantize(quantized, "int8")
+            os.makedirs(os.path.join(folder, "keras-int8"))
+            keras_int8 = export_onnx(quantized, os.path.join(folder, "keras-int8"))
+            sessions["onnxruntime, Keras-int8 graph"] = {t: onnx_session(p, args.threads) for t, p in keras_int8.items()}
+            sizes["onnxruntime, Keras-int8 graph"] = sum(os.path.getsize(p) for p in keras_int8.values())
         nhwc, images_t, tokens_t = images.transpose(0, 2, 3, 1).copy(), torch.from_numpy(images), torch.from_numpy(tokens)
         runners = {
             "open_clip eager": {"image": lambda: reference.encode_image(images_t, normalize=True),

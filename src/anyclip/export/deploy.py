@@ -148,7 +148,7 @@ def _export_encoders(model, work: Path, format, quantize, batch, layout) -> tupl
     from .onnx import export_onnx, onnx_session, run_onnx
     paths = export_onnx(model, work, batch=batch, layout=layout)
     if quantize:
-        from .quantize import quantize_onnx
+        from .quantization import quantize_onnx
         paths = {tower: quantize_onnx(path) for tower, path in paths.items()}
     runners = {}
     for tower, path in paths.items():
