@@ -13,6 +13,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".convert": ("FORMATS", "convert", "save_keras"),
     ".deploy": ("export", "export_model"),
     ".onnx_model": ("OnnxCLIP",),
-    ".quantize": ("quantize", "quantize_onnx"),
+    ".quantization": ("quantize", "quantize_onnx"),
     ".verify": ("ExportVerificationError",),
 })

@@ -139,10 +139,16 @@ def _export_encoders(model, work: Path, format, quantize, batch, layout) -> tupl
         from .torch_export import export_torch, torch_runner
         paths = export_torch(model, work, batch=batch, layout=layout)
         return paths, {tower: torch_runner(path) for tower, path in paths.items()}
+    if format in ("saved_model", "litert"):
+        from . import tensorflow_export as tfx
+        write, runner = {"saved_model": (tfx.export_saved_model, tfx.saved_model_runner),
+                         "litert": (tfx.export_litert, tfx.litert_runner)}[format]
+        paths = write(model, work, batch=batch, layout=layout)
+        return paths, {tower: runner(path) for tower, path in paths.items()}
     from .onnx import export_onnx, onnx_session, run_onnx
     paths = export_onnx(model, work, batch=batch, layout=layout)
     if quantize:
-        from .quantize import quantize_onnx
+        from .quantization import quantize_onnx
         paths = {tower: quantize_onnx(path) for tower, path in paths.items()}
     runners = {}
     for tower, path in paths.items():

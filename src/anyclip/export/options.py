@@ -12,10 +12,12 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-FORMATS = ("onnx", "torch", "hf")  # torch: torch.export programs (.pt2); hf: a transformers CLIPModel folder
+# torch: torch.export programs (.pt2); saved_model / litert: TensorFlow; hf: a transformers CLIPModel folder
+FORMATS = ("onnx", "torch", "saved_model", "litert", "hf")
 QUANTIZATIONS = ("int8",)
 LAYOUTS = ("NCHW", "NHWC")
-BACKEND_OF_FORMAT = {"onnx": "torch", "torch": "torch", "hf": None}  # the Keras backend each format is exported from (None: any)
+BACKEND_OF_FORMAT = {"onnx": "torch", "torch": "torch", "saved_model": "tensorflow", "litert": "tensorflow",
+                     "hf": None}  # the Keras backend each format is exported from (None: any)
 
 
 def check_out_folder(out: str | os.PathLike) -> Path:

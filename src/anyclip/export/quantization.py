@@ -48,7 +48,7 @@ def quantize(model, mode: str = "int8", tokenizer=None, min_cosine: float = 0.99
     once quantized).
 
     Example:
-        >>> model = anyclip.create_model("anyclip-shapes", "v1")
+        >>> model = anyclip.create_model("anyclip-shapes", "v1")  # doctest: +SKIP
         >>> quantize(model, "int8")["layers"]  # doctest: +SKIP
         33
     """
