@@ -177,7 +177,9 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
     import keras
     batched = keras.backend.backend() == "jax"
     for group in _groups(ready, _TRANSFER_BYTES):
-        values = [value.astype(_np_dtype(var), copy=False) for var, value in group]  # float32 stays uncopied
+        # always a copy: on the torch backend assign() may keep the array's memory, and the caller's state dict
+        # (or a reference model sharing it) must not change when this model trains
+        values = [value.astype(_np_dtype(var)) for var, value in group]
         if batched:  # a batched host->device transfer per group: fast, and old buffers go as they are replaced
             import jax
             values = jax.device_put(values)
