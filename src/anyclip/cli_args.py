@@ -250,13 +250,19 @@ def output_file(*suffixes: str) -> Callable[[str], str]:
         'curves.png'
     """
     def parse(text: str) -> str:
-        if not text.lower().endswith(tuple(s.lower() for s in suffixes)):
+        if not _ends_with(text, suffixes):
             raise argparse.ArgumentTypeError(f"{text!r}: the file name must end with {' or '.join(suffixes)}")
         if Path(text).is_dir():
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
         return text
     parse.__name__ = f"output_file{suffixes}"
     return parse
+
+
+def _ends_with(text: str, suffixes) -> str | None:
+    """The first of ``suffixes`` that ``text`` ends with (case-insensitive, trailing slashes ignored), or None."""
+    lower = text.lower().rstrip("/" + os.sep)
+    return next((s for s in suffixes if lower.endswith(s.lower())), None)
 
 
 # Names that end like these are files to a user: an output folder named ``out.txt`` is almost surely a mistake.
@@ -276,18 +282,18 @@ def output_target(*file_suffixes: str) -> Callable[[str], str]:
         ('emb/', 'emb.npy')
     """
     def parse(text: str) -> str:
-        lower = text.lower().rstrip("/" + os.sep)
-        if not lower:
+        if not text.rstrip("/" + os.sep):
             raise argparse.ArgumentTypeError(f"{text!r}: give a folder name")
-        if lower.endswith(tuple(s.lower() for s in file_suffixes)):
+        accepted = _ends_with(text, file_suffixes)
+        if accepted:
             if Path(text).is_dir():
-                raise argparse.ArgumentTypeError(f"{text!r} is a folder; a name ending in "
-                                                 f"{Path(lower).suffix} means a file: give another name")
+                raise argparse.ArgumentTypeError(f"{text!r} is a folder; a name ending in {accepted} means a file: "
+                                                 f"give another name")
             return text
-        bad = [s for s in FILE_SUFFIXES if lower.endswith(s)]
-        if bad:
-            accepted = f"a folder, or a file ending in {' or '.join(file_suffixes)}" if file_suffixes else "a folder"
-            raise argparse.ArgumentTypeError(f"{text!r} looks like a {bad[0]} file; the output is {accepted}")
+        looks_like = _ends_with(text, FILE_SUFFIXES)
+        if looks_like:
+            wanted = f"a folder, or a file ending in {' or '.join(file_suffixes)}" if file_suffixes else "a folder"
+            raise argparse.ArgumentTypeError(f"{text!r} looks like a {looks_like} file; the output is {wanted}")
         if Path(text).is_file():
             raise argparse.ArgumentTypeError(f"{text!r} is a file; give a folder")
         return text
