@@ -72,15 +72,20 @@ def model_spec(args) -> dict:
 
 
 def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
-               cache_dir: str | None = None, precision: str = "fp32", resize_pos_embed: bool = False):
+               cache_dir: str | None = None, precision: str = "fp32", resize_pos_embed: bool = False,
+               encodes_images: bool = True):
     """``(model, preprocess, tokenizer)`` for the model flags; warns on stderr when the weights will be random
     and when a low ``precision`` is not faster than fp32 on this backend and device (:mod:`anyclip.precision_notice`).
+
+    A bf16 job that encodes images, on a CPU with bf16 instructions where nobody chose the backend and Keras is
+    not imported yet, runs on the torch backend and says so (:func:`anyclip.precision_notice.route_cpu_bf16`).
 
     Example:
         >>> model, preprocess, tokenizer = load_model("anyclip-shapes")  # doctest: +SKIP
     """
-    from .factory import create_model_and_transforms, get_tokenizer, list_models
     from .precision_notice import notice_for_current_backend
+    choose_backend_for(precision, encodes_images)
+    from .factory import create_model_and_transforms, get_tokenizer, list_models
     from .weights.pretrained import list_pretrained_tags_by_model
     spec = argparse.Namespace(model=model, pretrained=pretrained, checkpoint=checkpoint)
     tag = pretrained_tag(spec)
@@ -96,14 +101,27 @@ def load_model(model: str = DEFAULT_MODEL, pretrained: str | None = None, checkp
     return net, preprocess, get_tokenizer(model, cache_dir=cache_dir)
 
 
-def load_model_from_args(args):
+def choose_backend_for(precision: str, encodes_images: bool = True) -> None:
+    """Before Keras is imported: move a bf16 job that encodes images to the backend that runs bf16 fast on this
+    CPU, saying so on stderr (:func:`anyclip.precision_notice.route_cpu_bf16`); otherwise nothing.
+
+    Example:
+        >>> choose_backend_for("fp32")
+    """
+    from .precision_notice import route_cpu_bf16
+    line = route_cpu_bf16(precision) if encodes_images else None
+    if line:
+        print(line, file=sys.stderr)
+
+
+def load_model_from_args(args, encodes_images: bool = True):
     """:func:`load_model` with the flags of parsed ``args`` (see :func:`add_model_arguments`).
 
     Example:
         >>> model, preprocess, tokenizer = load_model_from_args(parser.parse_args([]))  # doctest: +SKIP
     """
-    return load_model(**model_spec(args))
+    return load_model(**model_spec(args), encodes_images=encodes_images)
 
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "MODEL_FLAGS", "PRECISIONS", "add_model_arguments", "load_model",
-           "load_model_from_args", "model_spec", "pretrained_tag"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "MODEL_FLAGS", "PRECISIONS", "add_model_arguments",
+           "choose_backend_for", "load_model", "load_model_from_args", "model_spec", "pretrained_tag"]

@@ -84,6 +84,62 @@ def notice_for_current_backend(precision: str) -> str | None:
     return precision_notice(precision, backend, _backend_on_gpu(backend), cpu_flags())
 
 
+def _jax_has_accelerator_plugin() -> bool:
+    """Whether a JAX GPU/TPU plugin (``jax_plugins`` entry point, e.g. ``jax_cuda12_plugin``) is installed."""
+    from importlib.metadata import entry_points
+    return any(True for _ in entry_points(group="jax_plugins"))
+
+
+def cpu_bf16_route(precision: str, choice_reason: str, keras_imported: bool, flags: set[str] | None,
+                   torch_installed: bool, jax_accelerator: bool) -> str | None:
+    """The backend a low ``precision`` should run on instead of JAX on this CPU (``"torch"``), or None.
+
+    Only when nobody chose the backend (``choice_reason`` is anyclip's "first installed" default), Keras is
+    not imported yet, JAX would run on the CPU (no GPU/TPU plugin), torch is installed and the CPU has bf16
+    instructions: there the torch backend runs ViT-B-32 images in bf16 at 1.33x open_clip's autocast and
+    2.8x its own fp32, JAX at 0.34x and 0.7x (``bench/bench_precision.py``).
+
+    Example:
+        >>> cpu_bf16_route("bf16", "first installed of jax, torch, tensorflow", False, {"amx_bf16"}, True, False)
+        'torch'
+        >>> cpu_bf16_route("bf16", "KERAS_BACKEND=jax", False, {"amx_bf16"}, True, False) is None
+        True
+    """
+    from ._backend import FIRST_INSTALLED
+    if LOW_PRECISIONS.get(precision) != "bf16" or choice_reason != FIRST_INSTALLED or keras_imported:
+        return None
+    if not torch_installed or jax_accelerator or not (flags and BF16_CPU_FLAGS & flags):
+        return None
+    return "torch"
+
+
+def route_cpu_bf16(precision: str) -> str | None:
+    """Switch a bf16 job to the torch backend where :func:`cpu_bf16_route` says so; the line saying so, or None.
+
+    Call before Keras is imported. ``KERAS_BACKEND=jax`` (or any explicit choice) keeps the chosen backend.
+
+    Example:
+        >>> route_cpu_bf16("fp32") is None
+        True
+    """
+    import importlib.util
+    import os
+    import sys
+
+    if LOW_PRECISIONS.get(precision) != "bf16" or os.environ.get("KERAS_BACKEND") not in (None, "jax"):
+        return None
+    import anyclip
+    reason = anyclip.backend_choice().reason
+    route = cpu_bf16_route(precision, reason, "keras" in sys.modules, cpu_flags(),
+                           importlib.util.find_spec("torch") is not None, _jax_has_accelerator_plugin())
+    if route is None:
+        return None
+    os.environ["KERAS_BACKEND"] = route
+    return (f"anyclip: --precision {precision} runs on the {route} backend here: its oneDNN kernels use this CPU's "
+            f"bf16 instructions, where JAX's CPU backend runs bf16 slower than fp32 ({_BENCH}); "
+            "set KERAS_BACKEND=jax to keep JAX")
+
+
 def _backend_on_gpu(backend: str) -> bool:
     if backend == "jax":
         import jax
@@ -97,4 +153,5 @@ def _backend_on_gpu(backend: str) -> bool:
     return False
 
 
-__all__ = ["BF16_CPU_FLAGS", "LOW_PRECISIONS", "cpu_flags", "notice_for_current_backend", "precision_notice"]
+__all__ = ["BF16_CPU_FLAGS", "LOW_PRECISIONS", "cpu_bf16_route", "cpu_flags", "notice_for_current_backend",
+           "precision_notice", "route_cpu_bf16"]

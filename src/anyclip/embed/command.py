@@ -137,7 +137,7 @@ def run_embed(args) -> int:
     progress = False if args.no_progress else None
 
     def load():
-        model, _, tokenizer = load_model_from_args(args)
+        model, _, tokenizer = load_model_from_args(args, encodes_images=kind == "image")
         return model, tokenizer
     if out.suffix in (".npy", ".parquet"):
         return _embed_to_file(args, inputs, settings, out, progress)
@@ -179,7 +179,7 @@ def _embed_to_file(args, inputs, settings, out: Path, progress) -> int:
     from .job import ShardEncoder
     if out.suffix == ".parquet":
         require("pyarrow.parquet")  # before the model loads
-    model, _, tokenizer = load_model_from_args(args)
+    model, _, tokenizer = load_model_from_args(args, encodes_images=settings.kind == "image")
     encoder = ShardEncoder(model, tokenizer, settings, workers=args.workers if settings.kind == "image" else 0)
     try:
         with progress_bar(len(inputs.items), "embed", "img" if settings.kind == "image" else "txt", progress) as bar:
@@ -252,7 +252,7 @@ def run_search(args) -> int:
     elif built_with and args.model != built_with:
         raise UsageError(f"--model {args.model} differs from the model the index at {args.index} was built with "
                          f"({built_with}); leave --model out to use {built_with}, or index embeddings of {args.model}")
-    model, preprocess, tokenizer = load_model_from_args(args)
+    model, preprocess, tokenizer = load_model_from_args(args, encodes_images=bool(args.image))
     if args.text:  # ImageLoadError, EmbeddingIndexError: the CLI reports them
         query = encode_batch(model.encode_text, np.asarray(tokenizer([args.text])), 1)
     else:

@@ -29,7 +29,7 @@ from ..cli_args import (
 )
 from ..errors import DataError, UsageError
 from ..extras import require_extras
-from ..model_flags import add_model_arguments, load_model_from_args
+from ..model_flags import add_model_arguments, choose_backend_for, load_model_from_args
 
 TASKS = ("auto", "zeroshot_classification", "zeroshot_retrieval", "linear_probe")
 _MAX_LABEL_WIDTH = 40  # classify: longer labels are shortened with an ellipsis in the table (never in --json)
@@ -245,6 +245,7 @@ def run_eval_command(args, load=load_model_from_args) -> int:
     """
     # DatasetError and the other user errors end at the CLI's error boundary (one line, exit 1 or 2)
     _validate(args)
+    choose_backend_for(args.precision)  # before anything imports Keras
     from .linear_probe import linear_probe
     from .report import format_summary, save_confusion_png, write_results_json
     from .retrieval import zero_shot_retrieval
@@ -369,6 +370,7 @@ def run_classify(args) -> int:
         0
     """
     labels = _classify_labels(args)
+    model, preprocess, tokenizer = load_model_from_args(args)  # first: it may pick the backend (bf16 on a CPU)
     import numpy as np
 
     from ..encode import encode_images
@@ -377,7 +379,6 @@ def run_classify(args) -> int:
         default_activation,
         features_probs,
     )
-    model, preprocess, tokenizer = load_model_from_args(args)
     activation = default_activation(model) if args.activation == "auto" else args.activation
     if activation == "sigmoid" and model.logit_bias is None:
         print(f"anyclip classify: warning: {args.model} has no logit bias (it was not trained with the sigmoid "
