@@ -149,7 +149,7 @@ def _export_encoders(model, work: Path, format, quantize, batch, layout) -> tupl
     paths = export_onnx(model, work, batch=batch, layout=layout)
     if quantize:
         from .quantization import quantize_onnx
-        paths = {tower: quantize_onnx(path) for tower, path in paths.items()}
+        paths = {tower: quantize_onnx(path, mode=quantize) for tower, path in paths.items()}
     runners = {}
     for tower, path in paths.items():
         try:

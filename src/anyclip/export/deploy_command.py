@@ -44,7 +44,8 @@ def register_export(subparsers) -> None:
                         "manifest); hf: a transformers CLIPModel folder")
     p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                   help="int8: onnxruntime dynamic quantization (int8 weights, activations quantized at run time)")
+                   help="int8: onnxruntime dynamic quantization (int8 weights, activations quantized at run time); "
+                        "int4: 4-bit weights in blocks of 16 (MatMulNBits), float32 products")
     p.add_argument("--batch", default="dynamic", metavar="dynamic|N",
                    help="batch axis of the artifacts: 'dynamic' (default) or a fixed size")
     p.add_argument("--layout", choices=LAYOUTS, default="NCHW", help="image input layout (default: NCHW)")

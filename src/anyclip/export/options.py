@@ -14,7 +14,7 @@ from ..errors import UsageError
 
 # torch: torch.export programs (.pt2); saved_model / litert: TensorFlow; hf: a transformers CLIPModel folder
 FORMATS = ("onnx", "torch", "saved_model", "litert", "hf")
-QUANTIZATIONS = ("int8",)
+QUANTIZATIONS = ("int8", "int4")  # float8: no CPU runtime computes in it (README, Quantization)
 LAYOUTS = ("NCHW", "NHWC")
 BACKEND_OF_FORMAT = {"onnx": "torch", "torch": "torch", "saved_model": "tensorflow", "litert": "tensorflow",
                      "hf": None}  # the Keras backend each format is exported from (None: any)

@@ -1,5 +1,5 @@
-"""Quantization: int8 ONNX encoders (onnxruntime dynamic quantization) and the Keras model's own
-``quantize`` (int8 weights and activations, int4 weights only).
+"""Quantization: int8 and int4 ONNX encoders (onnxruntime's dynamic and block-wise weight-only quantizers) and
+the Keras model's own ``quantize`` (int8 weights and activations, int4 weights only).
 
 Example:
     >>> quantize_onnx("out/image_encoder.onnx")  # doctest: +SKIP
@@ -11,24 +11,53 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+ONNX_MODES = ("int8", "int4")
 
-def quantize_onnx(path: str | os.PathLike, replace: bool = True) -> Path:
-    """Dynamically quantize an ONNX file to int8 weights (activations quantized per batch at run time).
 
-    ``replace=True`` writes over ``path`` and returns it; else writes ``NAME.int8.onnx`` beside it.
+def quantize_onnx(path: str | os.PathLike, replace: bool = True, mode: str = "int8") -> Path:
+    """Quantize an ONNX file's weights with onnxruntime's own quantizers.
+
+    ``int8``: dynamic quantization (int8 weights, activations quantized per batch at run time, integer matrix
+    products). ``int4``: weight-only, blocks of 16 symmetric 4-bit values with a float scale each, for every
+    MatMul (``MatMulNBits``) and the token embedding (``GatherBlockQuantized``); products stay float32 and the
+    files shrink about 5x (on the shipped model blocks of 32 lost 2 points of shapes accuracy, blocks of 16 none).
+    ``replace=True`` writes over ``path`` and returns it; else writes ``NAME.MODE.onnx`` beside it.
 
     Example:
         >>> quantize_onnx("out/text_encoder.onnx", replace=False)  # doctest: +SKIP
         PosixPath('out/text_encoder.int8.onnx')
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     path = Path(path)
-    target = path.with_name(path.stem + ".int8.onnx")
-    quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8)
+    if mode not in ONNX_MODES:
+        raise ValueError(f"mode must be one of {ONNX_MODES}, got {mode!r}")
+    target = path.with_name(f"{path.stem}.{mode}.onnx")
+    if mode == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8)
+    else:
+        _quantize_int4(path, target)
     if replace:
         os.replace(target, path)
         return path
     return target
+
+
+def _quantize_int4(path: Path, target: Path) -> None:
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    config = DefaultWeightOnlyQuantConfig(block_size=16, is_symmetric=True, op_types_to_quantize=("MatMul", "Gather"),
+                                          quant_axes=(("MatMul", 0), ("Gather", 1)))
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(path)), algo_config=config)
+    logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # one INFO line per node, and a warning that it raises the opset to 21 (needed)
+    try:
+        quantizer.process()
+    finally:
+        logger.setLevel(level)
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
 
 
 KERAS_MODES = ("int8", "int4")
