@@ -108,8 +108,10 @@ def choose_backend_for(precision: str, encodes_images: bool = True) -> None:
     Example:
         >>> choose_backend_for("fp32")
     """
+    import anyclip
+
     from .precision_notice import route_cpu_bf16
-    line = route_cpu_bf16(precision) if encodes_images else None
+    line = route_cpu_bf16(precision, anyclip.backend_choice().reason) if encodes_images else None
     if line:
         print(line, file=sys.stderr)
 

@@ -113,13 +113,14 @@ def cpu_bf16_route(precision: str, choice_reason: str, keras_imported: bool, fla
     return "torch"
 
 
-def route_cpu_bf16(precision: str) -> str | None:
+def route_cpu_bf16(precision: str, choice_reason: str) -> str | None:
     """Switch a bf16 job to the torch backend where :func:`cpu_bf16_route` says so; the line saying so, or None.
 
-    Call before Keras is imported. ``KERAS_BACKEND=jax`` (or any explicit choice) keeps the chosen backend.
+    ``choice_reason`` is why the current backend was chosen (``anyclip.backend_choice().reason``). Call before
+    Keras is imported. ``KERAS_BACKEND=jax`` (or any explicit choice) keeps the chosen backend.
 
     Example:
-        >>> route_cpu_bf16("fp32") is None
+        >>> route_cpu_bf16("fp32", "KERAS_BACKEND=jax") is None
         True
     """
     import importlib.util
@@ -128,9 +129,7 @@ def route_cpu_bf16(precision: str) -> str | None:
 
     if LOW_PRECISIONS.get(precision) != "bf16" or os.environ.get("KERAS_BACKEND") not in (None, "jax"):
         return None
-    import anyclip
-    reason = anyclip.backend_choice().reason
-    route = cpu_bf16_route(precision, reason, "keras" in sys.modules, cpu_flags(),
+    route = cpu_bf16_route(precision, choice_reason, "keras" in sys.modules, cpu_flags(),
                            importlib.util.find_spec("torch") is not None, _jax_has_accelerator_plugin())
     if route is None:
         return None
