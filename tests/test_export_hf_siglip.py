@@ -14,6 +14,7 @@ from reference import _timm_kwargs, randomize
 import anyclip
 from anyclip.cli import main
 from anyclip.export.verify import CAPTIONS, sample_photos
+from anyclip.models import CLIPConfig
 
 WORDS = ["a", "photo", "of", "an", "astronaut", "cup", "coffee", "on", "saucer", "cat", "lying", "rug", "two", "red",
          "triangles", "grey", "background", "the", "dog", "quoted", "fine", "x"]
@@ -129,7 +130,20 @@ def test_convert_from_hf_gives_back_the_original_siglip(source, exported, tmp_pa
     assert state.keys() == source["state"].keys()
     for key, value in source["state"].items():
         np.testing.assert_array_equal(state[key], value, err_msg=key)
+    configs = [json.loads((folder / "open_clip_config.json").read_text()) for folder in (source["folder"], back)]
+    assert CLIPConfig.from_dict(configs[1]["model_cfg"]) == CLIPConfig.from_dict(configs[0]["model_cfg"])
+    assert {k: configs[1]["preprocess_cfg"][k] for k in configs[0]["preprocess_cfg"]} == configs[0]["preprocess_cfg"]
     np.testing.assert_array_equal(anyclip.get_tokenizer(f"local-dir:{back}")(TEXTS), source["tokens"])
+    model = anyclip.create_model(f"local-dir:{back}")
+    text = keras.ops.convert_to_numpy(model.encode_text(source["tokens"], normalize=True))
+    assert np.abs(text - source["text"]).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_anyclip_logits_of_the_converted_siglip_equal_open_clip(source, exported, tmp_path):
+    import keras
+    back = tmp_path / "back"
+    assert main(["convert", "--from", "hf", str(exported), str(back)]) == 0
     model = anyclip.create_model(f"local-dir:{back}")
     logits = keras.ops.convert_to_numpy(model.get_logits(source["images"], source["tokens"])[0])
     assert np.abs(logits - source["logits"]).max() <= 1e-5 * source["scale"]

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..errors import UsageError
+from . import hf_transformers as hf_clip
 from .hf_tokenizer import write_hf_tokenizer
-from .hf_transformers import block_from_hf, block_to_hf, f32, model_from_state, write_model_files
 
 _ACT = {None: "gelu", "none": "gelu", "tanh": "gelu_pytorch_tanh"}  # GELU's ``approximate`` -> transformers
 _VISION_BLOCK = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.proj": "self_attn.out_proj",
@@ -119,7 +119,7 @@ def open_clip_to_hf_siglip(state: dict, text_layers: int, vision_layers: int) ->
         out.update({f"{theirs}.{p}": state[f"{ours}.{p}"] for p in ("weight", "bias")})
     for ours, theirs, names in _pairs(text_layers, vision_layers):
         if names is None:
-            out.update(block_to_hf(state, ours, theirs))
+            out.update(hf_clip.block_to_hf(state, ours, theirs))
             continue
         for a, b in names.items():
             out.update({f"{theirs}.{b}.{p}": state[f"{ours}.{a}.{p}"] for p in ("weight", "bias")})
@@ -130,7 +130,7 @@ def open_clip_to_hf_siglip(state: dict, text_layers: int, vision_layers: int) ->
             else:
                 for x, part in zip("qkv", np.split(state[f"{ours}.attn.qkv.{p}"], 3)):
                     out[f"{theirs}.self_attn.{x}_proj.{p}"] = part
-    return f32(out)
+    return hf_clip.f32(out)
 
 
 def hf_siglip_to_open_clip(tensors: dict, text_layers: int, vision_layers: int) -> dict:
@@ -146,7 +146,7 @@ def hf_siglip_to_open_clip(tensors: dict, text_layers: int, vision_layers: int) 
         out.update({f"{ours}.{p}": tensors[f"{theirs}.{p}"] for p in ("weight", "bias")})
     for ours, theirs, names in _pairs(text_layers, vision_layers):
         if names is None:
-            out.update(block_from_hf(tensors, ours, theirs))
+            out.update(hf_clip.block_from_hf(tensors, ours, theirs))
             continue
         for a, b in names.items():
             out.update({f"{ours}.{a}.{p}": tensors[f"{theirs}.{b}.{p}"] for p in ("weight", "bias")})
@@ -157,7 +157,7 @@ def hf_siglip_to_open_clip(tensors: dict, text_layers: int, vision_layers: int) 
             else:
                 out[f"{ours}.attn.qkv.{p}"] = np.concatenate([tensors[f"{theirs}.self_attn.{x}_proj.{p}"]
                                                               for x in "qkv"])
-    return f32(out)
+    return hf_clip.f32(out)
 
 
 def _preprocessor_config(cfg) -> dict:
@@ -192,10 +192,13 @@ def save_hf_siglip(model, tokenizer, folder: str | os.PathLike) -> Path:
     tensors = open_clip_to_hf_siglip(export_state_dict(model), config["text_config"]["num_hidden_layers"],
                                      config["vision_config"]["num_hidden_layers"])
     text = model.config.text_cfg
-    # open_clip's config beside transformers' own: the tokenizer's hub name and options for the way back
-    config["open_clip_text_cfg"] = {"hf_tokenizer_name": text.hf_tokenizer_name,
-                                    "tokenizer_kwargs": text.tokenizer_kwargs}
-    write_model_files(folder, config, tensors)
+    # what transformers' config has no field for, kept for the way back: initial logit scale / bias and the
+    # tokenizer's hub name and options
+    config["open_clip"] = {"init_logit_scale": model.config.init_logit_scale,
+                           "init_logit_bias": model.config.init_logit_bias,
+                           "text_cfg": {"hf_tokenizer_name": text.hf_tokenizer_name,
+                                        "tokenizer_kwargs": text.tokenizer_kwargs}}
+    hf_clip.write_model_files(folder, config, tensors)
     atomic_write_text(folder / "preprocessor_config.json", json.dumps(_preprocessor_config(model.preprocess_cfg),
                                                                       indent=2))
     write_hf_tokenizer(tokenizer, folder, model.context_length)
@@ -241,7 +244,8 @@ def read_hf_siglip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
                 "width": text["hidden_size"], "heads": text["num_attention_heads"], "layers": text["num_hidden_layers"],
                 "mlp_ratio": text["intermediate_size"] / text["hidden_size"], "no_causal_mask": True,
                 "proj_bias": True, "pool_type": "last", "norm_kwargs": {"eps": text.get("layer_norm_eps", 1e-6)}}
-    text_cfg.update({k: v for k, v in (config.get("open_clip_text_cfg") or {}).items() if v})
+    ours = config.get("open_clip") or {}
+    text_cfg.update({k: v for k, v in (ours.get("text_cfg") or {}).items() if v})
     if act == "gelu_pytorch_tanh":
         text_cfg["act_kwargs"] = {"approximate": "tanh"}
     for key, name in (("pad_id", "pad_token_id"), ("eos_id", "eos_token_id")):
@@ -250,7 +254,8 @@ def read_hf_siglip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
     tensors = load_file(str(folder / "model.safetensors"))
     model_cfg = {
         "embed_dim": text.get("projection_size") or text["hidden_size"], "custom_text": True,
-        "init_logit_bias": float(tensors["logit_bias"].reshape(())),
+        "init_logit_bias": ours.get("init_logit_bias", float(tensors["logit_bias"].reshape(()))),
+        **({"init_logit_scale": ours["init_logit_scale"]} if "init_logit_scale" in ours else {}),
         "vision_cfg": {"image_size": vision["image_size"], "timm_model_name": timm_name,
                        "timm_model_pretrained": False, "timm_pool": "map", "timm_proj": "none",
                        **({"timm_model_kwargs": timm_kwargs} if timm_kwargs else {})},
@@ -274,7 +279,7 @@ def load_hf_siglip(folder: str | os.PathLike, **kwargs):
     Example:
         >>> model = load_hf_siglip("siglip2-hf/")  # doctest: +SKIP
     """
-    return model_from_state(*read_hf_siglip(folder), **kwargs)
+    return hf_clip.model_from_state(*read_hf_siglip(folder), **kwargs)
 
 
 def check_siglip_logits(hf, model, images: np.ndarray, tokens: np.ndarray) -> float:
