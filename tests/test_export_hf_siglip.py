@@ -114,9 +114,11 @@ def test_transformers_loads_the_siglip_export_offline_and_matches_open_clip(sour
         out = model(input_ids=torch.tensor(ids), pixel_values=torch.from_numpy(source["images"]).permute(0, 3, 1, 2))
     image = out.image_embeds.numpy()  # transformers normalises them in forward
     text = out.text_embeds.numpy()
-    assert np.abs(image - source["image"]).max() <= 1e-5
-    assert np.abs(text - source["text"]).max() <= 1e-5
-    assert np.abs(out.logits_per_image.numpy() - source["logits"]).max() <= 1e-5 * source["scale"]
+    worst = {"image": np.abs(image - source["image"]).max(), "text": np.abs(text - source["text"]).max(),
+             "logits": np.abs(out.logits_per_image.numpy() - source["logits"]).max()}
+    print(f"transformers SiglipModel vs open_clip, max |difference|: {worst} (logit scale {source['scale']:.3g})")
+    assert worst["image"] <= 1e-5 and worst["text"] <= 1e-5
+    assert worst["logits"] <= 1e-5
     assert float(model.logit_scale.detach().exp()) == pytest.approx(source["scale"], rel=1e-6)
     assert float(model.logit_bias.detach()) == pytest.approx(source["bias"], rel=1e-6)
 
@@ -146,7 +148,7 @@ def test_anyclip_logits_of_the_converted_siglip_equal_open_clip(source, exported
     assert main(["convert", "--from", "hf", str(exported), str(back)]) == 0
     model = anyclip.create_model(f"local-dir:{back}")
     logits = keras.ops.convert_to_numpy(model.get_logits(source["images"], source["tokens"])[0])
-    assert np.abs(logits - source["logits"]).max() <= 1e-5 * source["scale"]
+    assert np.abs(logits - source["logits"]).max() <= 1e-5
 
 
 def test_models_siglipmodel_cannot_hold_are_refused_with_the_reason(tmp_path, capsys):
