@@ -73,7 +73,7 @@ def fits_siglip_model(config) -> str | None:
         ("ls_init_value", text.ls_init_value is not None), ("embed_cls", text.embed_cls),
         ("norm_kwargs other than eps", set(text.norm_kwargs or {}) - {"eps"}),
         ("these act_kwargs", _text_act(text) is None),
-        ("mlp_ratio", (text.width * text.mlp_ratio) % 1 or text.width % text.heads)) if bad]
+        ("text heads that do not divide its width", text.width % text.heads)) if bad]
     return f"SiglipModel has no equivalent of {', '.join(odd)}" if odd else None
 
 
@@ -89,7 +89,7 @@ def hf_siglip_config(config) -> dict:
                         "num_attention_heads": text.heads, "max_position_embeddings": text.context_length,
                         "hidden_act": _text_act(text), "layer_norm_eps": (text.norm_kwargs or {}).get("eps", 1e-5),
                         "projection_size": config.embed_dim, "pad_token_id": text.pad_id,
-                        "eos_token_id": text.eos_id},
+                        "bos_token_id": None, "eos_token_id": text.eos_id},
         "vision_config": {"hidden_size": arch.width, "intermediate_size": arch.mlp_width, "num_hidden_layers": depth,
                           "num_attention_heads": arch.heads, "image_size": vision.image_size,
                           "patch_size": arch.patch_size, "num_channels": 3,
@@ -197,7 +197,7 @@ def save_hf_siglip(model, tokenizer, folder: str | os.PathLike) -> Path:
     config["open_clip"] = {"init_logit_scale": model.config.init_logit_scale,
                            "init_logit_bias": model.config.init_logit_bias,
                            "text_cfg": {"hf_tokenizer_name": text.hf_tokenizer_name,
-                                        "tokenizer_kwargs": text.tokenizer_kwargs}}
+                                        "tokenizer_kwargs": text.tokenizer_kwargs, "mlp_ratio": text.mlp_ratio}}
     hf_clip.write_model_files(folder, config, tensors)
     atomic_write_text(folder / "preprocessor_config.json", json.dumps(_preprocessor_config(model.preprocess_cfg),
                                                                       indent=2))
@@ -246,6 +246,8 @@ def read_hf_siglip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
                 "proj_bias": True, "pool_type": "last", "norm_kwargs": {"eps": text.get("layer_norm_eps", 1e-6)}}
     ours = config.get("open_clip") or {}
     text_cfg.update({k: v for k, v in (ours.get("text_cfg") or {}).items() if v})
+    if int(text["hidden_size"] * text_cfg["mlp_ratio"]) != text["intermediate_size"]:  # open_clip takes int(w * r)
+        text_cfg["mlp_ratio"] = float(np.nextafter(text["intermediate_size"] / text["hidden_size"], np.inf))
     if act == "gelu_pytorch_tanh":
         text_cfg["act_kwargs"] = {"approximate": "tanh"}
     for key, name in (("pad_id", "pad_token_id"), ("eos_id", "eos_token_id")):
