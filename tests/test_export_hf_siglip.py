@@ -50,11 +50,14 @@ def _t5_tokenizer(folder):
     return len(pieces)
 
 
-CASES = {"ViT-B-32-SigLIP2-256": _gemma_tokenizer, "ViT-B-16-SigLIP": _t5_tokenizer}
+CASES = {"ViT-B-32-SigLIP2-256": _gemma_tokenizer, "ViT-B-16-SigLIP": _t5_tokenizer,
+         "ViT-SO400M-16-SigLIP-i18n-256": _gemma_tokenizer}  # i18n: no text projection (an identity head)
 
 
 @pytest.fixture(scope="module", params=[pytest.param("ViT-B-32-SigLIP2-256", id="siglip2"),
-                                        pytest.param("ViT-B-16-SigLIP", id="siglip", marks=pytest.mark.slow)])
+                                        pytest.param("ViT-B-16-SigLIP", id="siglip", marks=pytest.mark.slow),
+                                        pytest.param("ViT-SO400M-16-SigLIP-i18n-256", id="siglip-i18n",
+                                                     marks=pytest.mark.slow)])
 def source(request, tmp_path_factory):
     """A random open_clip SigLIP in open_clip's folder layout with its tokenizer, and open_clip's outputs."""
     import open_clip
@@ -66,7 +69,9 @@ def source(request, tmp_path_factory):
     vocab = CASES[name](folder)
     cfg = copy.deepcopy(open_clip.get_model_config(name))
     cfg["vision_cfg"]["timm_model_kwargs"] = {"depth": 2}
-    cfg["text_cfg"].update(width=64, heads=2, layers=2, vocab_size=vocab, hf_tokenizer_name=str(folder))
+    cfg["text_cfg"].update(layers=2, vocab_size=vocab, hf_tokenizer_name=str(folder))
+    if cfg["text_cfg"].get("proj_type") != "none":  # without a projection the text width is the embedding's
+        cfg["text_cfg"].update(width=64, heads=2)
     with _timm_kwargs(cfg):
         model = open_clip.create_model(name, vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"]).eval()
     state = randomize(model.state_dict(), 3)

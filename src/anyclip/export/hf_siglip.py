@@ -33,7 +33,7 @@ _ACT = {None: "gelu", "none": "gelu", "tanh": "gelu_pytorch_tanh"}  # GELU's ``a
 _VISION_BLOCK = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.proj": "self_attn.out_proj",
                  "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
 _HEAD = {"proj": "attention.out_proj", "norm": "layernorm", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
-_TEXT = {"text.ln_final": "text_model.final_layer_norm", "text.text_projection": "text_model.head",
+_TEXT = {"text.ln_final": "text_model.final_layer_norm",
          "visual.trunk.patch_embed.proj": "vision_model.embeddings.patch_embedding",
          "visual.trunk.norm": "vision_model.post_layernorm"}
 
@@ -68,8 +68,9 @@ def fits_siglip_model(config) -> str | None:
         ("non-square images", not isinstance(vision.image_size, int)),
         ("embed_dim other than the image width", config.embed_dim != arch.width),
         ("quick_gelu", config.quick_gelu), ("a causal text mask", not text.no_causal_mask),
-        ("text pool_type other than 'last'", text.pool_type != "last"), ("a text projection without bias",
-                                                                          not (text.proj_bias and text.proj_type == "linear")),
+        ("text pool_type other than 'last'", text.pool_type != "last"),
+        ("a text projection without bias", text.proj_type != "none" and not (text.proj_bias and
+                                                                             text.proj_type == "linear")),
         ("ls_init_value", text.ls_init_value is not None), ("embed_cls", text.embed_cls),
         ("norm_kwargs other than eps", set(text.norm_kwargs or {}) - {"eps"}),
         ("these act_kwargs", _text_act(text) is None),
@@ -117,6 +118,9 @@ def open_clip_to_hf_siglip(state: dict, text_layers: int, vision_layers: int) ->
            "vision_model.head.probe": state["visual.trunk.attn_pool.latent"]}
     for ours, theirs in _TEXT.items():
         out.update({f"{theirs}.{p}": state[f"{ours}.{p}"] for p in ("weight", "bias")})
+    text_width = state["text.token_embedding.weight"].shape[-1]
+    for p, identity in (("weight", np.eye(text_width)), ("bias", np.zeros(text_width))):  # proj_type "none": I, 0
+        out[f"text_model.head.{p}"] = state.get(f"text.text_projection.{p}", identity)
     for ours, theirs, names in _pairs(text_layers, vision_layers):
         if names is None:
             out.update(hf_clip.block_to_hf(state, ours, theirs))
@@ -133,9 +137,10 @@ def open_clip_to_hf_siglip(state: dict, text_layers: int, vision_layers: int) ->
     return hf_clip.f32(out)
 
 
-def hf_siglip_to_open_clip(tensors: dict, text_layers: int, vision_layers: int) -> dict:
+def hf_siglip_to_open_clip(tensors: dict, text_layers: int, vision_layers: int,
+                           text_projection: bool = True) -> dict:
     """transformers ``SiglipModel`` tensors as an open_clip state dict (the inverse of
-    :func:`open_clip_to_hf_siglip`)."""
+    :func:`open_clip_to_hf_siglip`; ``text_projection=False`` leaves out the text head, for ``proj_type`` "none")."""
     width = tensors["vision_model.head.probe"].shape[-1]
     out = {"logit_scale": tensors["logit_scale"].reshape(()), "logit_bias": tensors["logit_bias"].reshape(()),
            "text.token_embedding.weight": tensors["text_model.embeddings.token_embedding.weight"],
@@ -144,6 +149,8 @@ def hf_siglip_to_open_clip(tensors: dict, text_layers: int, vision_layers: int) 
            "visual.trunk.attn_pool.latent": tensors["vision_model.head.probe"]}
     for ours, theirs in _TEXT.items():
         out.update({f"{ours}.{p}": tensors[f"{theirs}.{p}"] for p in ("weight", "bias")})
+    if text_projection:
+        out.update({f"text.text_projection.{p}": tensors[f"text_model.head.{p}"] for p in ("weight", "bias")})
     for ours, theirs, names in _pairs(text_layers, vision_layers):
         if names is None:
             out.update(hf_clip.block_from_hf(tensors, ours, theirs))
@@ -197,7 +204,8 @@ def save_hf_siglip(model, tokenizer, folder: str | os.PathLike) -> Path:
     config["open_clip"] = {"init_logit_scale": model.config.init_logit_scale,
                            "init_logit_bias": model.config.init_logit_bias,
                            "text_cfg": {"hf_tokenizer_name": text.hf_tokenizer_name,
-                                        "tokenizer_kwargs": text.tokenizer_kwargs, "mlp_ratio": text.mlp_ratio}}
+                                        "tokenizer_kwargs": text.tokenizer_kwargs, "mlp_ratio": text.mlp_ratio,
+                                        "proj_type": text.proj_type}}
     hf_clip.write_model_files(folder, config, tensors)
     atomic_write_text(folder / "preprocessor_config.json", json.dumps(_preprocessor_config(model.preprocess_cfg),
                                                                       indent=2))
@@ -254,6 +262,13 @@ def read_hf_siglip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
         if isinstance(text.get(name), int):
             text_cfg[key] = text[name]
     tensors = load_file(str(folder / "model.safetensors"))
+    width = text["hidden_size"]
+    if text_cfg.get("proj_type") == "none" and not (  # written for a model without text projection: keep it so
+            np.array_equal(tensors["text_model.head.weight"], np.eye(width, dtype=np.float32))
+            and not tensors["text_model.head.bias"].any()):
+        text_cfg["proj_type"] = "linear"  # the head was changed since: it is a projection now
+    if text_cfg.get("proj_type", "linear") == "none":
+        text_cfg.pop("proj_bias")
     model_cfg = {
         "embed_dim": text.get("projection_size") or text["hidden_size"], "custom_text": True,
         "init_logit_bias": ours.get("init_logit_bias", float(tensors["logit_bias"].reshape(()))),
@@ -263,7 +278,8 @@ def read_hf_siglip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
                        **({"timm_model_kwargs": timm_kwargs} if timm_kwargs else {})},
         "text_cfg": text_cfg,
     }
-    state = hf_siglip_to_open_clip(tensors, text["num_hidden_layers"], vision["num_hidden_layers"])
+    state = hf_siglip_to_open_clip(tensors, text["num_hidden_layers"], vision["num_hidden_layers"],
+                                   text_projection=text_cfg.get("proj_type", "linear") != "none")
     preprocess = {"size": vision["image_size"], "resize_mode": "squash", "interpolation": "bicubic",
                   "mean": [0.5] * 3, "std": [0.5] * 3}
     pre_file = folder / "preprocessor_config.json"

@@ -85,9 +85,12 @@ def write_hf_tokenizer(tokenizer, folder: str | os.PathLike, context_length: int
         raise UsageError("tokenizer_mode / strip_sep_token rewrite ids after tokenizing; transformers cannot")
     hf = tokenizer.tokenizer
     backend = getattr(hf, "backend_tokenizer", None)
-    if backend is None:
-        from transformers.convert_slow_tokenizer import convert_slow_tokenizer
-        backend = convert_slow_tokenizer(hf)
+    if backend is None:  # a sentencepiece-only tokenizer: transformers' converter, where it has one
+        from transformers import convert_slow_tokenizer as converters
+        if type(hf).__name__ not in converters.SLOW_TO_FAST_CONVERTERS:
+            raise UsageError(f"the model's tokenizer ({type(hf).__name__}) has no tokenizer.json and transformers "
+                             f"cannot convert it; install the tokenizers-backed class of this tokenizer")
+        backend = converters.convert_slow_tokenizer(hf)
     backend = Tokenizer.from_str(backend.to_str())  # a copy: the caller's tokenizer stays as it is
     own = [backend.normalizer] if backend.normalizer is not None else []
     backend.normalizer = normalizers.Sequence(cleaning_normalizers(tokenizer.clean) + own)
