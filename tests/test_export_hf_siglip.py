@@ -167,3 +167,18 @@ def test_models_siglipmodel_cannot_hold_are_refused_with_the_reason(tmp_path, ca
     err = capsys.readouterr().err
     assert "SiglipModel" in err and "pool_type" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_wrong_logit_bias_fails_the_export_and_leaves_nothing(source, tmp_path, monkeypatch, capsys):
+    from anyclip.export import hf_siglip
+    mapping = hf_siglip.open_clip_to_hf_siglip
+
+    def wrong_bias(*args, **kwargs):  # unit vectors stay right: only the logits check can catch it
+        tensors = mapping(*args, **kwargs)
+        return {**tensors, "logit_bias": tensors["logit_bias"] + 1e-3}
+    monkeypatch.setattr(hf_siglip, "open_clip_to_hf_siglip", wrong_bias)
+    out = tmp_path / "hf"
+    assert main(["export", f"local-dir:{source['folder']}", "--format", "hf", "--out", str(out)]) == 1
+    assert "logits (transformers SiglipModel)" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.iterdir())
