@@ -182,3 +182,27 @@ def test_a_wrong_logit_bias_fails_the_export_and_leaves_nothing(source, tmp_path
     assert main(["export", f"local-dir:{source['folder']}", "--format", "hf", "--out", str(out)]) == 1
     assert "logits (transformers SiglipModel)" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+SHIPPED = sorted(n for n in anyclip.list_models() if "SigLIP" in n and n.startswith("ViT-"))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "ViT-SO400M-14-SigLIP" else pytest.mark.slow)
+                                  for n in SHIPPED])
+def test_every_shipped_siglip_config_fits_and_has_open_clips_parameter_count(name):
+    """At full size, on torch's meta device: transformers' SiglipModel for the config written has open_clip's
+    parameters (plus the identity text head of a model without text projection)."""
+    import open_clip
+    import torch
+    import transformers
+
+    from anyclip.export.hf_siglip import fits_siglip_model, hf_siglip_config
+    from anyclip.models import get_model_config
+    config = get_model_config(name)
+    assert fits_siglip_model(config) is None
+    with torch.device("meta"):  # nothing allocated (open_clip then moves to device "meta": a no-op)
+        ref = open_clip.create_model(name, device="meta")
+        hf = transformers.SiglipModel(transformers.SiglipConfig(**hf_siglip_config(config)))
+    width = config.text_cfg.width
+    extra = width * width + width if config.text_cfg.proj_type == "none" else 0
+    assert sum(p.numel() for p in hf.parameters()) == sum(p.numel() for p in ref.parameters()) + extra
