@@ -206,3 +206,18 @@ def test_every_shipped_siglip_config_fits_and_has_open_clips_parameter_count(nam
     width = config.text_cfg.width
     extra = width * width + width if config.text_cfg.proj_type == "none" else 0
     assert sum(p.numel() for p in hf.parameters()) == sum(p.numel() for p in ref.parameters()) + extra
+
+
+def test_convert_from_hf_refuses_folders_it_cannot_read_with_the_reason(tmp_path, capsys):
+    vision = {"hidden_size": 100, "intermediate_size": 400, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": 224, "patch_size": 16, "hidden_act": "gelu_pytorch_tanh"}
+    for folder, config, says in (
+            ("bert", {"model_type": "bert"}, "model_type 'bert'"),
+            ("odd-siglip", {"model_type": "siglip", "vision_config": vision, "text_config": {}},
+             "no timm SigLIP ViT has width 100")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.json").write_text(json.dumps(config))
+        assert main(["convert", "--from", "hf", str(tmp_path / folder), str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "out").exists()
