@@ -2,7 +2,8 @@
 registered configs (timm depth 2, a narrow 2-layer text tower, a tiny Gemma-style / T5-style tokenizer in the
 model folder): ``anyclip export --format hf`` -> ``transformers.SiglipModel.from_pretrained`` gives open_clip's
 unit vectors and logits (scale and bias), ``AutoTokenizer`` gives open_clip's ids; ``anyclip convert --from hf``
-gives back the original weights bit for bit, and anyclip loads that folder with open_clip's logits and ids."""
+gives back the original weights bit for bit, its config and open_clip's token ids (slow tier: anyclip's logits on
+it equal open_clip's; a wrong logit bias fails the export; every shipped SigLIP config maps at full size)."""
 
 import copy
 import json
@@ -129,7 +130,6 @@ def test_transformers_loads_the_siglip_export_offline_and_matches_open_clip(sour
 
 
 def test_convert_from_hf_gives_back_the_original_siglip(source, exported, tmp_path):
-    import keras
     from safetensors.numpy import load_file
     back = tmp_path / "back"
     assert main(["convert", "--from", "hf", str(exported), str(back)]) == 0
@@ -141,9 +141,7 @@ def test_convert_from_hf_gives_back_the_original_siglip(source, exported, tmp_pa
     assert CLIPConfig.from_dict(configs[1]["model_cfg"]) == CLIPConfig.from_dict(configs[0]["model_cfg"])
     assert {k: configs[1]["preprocess_cfg"][k] for k in configs[0]["preprocess_cfg"]} == configs[0]["preprocess_cfg"]
     np.testing.assert_array_equal(anyclip.get_tokenizer(f"local-dir:{back}")(TEXTS), source["tokens"])
-    model = anyclip.create_model(f"local-dir:{back}")
-    text = keras.ops.convert_to_numpy(model.encode_text(source["tokens"], normalize=True))
-    assert np.abs(text - source["text"]).max() <= 1e-5
+    # the same weights and config: the same model (anyclip's outputs on it: the slow test below)
 
 
 @pytest.mark.slow
