@@ -97,5 +97,5 @@ def test_models_clipmodel_cannot_hold_are_refused_with_the_reason(tmp_path, caps
     assert main(["export", str(tmp_path / "siglip.json"), "--pretrained", "none", "--format", "hf",
                  "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "CLIPModel" in err and "logit bias" in err and len(err.strip().splitlines()) == 1
+    assert "CLIPModel" in err and "SiglipModel" in err and "logit bias" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

@@ -111,12 +111,15 @@ def _vocab_size(model) -> int:
 
 
 def _write_hf(model, tokenizer, work: Path) -> None:
-    """A transformers CLIPModel folder, loaded back with transformers and compared (1e-5) before it is kept."""
+    """A transformers CLIPModel (SiglipModel for models with a logit bias) folder, loaded back with transformers
+    and compared (1e-5) before it is kept."""
     import torch
     import transformers
 
+    from .hf_siglip import check_siglip_logits, save_hf_siglip
     from .hf_transformers import save_hf_clip
-    save_hf_clip(model, tokenizer, work)
+    siglip = model.config.init_logit_bias is not None
+    (save_hf_siglip if siglip else save_hf_clip)(model, tokenizer, work)
     images, tokens = verify.sample_inputs(model.preprocess_cfg, tokenizer, model.context_length)
     expected = _keras_features(model, images, tokens)
     hf_tokens = transformers.AutoTokenizer.from_pretrained(str(work))(
@@ -124,13 +127,16 @@ def _write_hf(model, tokenizer, work: Path) -> None:
     if not np.array_equal(np.asarray(hf_tokens), tokens):
         raise verify.ExportVerificationError("the transformers tokenizer written gives other token ids than the "
                                              "model's tokenizer (nothing written)")
-    hf = transformers.CLIPModel.from_pretrained(str(work)).eval()
+    hf = (transformers.SiglipModel if siglip else transformers.CLIPModel).from_pretrained(str(work)).eval()
     with torch.no_grad():
         image = hf.get_image_features(pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
         text = hf.get_text_features(input_ids=torch.from_numpy(tokens))
     for what, ours, theirs in (("image", expected["image"], image), ("text", expected["text"], text)):
         theirs = getattr(theirs, "pooler_output", theirs)  # transformers 5 returns an output object
-        verify.compare(f"{what} features (transformers CLIPModel)", ours, theirs.numpy(), max_abs=verify.HF_MAX_ABS)
+        verify.compare(f"{what} features (transformers {type(hf).__name__})", ours, theirs.numpy(),
+                       max_abs=verify.HF_MAX_ABS)
+    if siglip:
+        check_siglip_logits(hf, model, images, tokens)
 
 
 def _export_encoders(model, work: Path, format, quantize, batch, layout) -> tuple[dict, dict]:

@@ -41,7 +41,7 @@ def register_export(subparsers) -> None:
     p.add_argument("--format", choices=FORMATS, default="onnx", 
                    help="onnx: two ONNX encoders + manifest (default); torch: two torch.export programs (.pt2); "
                         "saved_model: two TensorFlow SavedModels; litert: two .tflite files (each with a "
-                        "manifest); hf: a transformers CLIPModel folder")
+                        "manifest); hf: a transformers CLIPModel folder (SiglipModel for SigLIP)")
     p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                    help="int8: onnxruntime dynamic quantization (int8 weights, activations quantized at run time); "

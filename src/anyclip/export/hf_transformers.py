@@ -95,7 +95,8 @@ def _blocks(text_layers: int, vision_layers: int):
             yield f"{src}.resblocks.{i}", f"{dst}.layers.{i}"
 
 
-def _f32(tensors: dict) -> dict:
+def f32(tensors: dict) -> dict:
+    """Every tensor as a C-ordered float32 numpy array."""
     return {k: np.array(v, dtype=np.float32, order="C") for k, v in tensors.items()}  # keeps 0-d arrays 0-d
 
 
@@ -103,25 +104,39 @@ def open_clip_to_hf(state: dict, text_layers: int, vision_layers: int) -> dict:
     """An open_clip ViT CLIP state dict as transformers ``CLIPModel`` tensors (numpy)."""
     out = {theirs: state[ours].T if transpose else state[ours] for ours, theirs, transpose in _single_tensors()}
     for a, b in _blocks(text_layers, vision_layers):
-        for x, w, bias in zip("qkv", np.split(state[f"{a}.attn.in_proj_weight"], 3),
-                              np.split(state[f"{a}.attn.in_proj_bias"], 3)):
-            out[f"{b}.self_attn.{x}_proj.weight"], out[f"{b}.self_attn.{x}_proj.bias"] = w, bias
-        for ours, theirs in _LAYER.items():
-            for p in ("weight", "bias"):
-                out[f"{b}.{theirs}.{p}"] = state[f"{a}.{ours}.{p}"]
-    return _f32(out)
+        out.update(block_to_hf(state, a, b))
+    return f32(out)
+
+
+def block_to_hf(state: dict, ours: str, theirs: str) -> dict:
+    """One open_clip ``ResidualAttentionBlock`` (prefix ``ours``) as a transformers encoder layer (``theirs``):
+    the packed ``in_proj`` split into ``q_proj`` / ``k_proj`` / ``v_proj`` (CLIPModel and SiglipModel alike)."""
+    out = {}
+    for x, w, bias in zip("qkv", np.split(state[f"{ours}.attn.in_proj_weight"], 3),
+                          np.split(state[f"{ours}.attn.in_proj_bias"], 3)):
+        out[f"{theirs}.self_attn.{x}_proj.weight"], out[f"{theirs}.self_attn.{x}_proj.bias"] = w, bias
+    for a, b in _LAYER.items():
+        for p in ("weight", "bias"):
+            out[f"{theirs}.{b}.{p}"] = state[f"{ours}.{a}.{p}"]
+    return out
+
+
+def block_from_hf(tensors: dict, ours: str, theirs: str) -> dict:
+    """The inverse of :func:`block_to_hf`."""
+    out = {f"{ours}.attn.in_proj_{p}": np.concatenate([tensors[f"{theirs}.self_attn.{x}_proj.{p}"] for x in "qkv"])
+           for p in ("weight", "bias")}
+    for a, b in _LAYER.items():
+        for p in ("weight", "bias"):
+            out[f"{ours}.{a}.{p}"] = tensors[f"{theirs}.{b}.{p}"]
+    return out
 
 
 def hf_to_open_clip(tensors: dict, text_layers: int, vision_layers: int) -> dict:
     """transformers ``CLIPModel`` tensors as an open_clip state dict (the inverse of :func:`open_clip_to_hf`)."""
     out = {ours: tensors[theirs].T if transpose else tensors[theirs] for ours, theirs, transpose in _single_tensors()}
     for a, b in _blocks(text_layers, vision_layers):
-        for p in ("weight", "bias"):
-            out[f"{a}.attn.in_proj_{p}"] = np.concatenate([tensors[f"{b}.self_attn.{x}_proj.{p}"] for x in "qkv"])
-        for ours, theirs in _LAYER.items():
-            for p in ("weight", "bias"):
-                out[f"{a}.{ours}.{p}"] = tensors[f"{b}.{theirs}.{p}"]
-    return _f32(out)
+        out.update(block_from_hf(tensors, a, b))
+    return f32(out)
 
 
 def _write_tokenizer_files(tokenizer, folder: Path, context_length: int) -> None:
@@ -147,8 +162,6 @@ def save_hf_clip(model, tokenizer, folder: str | os.PathLike) -> Path:
         >>> save_hf_clip(anyclip.create_model("ViT-B-32-quickgelu", "openai"), anyclip.get_tokenizer("ViT-B-32"),
         ...              "vit-b-32-hf/")  # doctest: +SKIP
     """
-    from safetensors.numpy import save_file
-
     from ..weights.mapping import export_state_dict
     reason = _fits_clip_model(model.config)
     if reason:
@@ -156,10 +169,8 @@ def save_hf_clip(model, tokenizer, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = open_clip_to_hf(export_state_dict(model), model.config.text_cfg.layers, model.config.vision_cfg.layers)
-    config = hf_clip_config(model.config)
+    write_model_files(folder, hf_clip_config(model.config), tensors)
     cfg = model.preprocess_cfg
-    atomic_write_text(folder / "config.json", json.dumps(config, indent=2))
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     atomic_write_text(folder / "preprocessor_config.json", json.dumps({
         "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": cfg.hw[0]},
         "resample": 3 if cfg.interpolation == "bicubic" else 2, "do_center_crop": True,
@@ -212,12 +223,23 @@ def load_hf_clip(folder: str | os.PathLike, **kwargs):
     Example:
         >>> model = load_hf_clip("vit-b-32-hf/")  # doctest: +SKIP
     """
+    return model_from_state(*read_hf_clip(folder), **kwargs)
+
+
+def write_model_files(folder: Path, config: dict, tensors: dict) -> None:
+    """``config.json`` and ``model.safetensors`` of a transformers model folder."""
+    from safetensors.numpy import save_file
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2))
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def model_from_state(model_cfg: dict, state: dict, preprocess: dict, **kwargs):
+    """An anyclip model from an open_clip config, state dict and preprocess config (``kwargs``: ``create_model``)."""
     import tempfile
 
     from safetensors.numpy import save_file
 
     from ..factory import create_model
-    model_cfg, state, preprocess = read_hf_clip(folder)
     with tempfile.TemporaryDirectory(prefix="anyclip-hf-") as tmp:
         (Path(tmp) / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg,
                                                                      "preprocess_cfg": preprocess}))
