@@ -18,8 +18,6 @@ import numpy as np  # noqa: E402
 from timing import timed  # noqa: E402
 
 
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="ViT-B-32")

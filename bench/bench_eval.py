@@ -137,7 +137,7 @@ def main():
             ac_times.append(seconds)
         oc_s, ac_s = statistics.median(oc_times), statistics.median(ac_times)
         ratios = [o / a for o, a in zip(oc_times, ac_times)]
-        del loader
+        loader = None  # stops the persistent DataLoader workers
 
     backend = keras.backend.backend()
     print(f"zero-shot eval, {args.model} (random weights), {args.n} JPEGs of {len(set(SIZES))} sizes, "

@@ -14,11 +14,10 @@ both. ``--reparameterize`` adds MobileCLIP's deployment form: anyclip's ``repara
 
 import argparse
 import os
-import subprocess
 import sys
 
 import numpy as np
-from timing import timed
+from timing import interleaved, load_average, per_backend
 
 
 def _forms(args, model, ref, state):
@@ -58,14 +57,16 @@ def run_backend(args):
     images = np.random.default_rng(0).standard_normal((args.batch, *size, 3)).astype(np.float32)
     images_t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
     for form, ours_model, theirs_model in _forms(args, model, ref, state):
-        ours = timed(lambda m=ours_model: keras.ops.convert_to_numpy(m.encode_image(images)), args.repeats, warmup=2)
-        theirs = timed(lambda m=theirs_model: m.encode_image(images_t).cpu().numpy(), args.repeats, warmup=2)
+        ours, theirs = interleaved([lambda m=ours_model: keras.ops.convert_to_numpy(m.encode_image(images)),
+                                    lambda m=theirs_model: m.encode_image(images_t).cpu().numpy()],
+                                   args.repeats, warmup=2)
         err = np.abs(keras.ops.convert_to_numpy(ours_model.encode_image(images, normalize=True))
                      - theirs_model.encode_image(images_t, normalize=True).cpu().numpy()).max()
         print(f"{args.model}{form} image encode (batch {args.batch}, {size[0]} px)  "
               f"backend={keras.backend.backend():<6} anyclip {args.batch / ours:8.1f} img/s   "
               f"open_clip {args.batch / theirs:8.1f} img/s   ratio {theirs / ours:5.2f}x   max|diff| {err:.1e}   "
-              f"[{device}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}]", flush=True)
+              f"[{device}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load {load_average():.1f}]",
+              flush=True)
 
 
 def main():
@@ -82,12 +83,8 @@ def main():
     if args.backend:
         return run_backend(args)
     for model in args.models.split(","):
-        for backend in args.backends.split(","):
-            cmd = [sys.executable, __file__, "--backend", backend, "--model", model, "--batch", str(args.batch),
-                   "--repeats", str(args.repeats)] + (["--reparameterize"] if args.reparameterize else [])
-            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            subprocess.run(cmd, env=env, check=True)
-
+        per_backend(__file__, args.backends.split(","), ["--model", model, "--batch", str(args.batch),
+                    "--repeats", str(args.repeats)] + (["--reparameterize"] if args.reparameterize else []))
 
 if __name__ == "__main__":
     main()

@@ -61,7 +61,7 @@ def main():
                              "more threads slow these tiny ops down)")
     args = parser.parse_args()
 
-    from open_clip.transform import image_transform as open_clip_transform  # before anything imports tensorflow
+    from open_clip.transform import image_transform as open_clip_transform  # noqa: I001 (before anything imports tensorflow)
     import jax
     import keras
     import torch

@@ -14,6 +14,7 @@ import argparse
 import os
 import random
 import time
+
 from timing import timed  # noqa: E402
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # importing anyclip imports keras

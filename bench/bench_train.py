@@ -24,6 +24,8 @@ Ratios are anyclip / open_clip: above 1 means faster (samples/s) or bigger (RSS)
 
     python bench/bench_train.py                          # ViT-B-32 (batch 16, 12 steps), tiny (batch 128, 30)
     python bench/bench_train.py --models tiny --steps 6 --backends jax
+    python bench/bench_train.py --models ViT-B-32,tiny-sigmoid --batch-size 32 --steps 8     # README rows
+    python bench/bench_train.py --models ViT-B-32 --batch-size 32 --steps 8 --grad-checkpointing
     python bench/bench_train.py --batch-size 32 --workers 4 --json train.json
 """
 
@@ -47,8 +49,11 @@ TINY = {
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 128, "head_width": 64, "patch_size": 8},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
 }
+TINY_SIGLIP = {**TINY, "init_logit_bias": -10}  # --siglip: the sigmoid loss on both sides
+# (named without "siglip": open_clip_train would then ask the hub for the SigLIP tokenizer)
 MODELS = {"ViT-B-32": {"image_size": 224, "batch": 16, "steps": 12},
-          "tiny": {"image_size": 64, "batch": 128, "steps": 30}}
+          "tiny": {"image_size": 64, "batch": 128, "steps": 30, "config": TINY},
+          "tiny-sigmoid": {"image_size": 64, "batch": 128, "steps": 30, "config": TINY_SIGLIP, "siglip": True}}
 PACKAGES = ("anyclip", "keras", "jax", "torch", "open_clip_torch")
 
 # argv: LOG COMMAND...; runs COMMAND as its only child (output to LOG), then prints its wall time and peak RSS
@@ -75,9 +80,10 @@ def processor():
         return platform.processor() or platform.machine()
 
 
-def train_flags(args, csv_path, batch, logs, name):
+def train_flags(args, spec, csv_path, batch, logs, name):
     """The flags both trainers get (open_clip_train's names)."""
-    return ["--train-data", str(csv_path), "--dataset-type", "csv", "--csv-img-key", "filepath",
+    extra = (["--siglip"] if spec.get("siglip") else []) + (["--grad-checkpointing"] if args.grad_checkpointing else [])
+    return [*extra, "--train-data", str(csv_path), "--dataset-type", "csv", "--csv-img-key", "filepath",
             "--csv-caption-key", "title", "--csv-separator", "\t", "--batch-size", str(batch), "--epochs", "1",
             "--lr", str(args.lr), "--wd", "0.2", "--beta1", "0.9", "--beta2", "0.98", "--eps", "1e-6",
             "--warmup", "1", "--lr-scheduler", "cosine", "--precision", "fp32", "--workers", str(args.workers),
@@ -131,6 +137,8 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="open_clip DataLoader processes / anyclip threads")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="train with gradient checkpointing on both sides (compare peak RSS with a run without)")
     parser.add_argument("--json", default=None, help="also write the settings and results to this file")
     args = parser.parse_args()
     models = args.models.split(",")
@@ -153,31 +161,32 @@ def main():
             if steps <= args.skip:
                 parser.error(f"{model}: --steps {steps} leaves nothing after --skip {args.skip}")
             settings[model] = {"batch": batch, "steps": steps, "image_size": spec["image_size"],
+                               "grad_checkpointing": args.grad_checkpointing, "siglip": bool(spec.get("siglip")),
                                "workers": args.workers, "lr": args.lr, "seed": args.seed, "skip": args.skip}
             print(f"{model}: {settings[model]}", flush=True)
             folder = os.path.join(tmp, model)
             csv_path = make_shapes(os.path.join(folder, "data"), "train", batch * steps, "csv", progress=False,
                                    config=ShapesConfig(image_size=spec["image_size"]))
             json_path = None
-            if model == "tiny":
-                json_path = os.path.join(folder, "tiny.json")  # open_clip registers it under its stem, "tiny"
+            if "config" in spec:
+                json_path = os.path.join(folder, f"{model}.json")  # open_clip registers it under its stem
                 with open(json_path, "w") as f:
-                    json.dump(TINY, f)
+                    json.dump(spec["config"], f)
             logs = os.path.join(folder, "logs")
             os.makedirs(logs)
             for trainer in trainers:
                 name = trainer.replace("/", "-")
-                rows.append(run(trainer, model, json_path, train_flags(args, csv_path, batch, logs, name),
+                rows.append(run(trainer, model, json_path, train_flags(args, spec, csv_path, batch, logs, name),
                                 logs, name, args.skip))
 
     base = {r["model"]: r for r in rows if r["trainer"] == "open_clip"}
-    print(f"\n{'model':<10}{'trainer':<15}{'steps':>6}{'samples/s':>11}{'vs open_clip':>14}"
+    print(f"\n{'model':<14}{'trainer':<15}{'steps':>6}{'samples/s':>11}{'vs open_clip':>14}"
           f"{'peak RSS MiB':>14}{'vs open_clip':>14}{'wall s':>9}")
     for r in rows:
         ref = base[r["model"]]
         r["speed_ratio"] = r["samples_per_s"] / ref["samples_per_s"]
         r["rss_ratio"] = r["peak_rss_mib"] / ref["peak_rss_mib"]
-        print(f"{r['model']:<10}{r['trainer']:<15}{r['steps']:>6}{r['samples_per_s']:>11.2f}"
+        print(f"{r['model']:<14}{r['trainer']:<15}{r['steps']:>6}{r['samples_per_s']:>11.2f}"
               f"{r['speed_ratio']:>13.2f}x{r['peak_rss_mib']:>14.0f}{r['rss_ratio']:>13.2f}x{r['wall_s']:>9.1f}")
     print(f"samples/s: median over the steps after the first {args.skip}; wall s: whole run, start-up included")
     if args.json:
