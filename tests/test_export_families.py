@@ -27,8 +27,7 @@ FAMILIES = {"ViT": "vit", "ModifiedResNet": "modified_resnet", "ConvNeXt": "timm
 TORCH_FORMATS = ("onnx", "torch", "openvino", "onnx_int8")
 TENSORFLOW_FORMATS = ("saved_model", "litert")
 # (family, format) pairs that do not export, with the README's reason; every other pair is tested
-NOT_EXPORTED = {("t5", "onnx"): "onnxruntime refuses the graph (Squeeze shape inference)",
-                ("t5", "onnx_int8"): "no float32 ONNX graph to quantize"}
+NOT_EXPORTED = {("timm_fastvit", "onnx_int8"): "the export's check refuses it: image cosine 0.95 < 0.99 to float32"}
 
 
 def _model(cfg):
@@ -58,17 +57,23 @@ def export_worker(arrays, params):
     format (each export verifies itself) and run every artifact on the given inputs with its runtime."""
     from pathlib import Path
 
-    from anyclip.export import export
+    from anyclip.export import ExportVerificationError, export
     from anyclip.export.manifest import read_manifest
     from anyclip.weights import load_state_dict
     model = _model(params["cfg"])
     load_state_dict(model, {k[len("w/"):]: v for k, v in arrays.items() if k.startswith("w/")})
     inputs = {"image": arrays["images"].transpose(0, 3, 1, 2).copy(), "text": arrays["tokens"]}
     out = {}
-    for name in params["formats"]:
+    for name in params["formats"] + params["refused"]:
         folder = Path(params["root"]) / name
-        export(model, None, folder, format="onnx" if name == "onnx_int8" else name,
-               quantize="int8" if name == "onnx_int8" else None)
+        try:
+            export(model, None, folder, format="onnx" if name == "onnx_int8" else name,
+                   quantize="int8" if name == "onnx_int8" else None)
+        except ExportVerificationError as error:
+            if name not in params["refused"]:
+                raise
+            out[f"{name}/refused"] = np.array(str(error))
+            continue
         manifest = read_manifest(folder)
         for tower in ("image", "text"):
             run = _runner(name, folder / manifest[f"{tower}_encoder"]["file"], manifest)
@@ -101,12 +106,17 @@ def _runner(format, path, manifest):
 def _check_family_in(backend, formats, family, tmp_path):
     from anyclip.weights import export_state_dict
     cfg = tiny_config(family, tmp_path)
-    formats = [f for f in formats if (family, f) not in NOT_EXPORTED]
+    refused = [f for f in formats if (family, f) in NOT_EXPORTED]
+    formats = [f for f in formats if f not in refused]
     model = _model(cfg)
     inputs = _inputs(model)
     arrays = {**inputs, **{f"w/{k}": np.asarray(v) for k, v in export_state_dict(model).items()}}
     outputs = start_in_backend(backend, "test_export_families:export_worker", arrays,
-                               {"cfg": cfg, "root": str(tmp_path / "out"), "formats": formats}).result(timeout=900)
+                               {"cfg": cfg, "root": str(tmp_path / "out"), "formats": formats,
+                                "refused": refused}).result(timeout=900)
+    for format in refused:  # the README's ✗ with this reason: the export still refuses it
+        assert f"{format}/refused" in outputs, (format, "now exports: update README and NOT_EXPORTED")
+        assert "cosine similarity" in str(outputs[f"{format}/refused"])
     for tower, expected in zip(("image", "text"), _keras(model, inputs)):
         for format in formats:
             actual = outputs[f"{format}/{tower}"]
