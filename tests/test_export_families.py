@@ -138,15 +138,26 @@ def test_family_exports_with_tensorflow_and_runs_in_each_runtime(family, tmp_pat
     _check_family_in("tensorflow", TENSORFLOW_FORMATS, family, tmp_path)
 
 
+TEXT_FAMILIES = ("roberta", "t5")  # the others stand for an image tower (with open_clip's tiny text tower)
+# (family, mode) whose family tower moves more than cosine 0.99 under Keras quantization (README's ✗)
+KERAS_REFUSED = {("roberta", "int8"), ("roberta", "int4"), ("t5", "int4")}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES.values()))
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_family_keras_quantization_keeps_direction(family, mode, tmp_path):
+    """The family's own tower (image, or text for the HF text families) keeps cosine 0.99 to float32, or, for
+    the pairs README marks ✗, does not."""
     from anyclip.export import quantize
     model = _model(tiny_config(family, tmp_path))
     inputs = _inputs(model)
-    before = _keras(model, inputs)
-    report = quantize(model, mode)  # checks the verification photos' image embeddings (cosine ≥ 0.99)
-    assert report["layers"] > 0 and report["image"]["min_cosine"] >= 0.99
-    for ours, theirs in zip(before, _keras(model, inputs)):
-        assert (ours * theirs).sum(-1).min() >= 0.99
+    tower = 1 if family in TEXT_FAMILIES else 0
+    before = _keras(model, inputs)[tower]
+    report = quantize(model, mode, min_cosine=0.0)
+    cosine = float((before * _keras(model, inputs)[tower]).sum(-1).min())
+    assert report["layers"] > 0
+    if (family, mode) in KERAS_REFUSED:
+        assert cosine < 0.99, (family, mode, cosine, "now keeps its direction: update README and KERAS_REFUSED")
+    else:
+        assert cosine >= 0.99, (family, mode, cosine)
