@@ -13,7 +13,6 @@ import keras
 import numpy as np
 import pytest
 from backend_runner import start_in_backend
-from towers import tiny_config
 
 import anyclip
 from anyclip.models import CLIPConfig
@@ -104,6 +103,9 @@ def _runner(format, path, manifest):
 
 
 def _check_family_in(backend, formats, family, tmp_path):
+    # towers imports torch: not at the top, as the TensorFlow worker (segfault after TF) imports this module
+    from towers import tiny_config
+
     from anyclip.weights import export_state_dict
     cfg = tiny_config(family, tmp_path)
     refused = [f for f in formats if (family, f) in NOT_EXPORTED]
@@ -149,6 +151,8 @@ KERAS_REFUSED = {("roberta", "int8"), ("roberta", "int4"), ("t5", "int4")}
 def test_family_keras_quantization_keeps_direction(family, mode, tmp_path):
     """The family's own tower (image, or text for the HF text families) keeps cosine 0.99 to float32, or, for
     the pairs README marks ✗, does not."""
+    from towers import tiny_config
+
     from anyclip.export import quantize
     model = _model(tiny_config(family, tmp_path))
     inputs = _inputs(model)
