@@ -92,6 +92,19 @@ def test_onnx_files_match_the_keras_model(exported, shipped):
     assert np.abs(onnx_model.encode_text(tokens) - text).max() <= 1e-4
 
 
+def test_openvino_conversion_of_the_onnx_files_matches_the_keras_model(exported, shipped, tmp_path):
+    """What ``--format openvino`` runs after its ONNX trace: ``onnx_to_openvino``, then OpenVINO's CPU runtime
+    (the whole command: ``tests/test_export_openvino.py``, slow)."""
+    from test_export_openvino import keras_and_inputs, run_in_openvino
+
+    from anyclip.export.openvino_export import RUNTIME_CONFIG, onnx_to_openvino
+    paths = onnx_to_openvino({t: exported / f"{t}_encoder.onnx" for t in ("image", "text")}, tmp_path)
+    run = run_in_openvino(paths, RUNTIME_CONFIG)
+    expected, inputs = keras_and_inputs(*shipped)
+    for tower in ("image", "text"):
+        assert np.abs(run(tower, inputs[tower]) - expected[tower]).max() <= 1e-4, tower
+
+
 def test_readme_example_runs_without_anyclip(exported, shipped):
     readme = (ROOT / "README.md").read_text()
     script = re.search(r"<!-- onnx-example -->\n```python\n(.*?)```", readme, re.S).group(1)
@@ -161,8 +174,8 @@ def test_int8_files_keep_direction_and_shapes_accuracy(shipped, torch_exports):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--batch", "0"], "--batch '0': give 'dynamic' or a positive whole number"),
-    (["--batch", "many"], "give 'dynamic' or a positive whole number"),
+    (["--batch", "0"], "--batch: '0' is neither 'dynamic' nor a whole number of at least 1"),
+    (["--batch", "many"], "--batch: 'many' is neither 'dynamic' nor a whole number of at least 1"),
     (["--out", "{exists}"], "already exists and is not an empty folder"),
 ])
 def test_bad_export_arguments_say_what_is_wrong(argv, message, tmp_path, capsys):

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = [
-    "dir_or_keyword", "existing_dir", "existing_file", "existing_path", "file_or_keyword", "float_range", "fraction",
-    "int_range", "non_negative_float", "non_negative_int", "open_fraction", "output_file", "output_target",
-    "positive_float", "positive_int", "prompt_template", "separator",
+    "batch_or_dynamic", "dir_or_keyword", "existing_dir", "existing_file", "existing_path", "file_or_keyword",
+    "float_range", "fraction", "int_range", "non_negative_float", "non_negative_int", "open_fraction", "output_file",
+    "output_target", "positive_float", "positive_int", "prompt_template", "separator",
 ]
 
 
@@ -49,6 +49,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return value
+
+
+def batch_or_dynamic(text: str) -> str | int:
+    """``dynamic`` (any batch size) or a fixed batch size of at least 1 (``anyclip export --batch``).
+
+    Example:
+        >>> batch_or_dynamic("dynamic"), batch_or_dynamic("8")
+        ('dynamic', 8)
+    """
+    if text == "dynamic":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'dynamic' nor a whole number of at least 1") from None
 
 
 def non_negative_int(text: str) -> int:

@@ -145,6 +145,10 @@ def _export_encoders(model, work: Path, format, quantize, batch, layout) -> tupl
         from .torch_export import export_torch, torch_runner
         paths = export_torch(model, work, batch=batch, layout=layout)
         return paths, {tower: torch_runner(path) for tower, path in paths.items()}
+    if format == "openvino":
+        from .openvino_export import export_openvino, openvino_runner
+        paths = export_openvino(model, work, batch=batch, layout=layout)
+        return paths, {tower: openvino_runner(path) for tower, path in paths.items()}
     if format in ("saved_model", "litert"):
         from . import tensorflow_export as tfx
         write, runner = {"saved_model": (tfx.export_saved_model, tfx.saved_model_runner),
@@ -187,7 +191,11 @@ def _write_artifacts(model, tokenizer, work: Path, format, quantize, batch, layo
     tokenizer_files = [] if tokenizer is None else write_tokenizer(tokenizer, work, model.context_length)
     kind = {"NoneType": None, "CLIPTokenizer": "clip_bpe"}.get(type(tokenizer).__name__, "huggingface")
     pad_id = None if tokenizer is None else int(tokenizer.pad_token_id)
-    return build_manifest(model, model_name=model_name, pretrained=pretrained, format=format,
-                          files={tower: path.name for tower, path in paths.items()}, layout=layout, batch=batch,
-                          tokenizer_files=tokenizer_files, tokenizer_kind=kind, pad_id=pad_id,
-                          quantize=quantize, verification=report)
+    manifest = build_manifest(model, model_name=model_name, pretrained=pretrained, format=format,
+                              files={tower: path.name for tower, path in paths.items()}, layout=layout, batch=batch,
+                              tokenizer_files=tokenizer_files, tokenizer_kind=kind, pad_id=pad_id,
+                              quantize=quantize, verification=report)
+    if format == "openvino":  # compile_model's configuration the verification used (float32, not bfloat16)
+        from .openvino_export import RUNTIME_CONFIG
+        manifest["runtime_config"] = dict(RUNTIME_CONFIG)
+    return manifest

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from ..cli_args import existing_file
+from ..cli_args import batch_or_dynamic, existing_file
 from ..errors import UsageError
 from .options import (
     BACKEND_OF_FORMAT,
@@ -32,21 +32,23 @@ def register_export(subparsers) -> None:
         >>> parser.parse_args(["export", "ViT-B-32", "--out", "onnx/"]).format
         'onnx'
     """
-    p = subparsers.add_parser("export", help="write the image and text encoders as ONNX files with a manifest, "
-                                             "verified in onnxruntime")
+    p = subparsers.add_parser("export", help="write the image and text encoders as ONNX (or torch.export, "
+                                             "SavedModel, LiteRT, OpenVINO) files with a manifest, verified in "
+                                             "their runtime")
     p.add_argument("model", help="architecture name, hf-hub:org/repo or local-dir:PATH")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", default=None, help="pretrained tag or checkpoint ('none': random weights)")
     weights.add_argument("--checkpoint", type=existing_file, default=None, help="a checkpoint file to load")
     p.add_argument("--format", choices=FORMATS, default="onnx", 
                    help="onnx: two ONNX encoders + manifest (default); torch: two torch.export programs (.pt2); "
-                        "saved_model: two TensorFlow SavedModels; litert: two .tflite files (each with a "
-                        "manifest); hf: a transformers CLIPModel folder (SiglipModel for SigLIP)")
+                        "saved_model: two TensorFlow SavedModels; litert: two .tflite files; openvino: two "
+                        "OpenVINO IR models (.xml/.bin) (each with a manifest); hf: a transformers CLIPModel folder "
+                        "(SiglipModel for SigLIP)")
     p.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                    help="int8: onnxruntime dynamic quantization (int8 weights, activations quantized at run time); "
                         "int4: 4-bit weights in blocks of 16 (MatMulNBits), float32 products")
-    p.add_argument("--batch", default="dynamic", metavar="dynamic|N",
+    p.add_argument("--batch", type=batch_or_dynamic, default="dynamic", metavar="dynamic|N",
                    help="batch axis of the artifacts: 'dynamic' (default) or a fixed size")
     p.add_argument("--layout", choices=LAYOUTS, default="NCHW", help="image input layout (default: NCHW)")
     p.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
@@ -70,7 +72,7 @@ def run_export(args) -> int:
         >>> main(["export", "ViT-B-32", "--pretrained", "openai", "--out", "vit-b-32-onnx"])  # doctest: +SKIP
         0
     """
-    check_options(args.format, args.quantize, args.batch, args.layout)
+    check_options(args.format, args.quantize, args.batch, args.layout)  # --batch: parsed by its type
     check_out_folder(args.out)
     if args.pretrained is None and args.checkpoint is None and \
             not args.model.startswith(("hf-hub:", "local-dir:")):

@@ -101,6 +101,26 @@ def example_inputs(image_hw: tuple[int, int], context_length: int, batch: int, l
     return np.zeros(shape, dtype=np.float32), tokens
 
 
+def traced_encoders(model, batch: str | int, layout: str) -> dict:
+    """What both torch routes (ONNX, ``torch.export``) trace: per tower, its module, an example input, the input
+    name and the ``dynamic_shapes`` argument (a ``torch.export.Dim`` batch axis, or ``None`` for a fixed batch).
+
+    Example:
+        >>> module, example, input_name, shapes = traced_encoders(model, "dynamic", "NCHW")["image"]  # doctest: +SKIP
+    """
+    import torch
+    image_module, text_module = encoder_modules(model, layout)
+    dynamic = batch == "dynamic"
+    rows = 2 if dynamic else int(batch)  # torch.export specialises sizes 0 and 1: trace a dynamic batch with 2
+    pixels, tokens = example_inputs(model.image_size, model.context_length, rows, layout)
+    jobs = {}
+    for tower, module, example, name in (("image", image_module, pixels, IMAGE_INPUT),
+                                         ("text", text_module, tokens, TEXT_INPUT)):
+        shapes = {name: {0: torch.export.Dim("batch")}} if dynamic else None
+        jobs[tower] = (module, torch.from_numpy(example), name, shapes)
+    return jobs
+
+
 def export_onnx(model, folder: str | os.PathLike, batch: str | int = "dynamic", layout: str = "NCHW") -> dict:
     """Write ``image_encoder.onnx`` and ``text_encoder.onnx`` into ``folder``; returns ``{"image", "text"}`` paths.
 
@@ -112,17 +132,12 @@ def export_onnx(model, folder: str | os.PathLike, batch: str | int = "dynamic", 
     """
     import torch
     folder = Path(folder)
-    image_module, text_module = encoder_modules(model, layout)
-    dynamic = batch == "dynamic"
-    rows = 2 if dynamic else int(batch)  # torch.export specialises sizes 0 and 1: trace a dynamic batch with 2
-    pixels, tokens = example_inputs(model.image_size, model.context_length, rows, layout)
-    jobs = {"image": (image_module, pixels, IMAGE_INPUT, IMAGE_OUTPUT, IMAGE_FILE),
-            "text": (text_module, tokens, TEXT_INPUT, TEXT_OUTPUT, TEXT_FILE)}
+    outputs = {"image": (IMAGE_OUTPUT, IMAGE_FILE), "text": (TEXT_OUTPUT, TEXT_FILE)}
     paths = {}
-    for tower, (module, example, input_name, output_name, filename) in jobs.items():
-        shapes = {input_name: {0: torch.export.Dim("batch")}} if dynamic else None
+    for tower, (module, example, input_name, shapes) in traced_encoders(model, batch, layout).items():
+        output_name, filename = outputs[tower]
         with torch.no_grad(), traceable_ops():
-            program = torch.onnx.export(module, (torch.from_numpy(example),), None, input_names=[input_name],
+            program = torch.onnx.export(module, (example,), None, input_names=[input_name],
                                         output_names=[output_name], dynamic_shapes=shapes, dynamo=True,
                                         opset_version=OPSET, verbose=False, optimize=True)
         paths[tower] = folder / filename

@@ -1,7 +1,7 @@
 """The choices of ``anyclip export`` and their checks (no heavy imports: the CLI parser reads them).
 
 Example:
-    >>> check_options("onnx", None, "8")
+    >>> check_options("onnx", None, 8)
     8
 """
 
@@ -12,12 +12,13 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-# torch: torch.export programs (.pt2); saved_model / litert: TensorFlow; hf: a transformers CLIPModel folder
-FORMATS = ("onnx", "torch", "saved_model", "litert", "hf")
+# torch: torch.export programs (.pt2); saved_model / litert: TensorFlow; openvino: OpenVINO IR (.xml/.bin);
+# hf: a transformers CLIPModel (or SiglipModel) folder
+FORMATS = ("onnx", "torch", "saved_model", "litert", "openvino", "hf")
 QUANTIZATIONS = ("int8", "int4")  # float8: no CPU runtime computes in it (README, Quantization)
 LAYOUTS = ("NCHW", "NHWC")
 BACKEND_OF_FORMAT = {"onnx": "torch", "torch": "torch", "saved_model": "tensorflow", "litert": "tensorflow",
-                     "hf": None}  # the Keras backend each format is exported from (None: any)
+                     "openvino": "torch", "hf": None}  # the Keras backend each format is exported from (None: any)
 
 
 def check_out_folder(out: str | os.PathLike) -> Path:
@@ -34,7 +35,9 @@ def check_out_folder(out: str | os.PathLike) -> Path:
 
 
 def check_options(format: str, quantize: str | None, batch, layout: str = "NCHW") -> str | int:
-    """Validate the export options; returns ``batch`` as ``"dynamic"`` or a positive int.
+    """Validate the export options of the Python API; returns ``batch`` (``"dynamic"`` or a positive int).
+
+    The command line parses ``--batch`` with :func:`anyclip.cli_args.batch_or_dynamic` before this runs.
 
     Example:
         >>> check_options("onnx", "int8", "dynamic")
@@ -49,9 +52,6 @@ def check_options(format: str, quantize: str | None, batch, layout: str = "NCHW"
                          f"(anyclip.export.quantize quantizes the Keras model itself)")
     if layout not in LAYOUTS:
         raise UsageError(f"unknown image layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-    if batch != "dynamic":
-        text = str(batch)
-        if not (text.isascii() and text.isdigit() and int(text) >= 1):
-            raise UsageError(f"--batch {text!r}: give 'dynamic' or a positive whole number")
-        batch = int(text)
+    if batch != "dynamic" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise UsageError(f"batch={batch!r}: give 'dynamic' or a whole number of at least 1")
     return batch

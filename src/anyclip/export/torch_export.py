@@ -16,13 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx import (
-    IMAGE_INPUT,
-    TEXT_INPUT,
-    encoder_modules,
-    example_inputs,
-    traceable_ops,
-)
+from .onnx import traceable_ops, traced_encoders
 
 IMAGE_FILE, TEXT_FILE = "image_encoder.pt2", "text_encoder.pt2"
 
@@ -36,16 +30,12 @@ def export_torch(model, folder: str | os.PathLike, batch: str | int = "dynamic",
     """
     import torch
     folder = Path(folder)
-    image_module, text_module = encoder_modules(model, layout)
-    dynamic = batch == "dynamic"
-    pixels, tokens = example_inputs(model.image_size, model.context_length, 2 if dynamic else int(batch), layout)
+    files = {"image": IMAGE_FILE, "text": TEXT_FILE}
     paths = {}
-    for tower, module, example, name, filename in (("image", image_module, pixels, IMAGE_INPUT, IMAGE_FILE),
-                                                   ("text", text_module, tokens, TEXT_INPUT, TEXT_FILE)):
-        shapes = {name: {0: torch.export.Dim("batch")}} if dynamic else None
+    for tower, (module, example, _, shapes) in traced_encoders(model, batch, layout).items():
         with torch.no_grad(), traceable_ops():
-            program = torch.export.export(module, (torch.from_numpy(example),), dynamic_shapes=shapes, strict=False)
-        paths[tower] = folder / filename
+            program = torch.export.export(module, (example,), dynamic_shapes=shapes, strict=False)
+        paths[tower] = folder / files[tower]
         torch.export.save(program, str(paths[tower]))
     return paths
 

@@ -115,7 +115,9 @@ class T5Block(keras.layers.Layer):
         table, reach = bucket_table(self.arch.num_buckets, self.arch.max_distance)
         pos = ops.arange(length, dtype="int32")
         relative = ops.clip(pos[None, :] - pos[:, None], -reach, reach) + reach
-        buckets = ops.take(ops.convert_to_tensor(table), relative, axis=0)
+        # a [n, 1] table: on torch, Keras' take of a 1-D table by 2-D indices squeezes a non-unit axis, which
+        # ONNX's shape inference refuses (onnxruntime would not load the exported text encoder)
+        buckets = ops.take(ops.convert_to_tensor(table[:, None]), relative, axis=0)[..., 0]
         values = self.relative_attention_bias(buckets)  # [q, k, heads]
         return ops.expand_dims(ops.transpose(values, (2, 0, 1)), 0)
 
