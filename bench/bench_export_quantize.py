@@ -1,4 +1,4 @@
-"""Quantization: size, CPU image throughput and shapes zero-shot results of float32, onnxruntime int8 and Keras
+"""Quantization: size, CPU image throughput and shapes zero-shot results of float32, onnxruntime int8 / int4 and Keras
 int8 / int4, in one run (torch backend).
 
 Trained weights (the shipped anyclip-shapes v1): zero-shot accuracy on the shapes test split. Random weights
@@ -11,6 +11,7 @@ zero-shot predictions with float32's and the cosine similarity of its image embe
 
 import argparse
 import os
+import shutil
 import tempfile
 import warnings
 
@@ -63,7 +64,7 @@ def main():
 
     import anyclip
     from anyclip.eval.shapes import shapes_zero_shot
-    from anyclip.export import OnnxCLIP, export, quantize
+    from anyclip.export import OnnxCLIP, export, quantize, quantize_onnx
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
 
@@ -98,6 +99,12 @@ def main():
             onnx = OnnxCLIP(out, threads=args.threads)
             size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out) if f.endswith(".onnx"))
             row(f"onnxruntime {'float32' if q is None else 'int8 (dynamic)'}", onnx, size)
+        int4 = shutil.copytree(os.path.join(folder, "None"), os.path.join(folder, "int4"))  # what --quantize int4 does
+        files = [os.path.join(int4, f) for f in os.listdir(int4) if f.endswith(".onnx")]
+        for path in files:
+            quantize_onnx(path, mode="int4")
+        row("onnxruntime int4 (weight-only, blocks of 16)", OnnxCLIP(int4, threads=args.threads),
+            sum(os.path.getsize(path) for path in files))
         for mode in ("int8", "int4"):
             quantized = create()
             quantize(quantized, mode, tokenizer=tokenizer)

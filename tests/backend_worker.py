@@ -16,7 +16,6 @@ import numpy as np
 
 def main(folders):
     import keras
-
     from reference import encode_case, release_memory
     backend = keras.backend.backend()
     for folder in map(Path, folders):

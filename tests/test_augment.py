@@ -19,9 +19,9 @@ def photo(w=300, h=200, mode="RGB", seed=0):
 @pytest.mark.parametrize("box", [(0, 0, 200, 300), (10, 20, 150, 170), (37, 3, 99, 250)])
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P"])
 def test_pixels_for_a_box_equal_torchvision(box, mode):
+    import open_clip
     import torchvision.transforms as T
     import torchvision.transforms.functional as F
-    import open_clip
     image = photo(mode=mode)
     cfg = PreprocessConfig(size=64)
     transform = TrainTransform(cfg)

@@ -20,8 +20,8 @@ TINY = {
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     import open_clip
-    from safetensors.torch import save_file
     from reference import randomize
+    from safetensors.torch import save_file
     folder = tmp_path_factory.mktemp("cli")
     (folder / "tiny.json").write_text(json.dumps(TINY))
     ref = open_clip.model.CLIP(**TINY)
@@ -65,9 +65,8 @@ def test_classify_with_sigmoid_matches_open_clip_siglip_probabilities(tmp_path, 
     """A SigLIP-style model (logit bias): auto picks sigmoid(scale * cos + bias), equal to open_clip's."""
     import open_clip
     import torch
-    from safetensors.torch import save_file
-
     from reference import randomize
+    from safetensors.torch import save_file
     cfg = {**TINY, "init_logit_bias": -10.0}
     (tmp_path / "siglip.json").write_text(json.dumps(cfg))
     ref = open_clip.model.CLIP(**cfg).eval()

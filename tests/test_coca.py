@@ -12,11 +12,11 @@ import sys
 import keras
 import numpy as np
 import pytest
-
-import anyclip
 from backend_runner import start_in_backend
 from reference import randomize
 from towers import tiny_hf_dir
+
+import anyclip
 
 EOT = 49407
 TINY = {
@@ -44,10 +44,9 @@ TORCH_CASES = ["greedy_window", "beam_3"]
 
 def _open_clip_generate_ready():
     """Give open_clip's coca_model the beam scorer and warpers that its transformers import missed."""
+    import hf_beam_search
     from open_clip import coca_model
     from transformers import TopKLogitsWarper, TopPLogitsWarper
-
-    import hf_beam_search
     coca_model.BeamSearchScorer = hf_beam_search.BeamSearchScorer
     coca_model.GENERATION_TYPES = {"top_k": TopKLogitsWarper, "top_p": TopPLogitsWarper, "beam_search": "beam_search"}
     coca_model._has_transformers = True
@@ -309,9 +308,9 @@ def test_coca_training_gradients_match_open_clip_with_and_without_accumulation(c
     import open_clip
     import torch
     from open_clip.loss import CoCaLoss as Reference
+    from test_train_step import grads_by_key
 
     from anyclip.train import TrainStep, coca_loss
-    from test_train_step import grads_by_key
     reference = open_clip.CoCa(**{k: v for k, v in TINY.items() if k != "custom_text"})
     reference.load_state_dict(case["state"], strict=True)
     reference.train()
@@ -340,10 +339,11 @@ def test_coca_training_gradients_match_open_clip_with_and_without_accumulation(c
 
 
 def test_train_coca_cli(tmp_path, capsys):
-    from anyclip.cli import main
-    from anyclip.data import ShapesConfig, ShapesDataset, write_csv
     import open_clip
     from safetensors.numpy import load_file
+
+    from anyclip.cli import main
+    from anyclip.data import ShapesConfig, ShapesDataset, write_csv
     write_csv(ShapesDataset(ShapesConfig(image_size=32, seed=1), "train", 8), tmp_path / "data", progress=False)
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
     args = ["train", "--train-data", str(tmp_path / "data" / "train.csv"), "--model", str(tmp_path / "tiny.json"),

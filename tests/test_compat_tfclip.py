@@ -18,10 +18,10 @@ import open_clip
 import pytest
 import torch
 from PIL import Image
-
-from anyclip.compat import tfclip
 from reference import randomize
 from test_weights import make_hub_repo, save_state
+
+from anyclip.compat import tfclip
 
 TEXTS = ["a diagram", "a dog", "a cat", "an elephant"]
 TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},

@@ -10,14 +10,23 @@ import numpy as np
 import open_clip
 import pytest
 from inputs import images_like as _images
-from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_export_loads_into_open_clip,
-                         assert_lock_matches_open_clip, assert_pretrained_like_open_clip, image_features, model_pair,
-                         open_clip_model, torch_state, with_vision)
+from model_pairs import (
+    anyclip_model,
+    assert_config_like_open_clip,
+    assert_export_loads_into_open_clip,
+    assert_lock_matches_open_clip,
+    assert_pretrained_like_open_clip,
+    image_features,
+    model_pair,
+    open_clip_model,
+    torch_state,
+    with_vision,
+)
 
 import anyclip
 import anyclip.weights
-from anyclip.models import CLIPConfig, ConfigError
 from anyclip.layers.drop import dropout
+from anyclip.models import CLIPConfig, ConfigError
 from anyclip.towers.timm.pooled import CONVNEXTS
 from anyclip.weights import WeightMismatchError, export_state_dict, load_state_dict
 

@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from anyclip.data.common import DatasetError, detect_dataset_type
-from anyclip.data.labelled import (LabelledImages, read_classnames, read_image_folder, read_labelled_csv,
-                                   read_webdataset)
+from anyclip.data.labelled import LabelledImages, read_classnames, read_image_folder, read_labelled_csv, read_webdataset
 from anyclip.data.loader import iter_image_batches
 from anyclip.data.retrieval import RetrievalSet, read_retrieval_csv, read_retrieval_json
 from anyclip.eval.zero_shot import read_templates

@@ -12,6 +12,16 @@ import json
 import keras
 import numpy as np
 import pytest
+from inputs import images_like
+from model_pairs import (
+    anyclip_model,
+    assert_config_like_open_clip,
+    assert_pretrained_like_open_clip,
+    image_features,
+    open_clip_model,
+    torch_state,
+    trainable_visual_keys,
+)
 
 import anyclip
 import anyclip.weights
@@ -19,9 +29,6 @@ from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.towers.timm.eva import TimmEva
 from anyclip.towers.timm.eva_config import TIMM_EVAS
 from anyclip.weights import export_state_dict, load_state_dict
-from inputs import images_like
-from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_pretrained_like_open_clip, image_features,
-                         open_clip_model, torch_state, trainable_visual_keys)
 
 EVA_NAMES = ["EVA01-g-14", "EVA01-g-14-plus", "EVA02-B-16", "EVA02-E-14", "EVA02-E-14-plus", "EVA02-L-14",
              "EVA02-L-14-336", "PE-Core-B-16", "PE-Core-L-14-336", "PE-Core-S-16-384", "PE-Core-T-16-384",

@@ -10,14 +10,14 @@ import json
 
 import numpy as np
 import pytest
-
-import anyclip
-from anyclip.models.config import get_model_config
-from anyclip.towers.config import ConfigError
 from backend_runner import start_in_backend
 from model_pairs import assert_config_like_open_clip
 from reference import encode_case, randomize
 from towers import M2M, MT5, ROBERTA, tiny_hf_dir
+
+import anyclip
+from anyclip.models.config import get_model_config
+from anyclip.towers.config import ConfigError
 
 TOL = 1e-5
 VISION = {"layers": 1, "width": 64, "head_width": 32, "patch_size": 16, "image_size": 32}
@@ -137,6 +137,7 @@ def test_max_pooler_is_the_max_over_real_tokens(tmp_path, hf_values):
 def test_export_round_trip_and_legacy_position_ids(tmp_path):
     import open_clip
     import torch
+
     from anyclip.weights.mapping import export_state_dict, load_state_dict
     model, cfg = _open_clip_model(ROBERTA, {"hf_pooler_type": "cls_pooler", "hf_proj_type": "mlp"}, 24, tmp_path)
     _save_case(model, cfg, tmp_path, seed=3)

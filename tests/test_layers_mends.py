@@ -10,6 +10,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from backend_runner import start_in_backend
 from keras import ops
 
 import anyclip
@@ -18,7 +19,6 @@ from anyclip.layers.attention import attention
 from anyclip.layers.dense import dense
 from anyclip.layers.norm import layer_norm
 from anyclip.layers.transformer import call_layer
-from backend_runner import start_in_backend
 
 JAX = keras.backend.backend() == "jax"
 COCA_TINY = {
@@ -160,8 +160,8 @@ def test_t5_bucket_table_matches_transformers():
     import torch
     from transformers.models.t5.modeling_t5 import T5Attention
 
-    from anyclip.towers.hf.t5 import T5Block
     from anyclip.towers.hf.config import hf_arch
+    from anyclip.towers.hf.t5 import T5Block
     for buckets, distance in ((32, 128), (8, 12)):
         arch = hf_arch({"model_type": "mt5", "vocab_size": 50, "d_model": 16, "d_kv": 4, "d_ff": 24, "num_layers": 1,
                         "num_heads": 2, "relative_attention_num_buckets": buckets,

@@ -15,7 +15,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-
 from backend_runner import start_in_backend
 
 ATOL, RTOL = 1e-5, 1e-5  # |diff| <= 1e-5 * (1 + |open_clip|)
@@ -284,6 +283,7 @@ def test_jax_data_parallel_total_equals_full_batch():
     """Averaging the per-rank losses (all_gather with gradient) gives open_clip's one-device loss."""
     import jax
     import torch
+
     from anyclip.train import clip_loss, siglip_loss
     oc = _open_clip_loss_module()
     rng = np.random.default_rng(7)
@@ -332,6 +332,7 @@ CHUNK_CASES = [(1, 1), (7, 3), (8, 4), (8, 100)]
 def test_siglip_chunked_equals_unchunked():
     """Any chunk size, divisible or not, gives the unchunked value and gradients (with and without bias)."""
     import jax
+
     from anyclip.train import siglip_loss
     rng = np.random.default_rng(3)
     inputs = [(_features(rng, n, 12, True), _features(rng, n, 12, True)) for n, _ in CHUNK_CASES]
@@ -369,6 +370,7 @@ def _largest_intermediate(jaxpr):
 def test_siglip_chunked_gradient_memory_is_batch_times_chunk():
     """No [batch, batch] array anywhere in the gradient program once chunked (remat per chunk)."""
     import jax
+
     from anyclip.train import siglip_loss
     n, chunk, dim = 64, 16, 8
     img, txt = np.ones((n, dim), "float32"), np.ones((n, dim), "float32")
@@ -384,6 +386,7 @@ def test_low_precision_inputs_give_float32_losses():
     """float16 / bfloat16 features and scales are cast at entry: float32 losses, same as float32 inputs."""
     import jax
     import keras
+
     from anyclip.train import clip_loss, distill_clip_loss, siglip_loss
     a = CASES["distill-n8-norm"][1]
 
@@ -406,6 +409,7 @@ def test_low_precision_inputs_give_float32_losses():
 
 def test_output_dict():
     import jax
+
     from anyclip.train import clip_loss, distill_clip_loss, siglip_loss
     a = CASES["distill-n5-raw"][1]
     out = jax.eval_shape(lambda a: (
@@ -420,6 +424,7 @@ def test_output_dict():
 
 def test_clamp_logit_scale():
     import keras
+
     from anyclip.train import LOGIT_SCALE_MAX, clamp_logit_scale
     assert LOGIT_SCALE_MAX == math.log(100)
     for start, want in ((7.0, math.log(100)), (-0.5, 0.0), (math.log(1 / 0.07), math.log(1 / 0.07))):
@@ -440,6 +445,7 @@ def test_clamp_logit_scale():
 # ----------------------------------------------------------------------------- bad input
 def test_mismatched_shapes_raise_clear_errors():
     import jax
+
     from anyclip.train import clip_loss, distill_clip_loss, siglip_loss
     a, b = np.zeros((4, 16), "float32"), np.zeros((5, 16), "float32")
     c = np.zeros((4, 8), "float32")

@@ -11,8 +11,13 @@ import copy
 import numpy as np
 import pytest
 from backend_runner import start_in_backend
-from model_pairs import (assert_config_like_open_clip, assert_pretrained_like_open_clip, model_pair, open_clip_model,
-                         trainable_visual_keys)
+from model_pairs import (
+    assert_config_like_open_clip,
+    assert_pretrained_like_open_clip,
+    model_pair,
+    open_clip_model,
+    trainable_visual_keys,
+)
 
 import anyclip
 import anyclip.weights
@@ -60,8 +65,8 @@ def fastvit_outputs(arrays, params):
     """anyclip's outputs for a reference case (run on JAX here and on torch through backend_runner)."""
     import keras
 
-    from anyclip.weights.reparameterize import reparameterize
     from anyclip.weights import export_state_dict, load_state_dict
+    from anyclip.weights.reparameterize import reparameterize
     cfg = CLIPConfig.from_dict(params["cfg"])
     images = arrays["images"]
     model = anyclip.CLIP(cfg, seed=None)

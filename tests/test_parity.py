@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import anyclip
 from parity_tiers import config_kinds, default_configs, required_kinds
 from reference import build_reference_case, encode_case, peak_tree_rss, release_memory
+
+import anyclip
 
 TOL = 1e-5
 AHEAD = 2  # checkpoints alive at once (the JAX test's case plus the one a worker is still reading)

@@ -10,8 +10,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from anyclip.data.shapes import (COLOURS, DEFAULT_HELD_OUT, LABEL_KEYS, PLAIN_BACKGROUNDS, ShapesConfig,
-                                 ShapesDataset, zero_shot_tasks)
+from anyclip.data.shapes import (
+    COLOURS,
+    DEFAULT_HELD_OUT,
+    LABEL_KEYS,
+    PLAIN_BACKGROUNDS,
+    ShapesConfig,
+    ShapesDataset,
+    zero_shot_tasks,
+)
 from anyclip.data.shapes_io import make_shapes, write_csv, write_webdataset
 
 NUMBERS = {1: ("a", "an", "one"), 2: ("two",), 3: ("three",)}

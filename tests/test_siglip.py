@@ -10,14 +10,20 @@ import json
 import numpy as np
 import open_clip
 import pytest
+from model_pairs import (
+    anyclip_model,
+    assert_config_like_open_clip,
+    assert_pretrained_like_open_clip,
+    open_clip_model,
+    torch_state,
+    trainable_visual_keys,
+)
 
 import anyclip
 import anyclip.weights
 from anyclip.models import CLIPConfig, ConfigError, get_model_config
 from anyclip.towers.timm.vit_config import TIMM_VITS
 from anyclip.weights import export_state_dict, load_state_dict
-from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_pretrained_like_open_clip, open_clip_model,
-                         torch_state, trainable_visual_keys)
 
 SIGLIP_NAMES = sorted(n for n in open_clip.list_models() if "SigLIP" in n and n.startswith("ViT-"))
 # A 1-block SigLIP2-style model: B/32 tower (tanh GELU) at 256 px, tiny text tower with the SigLIP options.

@@ -9,8 +9,16 @@ import numpy as np
 import open_clip
 import pytest
 from inputs import images_like as _images
-from model_pairs import (anyclip_model, assert_config_like_open_clip, assert_export_loads_into_open_clip,
-                         assert_lock_matches_open_clip, image_features, model_pair, open_clip_model, with_vision)
+from model_pairs import (
+    anyclip_model,
+    assert_config_like_open_clip,
+    assert_export_loads_into_open_clip,
+    assert_lock_matches_open_clip,
+    image_features,
+    model_pair,
+    open_clip_model,
+    with_vision,
+)
 
 import anyclip
 from anyclip.models import CLIPConfig, ConfigError

@@ -13,8 +13,13 @@ import numpy as np
 import pytest
 from backend_runner import start_in_backend
 from inputs import images_like
-from model_pairs import (assert_config_like_open_clip, image_features, open_clip_model, torch_state,
-                         trainable_visual_keys)
+from model_pairs import (
+    assert_config_like_open_clip,
+    image_features,
+    open_clip_model,
+    torch_state,
+    trainable_visual_keys,
+)
 from reference import encode_case
 
 import anyclip

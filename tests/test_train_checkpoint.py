@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_train_step import anyclip_model, make_case
 
 
@@ -75,8 +74,12 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(case, tmp_path, monke
 
 
 def test_keep_last_n_and_errors(case, tmp_path):
-    from anyclip.train.checkpoint import (list_training_checkpoints, load_training_checkpoint, resolve_checkpoint,
-                                          save_training_checkpoint)
+    from anyclip.train.checkpoint import (
+        list_training_checkpoints,
+        load_training_checkpoint,
+        resolve_checkpoint,
+        save_training_checkpoint,
+    )
     data, state = case
     model, optimizer, step = _trainer(state)
     step(data["images"], data["tokens"])

@@ -10,7 +10,6 @@ import tempfile
 
 import numpy as np
 import pytest
-
 from backend_runner import start_in_backend
 from inputs import clip_batch
 

@@ -56,10 +56,10 @@ def test_adamw_steps_and_decay_groups_equal_open_clip():
     """Three AdamW steps with open_clip_train's parameter groups, on the same gradients."""
     import keras
     import open_clip
+    from reference import randomize
+    from test_train_step import TINY, anyclip_model
 
     from anyclip.weights.mapping import TRANSFORMS, model_entries
-    from test_train_step import TINY, anyclip_model
-    from reference import randomize
 
     ref = open_clip.model.CLIP(**TINY)
     ref.load_state_dict(randomize(ref.state_dict(), 3))
@@ -95,6 +95,7 @@ def test_adamw_steps_and_decay_groups_equal_open_clip():
 
 def test_bad_optimizer_settings_are_refused():
     from test_train_step import TINY  # noqa: F401
+
     import anyclip
     model = anyclip.create_model("ViT-S-32", load_weights=False)
     with pytest.raises(ValueError, match="beta2 must be in"):

@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from backend_runner import start_in_backend
 from inputs import clip_batch
 from reference import randomize

@@ -17,8 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from anyclip.transforms import (OPENAI_DATASET_STD, ImageLoadError, ImagePreprocessor, PreprocessConfig,
-                                image_transform, load_image, preprocess_images)
+from anyclip.transforms import (
+    OPENAI_DATASET_STD,
+    ImageLoadError,
+    ImagePreprocessor,
+    PreprocessConfig,
+    image_transform,
+    load_image,
+    preprocess_images,
+)
 from anyclip.transforms.graph import pil_resample_weights
 from anyclip.transforms.host import crop_offsets, resize_geometry
 
@@ -447,8 +454,8 @@ def test_in_graph_path_on_other_backends(backend):
 
 
 def test_image_preprocessor_layer_serialises(tmp_path):
-    import torchvision  # noqa: F401 -- keras.saving imports tensorflow, which must come after torchvision
     import keras
+    import torchvision  # noqa: F401 -- keras.saving imports tensorflow, which must come after torchvision
     cfg = PreprocessConfig(size=(32, 24), resize_mode="longest", fill_color=128, interpolation="bilinear")
     layer = ImagePreprocessor(cfg, name="prep")
     config = layer.get_config()

@@ -9,12 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reference import randomize
 
 import anyclip
 import anyclip.weights
-from anyclip.weights import (CheckpointError, WeightMismatchError, WeightsUnavailableError, export_state_dict,
-                             read_state_dict, save_open_clip_checkpoint)
-from reference import randomize
+from anyclip.weights import (
+    CheckpointError,
+    WeightMismatchError,
+    WeightsUnavailableError,
+    export_state_dict,
+    read_state_dict,
+    save_open_clip_checkpoint,
+)
 
 TINY = {
     "embed_dim": 32,
