@@ -239,9 +239,7 @@ def read_hf_siglip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
     """
     from safetensors.numpy import load_file
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if config.get("model_type") != "siglip":
-        raise UsageError(f"{folder}: not a transformers SigLIP folder (model_type {config.get('model_type')!r})")
+    config = hf_clip.read_config(folder, "siglip", "SigLIP")
     text, vision = config["text_config"], config["vision_config"]
     act = text.get("hidden_act", "gelu_pytorch_tanh")
     if act not in ("gelu", "gelu_pytorch_tanh") or not vision.get("vision_use_head", True):

@@ -181,6 +181,14 @@ def save_hf_clip(model, tokenizer, folder: str | os.PathLike) -> Path:
     return folder
 
 
+def read_config(folder: Path, model_type: str, what: str) -> dict:
+    """``folder``'s ``config.json``; a usage error naming the folder when its ``model_type`` is not ``model_type``."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != model_type:
+        raise UsageError(f"{folder}: not a transformers {what} folder (model_type {config.get('model_type')!r})")
+    return config
+
+
 def read_hf_clip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
     """``(open_clip model config, open_clip state dict, preprocess config)`` of a transformers CLIP folder.
 
@@ -189,10 +197,7 @@ def read_hf_clip(folder: str | os.PathLike) -> tuple[dict, dict, dict]:
     """
     from safetensors.numpy import load_file
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if config.get("model_type") != "clip":
-        raise UsageError(f"{folder}: not a transformers CLIP folder (model_type {config.get('model_type')!r}); "
-                         f"only CLIPModel folders are read")
+    config = read_config(folder, "clip", "CLIP")
     text, vision = config["text_config"], config["vision_config"]
     act = {text.get("hidden_act", "quick_gelu"), vision.get("hidden_act", "quick_gelu")}
     if len(act) != 1 or not act <= {"quick_gelu", "gelu"}:
