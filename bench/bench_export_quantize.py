@@ -65,6 +65,7 @@ def main():
     import anyclip
     from anyclip.eval.shapes import shapes_zero_shot
     from anyclip.export import OnnxCLIP, export, quantize, quantize_onnx
+    from anyclip.export.verify import QUANTIZED_MIN_COSINE
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
 
@@ -108,8 +109,9 @@ def main():
         text_cosines = {}
         for mode in ("int8", "int4"):
             quantized = create()
-            # random weights quantize worse than trained ones: report the cosine instead of refusing below 0.99
-            checked = quantize(quantized, mode, tokenizer=tokenizer, min_cosine=0.99 if reference is None else 0.0)
+            # random weights quantize worse than trained ones: report the cosine instead of refusing below the floor
+            floor = QUANTIZED_MIN_COSINE if reference is None else 0.0
+            checked = quantize(quantized, mode, tokenizer=tokenizer, min_cosine=floor)
             text_cosines[mode] = checked["text"]["min_cosine"]
             row(f"Keras {mode} (torch backend)", quantized, _keras_bytes(quantized))
     print(f"{args.model} {pretrained or 'random weights'}, {args.threads} threads, image batch {args.batch}, "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from backend_runner import start_in_backend
 from model_pairs import assert_config_like_open_clip
-from reference import encode_case, randomize
+from reference import randomize
 from towers import M2M, MT5, ROBERTA, tiny_hf_dir
 
 import anyclip
@@ -62,10 +62,17 @@ def _save_case(model, cfg, folder, seed):
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "open_clip_model.safetensors"))
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
     rng = np.random.default_rng(seed)
-    tokens = _tokens(model.text.config.pad_token_id, rng)
+    pad = model.text.config.pad_token_id
+    tokens = _tokens(pad, rng)
+    # every row short and padded to 40: anyclip cuts the batch to 16 positions, open_clip runs all 40
+    short = np.full((3, 40), pad, np.int32)
+    short[:, :20] = tokens[[0, 1, 3]]
+    refs = {}
     with torch.no_grad():
-        text_ref = model.encode_text(torch.from_numpy(tokens).long(), normalize=True).numpy()
-    np.savez(folder / "case.npz", tokens=tokens, text_ref=text_ref)
+        for key, ids in (("tokens", tokens), ("short_tokens", short)):
+            refs[key] = model.encode_text(torch.from_numpy(ids).long(), normalize=True).numpy()
+    np.savez(folder / "case.npz", tokens=tokens, short_tokens=short, text_ref=refs["tokens"],
+             short_ref=refs["short_tokens"])
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +91,14 @@ def cases(tmp_path_factory):
 
 
 def _run(folder):
-    return {"text": encode_case(folder, image=False)["text"]}
+    import keras
+    try:
+        model = anyclip.create_model(f"local-dir:{folder}")
+        case = np.load(folder / "case.npz")
+        return {key: keras.ops.convert_to_numpy(model.encode_text(case[key], normalize=True))
+                for key in ("tokens", "short_tokens")}
+    finally:
+        keras.backend.clear_session()
 
 
 def torch_worker(arrays, params):
@@ -99,7 +113,8 @@ def torch_worker(arrays, params):
 
 def _check(folder, out):  # (image towers: the native ViT, compared in test_parity.py)
     case = np.load(folder / "case.npz")
-    assert np.abs(out["text"] - case["text_ref"]).max() <= TOL
+    assert np.abs(out["tokens"] - case["text_ref"]).max() <= TOL
+    assert np.abs(out["short_tokens"] - case["short_ref"]).max() <= TOL, "trailing padding cut off"
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -111,7 +126,16 @@ def test_parity_torch(cases):
     folders, job = cases
     out = job.result(timeout=600)
     for i, folder in enumerate(folders.values()):
-        _check(folder, {"text": out[f"{i}_text"]})
+        _check(folder, {key: out[f"{i}_{key}"] for key in ("tokens", "short_tokens")})
+
+
+def test_trailing_padding_is_cut_to_the_longest_row(cases):
+    model = anyclip.create_model(f"local-dir:{cases[0]['roberta-mean-mlp']}")
+    case = np.load(cases[0]["roberta-mean-mlp"] / "case.npz")
+    pad = model.text.pad_token_id
+    assert model.text.needed_length(case["short_tokens"]) == 16  # longest row: 12 real tokens
+    assert model.text.needed_length(case["tokens"]) == 20  # one row has no padding
+    assert model.text.needed_length(np.full((2, 40), pad)) == 40  # no real token: nothing is cut
 
 
 @pytest.mark.parametrize("hf_values", [ROBERTA, M2M], ids=["roberta", "m2m"])

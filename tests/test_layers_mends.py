@@ -60,13 +60,15 @@ OPTIONS = {
     "mask": {"mask": np.array([[True] * 7, [True] * 4 + [False] * 3])[:, None, None, :]},
     "bias_scale": {"bias": np.random.default_rng(1).standard_normal((1, 3, 5, 7)).astype(np.float32), "scale": 1.0},
     "causal": {"causal": True},
+    "mask_causal": {"mask": np.array([[True] * 5, [True] * 2 + [False] + [True] * 2])[:, None, None, :],
+                    "causal": True},
 }
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_attention_float32_and_float16_match_numpy(name):
     opts = OPTIONS[name]
-    q, k, v = _qkv(keys=5 if name == "causal" else 7)
+    q, k, v = _qkv(keys=5 if "causal" in name else 7)
     ref = _numpy_attention(q, k, v, **opts)
     out32 = attention(q, k, v, **opts)
     assert out32.dtype == "float32"
@@ -77,6 +79,27 @@ def test_attention_float32_and_float16_match_numpy(name):
     assert keras.backend.standardize_dtype(out16.dtype) == "float16"
     np.testing.assert_allclose(ops.convert_to_numpy(out16).astype(np.float32), ops.convert_to_numpy(out32),
                                atol=1e-2)
+
+
+def attention_worker(arrays, params):
+    """Subprocess entry (``backend_runner``): each case's attention in float32 and float16 under this backend."""
+    out = {}
+    for name, opts in OPTIONS.items():
+        q, k, v = _qkv(keys=5 if "causal" in name else 7)
+        out[f"{name}/values"] = ops.convert_to_numpy(attention(q, k, v, **opts))
+        half = [ops.cast(t, "float16") for t in (q, k, v)]
+        opts16 = {key: ops.cast(val, "float16") if key == "bias" else val for key, val in opts.items()}
+        out[f"{name}/float16"] = ops.convert_to_numpy(ops.cast(attention(*half, **opts16), "float32"))
+    return out
+
+
+def test_attention_on_torch_matches_numpy():
+    # the torch backend runs keras.ops.dot_product_attention through torch's SDPA; mask + causal must keep both
+    out = start_in_backend("torch", "test_layers_mends:attention_worker", {}).result(timeout=300)
+    for name, opts in OPTIONS.items():
+        ref = _numpy_attention(*_qkv(keys=5 if "causal" in name else 7), **opts)
+        np.testing.assert_allclose(out[f"{name}/values"], ref, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(out[f"{name}/float16"], ref, atol=1e-2, err_msg=f"{name} float16")
 
 
 @pytest.mark.skipif(not JAX, reason="the float16 workaround is for JAX's CPU backend")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from anyclip.export.verify import QUANTIZED_MIN_COSINE
+
 ONNX_MODES = ("int8", "int4")
 
 
@@ -63,7 +65,7 @@ def _quantize_int4(path: Path, target: Path) -> None:
 KERAS_MODES = ("int8", "int4")
 
 
-def quantize(model, mode: str = "int8", tokenizer=None, min_cosine: float = 0.99) -> dict:
+def quantize(model, mode: str = "int8", tokenizer=None, min_cosine: float = QUANTIZED_MIN_COSINE) -> dict:
     """Quantize an anyclip Keras model in place with Keras' own quantization and check it stayed close.
 
     ``int8``: int8 weights and activations (quantized per call) in every Linear layer and the token

@@ -113,7 +113,8 @@ class CLIP(keras.Model):
         """Text features ``[batch, embed_dim]`` from token ids.
 
         Padding after the last end-of-text token is cut off before the tower runs when it cannot change
-        the result (causal mask with argmax/eos pooling), in steps of 8 positions.
+        the result (causal mask with argmax/eos pooling; Hugging Face towers, whose padding is masked), in steps
+        of 8 positions.
         """
         if _is_concrete(texts):
             tokens = np.asarray(ops.convert_to_numpy(texts))
@@ -125,8 +126,10 @@ class CLIP(keras.Model):
             if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab):
                 raise ValueError(f"token ids must lie in [0, {vocab}), got "
                                  f"[{tokens.min()}, {tokens.max()}]")
-            if isinstance(self.config.text_cfg, TextConfig):  # HF towers attend both ways: never cut
+            if isinstance(self.config.text_cfg, TextConfig):
                 tokens = tokens[:, :needed_length(tokens, self.config.text_cfg)]
+            elif hasattr(self.text, "needed_length"):  # HF towers: trailing padding is masked out
+                tokens = tokens[:, :self.text.needed_length(tokens)]
             texts = tokens.astype("int32")
         with model_device_scope(self):
             return compiled(self.text, normalize, self.precision)(texts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from ...layers.dense import LINEAR_TABLE, dense
@@ -111,6 +112,25 @@ class HFTextEncoder(Tower):
     def pad_token_id(self) -> int:
         """The id the attention mask leaves out (the HF config's ``pad_token_id``)."""
         return self.arch.pad_token_id
+
+    def needed_length(self, tokens: np.ndarray, multiple: int = 8) -> int:
+        """How many leading positions of ``tokens`` decide the output, rounded up to ``multiple``.
+
+        Pad ids after the last real token of every row are masked out of attention and pooling (and the
+        encoders' positions count from the start), so cutting them changes nothing; a row with no real token
+        keeps the full length.
+
+        Example:
+            >>> ids = np.array([[0, 9, 2, 1, 1, 1, 1, 1, 1, 1]])  # RoBERTa: pad id 1
+            >>> tower.needed_length(ids, multiple=4)  # doctest: +SKIP
+            4
+        """
+        real = np.asarray(tokens) != self.arch.pad_token_id
+        full = real.shape[1]
+        if full == 0 or not real.any(axis=1).all():
+            return full
+        last = int((full - 1 - np.argmax(real[:, ::-1], axis=1)).max())
+        return min(full, -(-(last + 1) // multiple) * multiple)
 
     def project(self, pooled):
         """``hf_proj_type`` applied to pooled features ``[batch, width]`` -> ``[batch, embed_dim]``."""
