@@ -174,6 +174,36 @@ def test_call_layer_remat_gives_the_same_values():
     np.testing.assert_array_equal(plain, rematted)
 
 
+@pytest.mark.skipif(not JAX, reason="inspects the JAX program")
+def test_block_gradients_are_stored_once_and_unchanged_on_jax():
+    # XLA's CPU fusion recomputed the residual stream's gradient in every consumer (a ViT-B-32 step 1.4x slower);
+    # store_gradient writes it once through a conditional. Gradients must equal plain autodiff's, NaN stays NaN.
+    import jax
+
+    from anyclip.layers.backend import store_gradient
+    blocks = [anyclip.layers.transformer.ResidualBlock(16, 2, 32, seed=i) for i in range(3)]
+    x = np.random.default_rng(0).standard_normal((2, 5, 16)).astype(np.float32)
+    for block in blocks:
+        block.build((None, 5, 16))
+    values = [[v.value for v in b.trainable_variables] for b in blocks]
+
+    def loss(values, x, stored):
+        for block, vals in zip(blocks, values):
+            with keras.StatelessScope(state_mapping=list(zip(block.trainable_variables, vals))):
+                x = block(x, causal=True)
+            x = store_gradient(x) if stored else x
+        return ops.sum(ops.tanh(x) * 1.5)
+
+    grads = {stored: jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(values, x, stored)
+             for stored in (True, False)}
+    for ours, plain in zip(jax.tree_util.tree_leaves(grads[True]), jax.tree_util.tree_leaves(grads[False])):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(plain), rtol=1e-5, atol=1e-6)
+    hlo = jax.jit(jax.grad(loss), static_argnums=2).lower(values, x, True).compile().as_text()
+    assert hlo.count("conditional(") >= 3, "one stored gradient per block"
+    nan = jax.grad(lambda x: ops.sum(store_gradient(x) * 2.0))(np.array([np.nan, 1.0], np.float32))
+    assert np.isnan(np.asarray(nan)).all()
+
+
 def test_dense_bias_flag_and_layer_norm_eps():
     assert dense(4, 0.02, 0, "q").use_bias and not dense(4, 0.02, 0, "q", bias=False).use_bias
     assert layer_norm("ln").epsilon == 1e-5 and layer_norm("ln", eps=1e-6).epsilon == 1e-6

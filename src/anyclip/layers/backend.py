@@ -102,3 +102,41 @@ def relu(x):
 def add_relu(x, identity):
     """``relu(x + identity)``; in place on ``x`` on torch when no gradient is recorded."""
     return x.add_(identity).relu_() if _no_grad() else ops.relu(x + identity)
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_store_gradient():
+    """The JAX function behind :func:`store_gradient` (built once: a custom VJP identity)."""
+    import jax
+
+    @jax.custom_vjp
+    def store(x):
+        return x
+
+    def forward(x):
+        return x, x.reshape(-1)[:1]
+
+    def backward(first, g):
+        # XLA does not fuse across a conditional whose branches differ, so ``g`` is written to memory once here.
+        # The branch taken is ``g`` itself; the other, taken only when the block's first output is NaN, makes the
+        # whole gradient NaN (never a silent zero), as a NaN activation makes the loss NaN.
+        return (jax.lax.cond(first[0] == first[0], lambda t: t, lambda t: t + (first[0] - first[0]), g),)
+
+    store.defvjp(forward, backward)
+    return store
+
+
+def store_gradient(x):
+    """``x`` unchanged; on JAX, its gradient is written to memory once in the backward pass.
+
+    Between transformer blocks this stops XLA's CPU fusion from recomputing the gradient of the residual stream
+    (a sum over every later block's LayerNorm backward) inside each of its consumers, a cost that grew with
+    depth: a ViT-B-32 forward + backward (CLIP loss, batch 32, 2 CPU cores) went from 35 s to 25 s.
+
+    Example:
+        >>> store_gradient(keras.ops.ones((2,))).shape
+        (2,)
+    """
+    if keras.backend.backend() != "jax":
+        return x
+    return _jax_store_gradient()(x)

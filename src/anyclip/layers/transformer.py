@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from .attention import Attention
+from .backend import store_gradient
 from .dense import LINEAR_TABLE
 from .init import child_seed, constant_init
 from .mlp import MLP
@@ -35,7 +36,8 @@ BLOCK_TABLE = (
 
 def call_layer(layer, *args, remat: bool = False, **kwargs):
     """``layer(*args, **kwargs)``, rematerialised in the backward pass when ``remat`` (``keras.remat``:
-    ``jax.checkpoint``, ``torch.utils.checkpoint``, ``tf.recompute_grad``; same values and gradients).
+    ``jax.checkpoint``, ``torch.utils.checkpoint``, ``tf.recompute_grad``; same values and gradients). Its
+    gradient is stored between blocks (:func:`~anyclip.layers.backend.store_gradient`).
 
     ``args`` are what is rematerialised (tensors); ``kwargs`` are closed over. A fresh wrapper per call: JAX
     caches checkpointed traces per function object, and a cached trace of the same layer object would carry
@@ -46,8 +48,8 @@ def call_layer(layer, *args, remat: bool = False, **kwargs):
         (2,)
     """
     if not remat:
-        return layer(*args, **kwargs)
-    return keras.remat(functools.partial(layer, **kwargs))(*args)
+        return store_gradient(layer(*args, **kwargs))
+    return store_gradient(keras.remat(functools.partial(layer, **kwargs))(*args))
 
 
 @keras.saving.register_keras_serializable(package="anyclip")
