@@ -174,11 +174,12 @@ def release_memory():
         pass
 
 
-def encode_case(folder: Path, image: bool = True, text: bool = True) -> dict:
+def encode_case(folder: Path, image: bool = True, text: bool = True, more_tokens: tuple[str, ...] = ()) -> dict:
     """anyclip's normalised embeddings of a saved case, under the current Keras backend.
 
     The model is ``local-dir:folder`` (open_clip's folder layout); the inputs are ``case.npz``'s ``images`` /
-    ``tokens``. Returns ``image`` and / or ``text`` embeddings and ``logit_scale`` (exponentiated); the Keras
+    ``tokens``. Returns ``image`` and / or ``text`` embeddings and ``logit_scale`` (exponentiated), plus the text
+    embeddings of each further ``case.npz`` token array named in ``more_tokens``, under its name; the Keras
     session is cleared afterwards.
     """
     import keras
@@ -191,8 +192,8 @@ def encode_case(folder: Path, image: bool = True, text: bool = True) -> dict:
         out = {"logit_scale": float(keras.ops.convert_to_numpy(keras.ops.exp(model.logit_scale)))}
         if image:
             out["image"] = keras.ops.convert_to_numpy(model.encode_image(case["images"], normalize=True))
-        if text:
-            out["text"] = keras.ops.convert_to_numpy(model.encode_text(case["tokens"], normalize=True))
+        for name, key in ([("text", "tokens")] if text else []) + [(key, key) for key in more_tokens]:
+            out[name] = keras.ops.convert_to_numpy(model.encode_text(case[key], normalize=True))
         del model
         return out
     finally:

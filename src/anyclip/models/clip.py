@@ -8,7 +8,6 @@ from keras import ops
 
 from ..layers.init import child_seed, constant_init
 from ..runtime import compiled
-from ..towers.openai.text_transformer import TextConfig, needed_length
 from ..towers.registry import tower_class
 from .config import CLIPConfig
 from .layout import to_channels_last
@@ -126,10 +125,7 @@ class CLIP(keras.Model):
             if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab):
                 raise ValueError(f"token ids must lie in [0, {vocab}), got "
                                  f"[{tokens.min()}, {tokens.max()}]")
-            if isinstance(self.config.text_cfg, TextConfig):
-                tokens = tokens[:, :needed_length(tokens, self.config.text_cfg)]
-            elif hasattr(self.text, "needed_length"):  # HF towers: trailing padding is masked out
-                tokens = tokens[:, :self.text.needed_length(tokens)]
+            tokens = tokens[:, :self.text.needed_length(tokens)]
             texts = tokens.astype("int32")
         with model_device_scope(self):
             return compiled(self.text, normalize, self.precision)(texts)

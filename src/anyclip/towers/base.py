@@ -103,6 +103,14 @@ class Tower(keras.layers.Layer):
         """Freeze the tower except its last ``unlocked_groups`` layer groups (open_clip's ``lock``)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement lock()")
 
+    def needed_length(self, tokens: np.ndarray) -> int:
+        """How many leading positions of the token ids ``tokens [batch, length]`` decide a text tower's output.
+
+        Callers may cut the ids to this length before ``call``; the result is the same. The base keeps them all;
+        text towers whose trailing padding cannot change the result (causal mask, masked padding) return less.
+        """
+        return np.shape(tokens)[1]
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_width)
 
@@ -128,3 +136,15 @@ def lock_groups(layer, groups, unlocked: int, what: str) -> None:
     for group in (groups[-int(unlocked):] if unlocked else []):
         for var in group:
             var.trainable = True
+
+
+def round_up_length(last: int, full: int, multiple: int = 8) -> int:
+    """Positions ``0..last`` rounded up to a ``multiple`` of positions, at most ``full`` (the cut of padded ids).
+
+    Rounding keeps the number of distinct shapes, so of compiled programs, small.
+
+    Example:
+        >>> round_up_length(last=2, full=77), round_up_length(last=75, full=77)
+        (8, 77)
+    """
+    return min(full, -(-(last + 1) // multiple) * multiple)

@@ -16,7 +16,7 @@ from keras import ops
 
 from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed
-from ..base import Tower
+from ..base import Tower, round_up_length
 from ..config import ConfigError
 from ..registry import family
 from .config import HFTextConfig
@@ -130,7 +130,7 @@ class HFTextEncoder(Tower):
         if full == 0 or not real.any(axis=1).all():
             return full
         last = int((full - 1 - np.argmax(real[:, ::-1], axis=1)).max())
-        return min(full, -(-(last + 1) // multiple) * multiple)
+        return round_up_length(last, full, multiple)
 
     def project(self, pooled):
         """``hf_proj_type`` applied to pooled features ``[batch, width]`` -> ``[batch, embed_dim]``."""

@@ -16,7 +16,7 @@ from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.init import child_seed, normal_init
 from ...layers.norm import LAYER_NORM_TABLE, layer_norm
 from ...layers.transformer import BLOCK_TABLE, Transformer
-from ..base import Tower, lock_groups
+from ..base import Tower, lock_groups, round_up_length
 from ..config import _pos_int, _require
 
 
@@ -230,6 +230,10 @@ class TextTransformer(Tower):
     def call(self, tokens, training: bool = False):
         return self.forward_tokens(tokens, training=training)[0]
 
+    def needed_length(self, tokens: np.ndarray) -> int:
+        """Positions of ``tokens`` up to the last pooled one, in steps of 8 (see the module's :func:`needed_length`)."""
+        return needed_length(np.asarray(tokens), self.config)
+
     def lock(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """Freeze the tower except its last ``unlocked_layers`` layer groups (open_clip's ``lock_text_tower``).
 
@@ -269,7 +273,6 @@ def needed_length(tokens: np.ndarray, config: TextConfig, multiple: int = 8) -> 
         last = int(np.argmax(tokens, axis=-1).max())
     else:
         last = int(np.argmax(tokens == config.eos_id, axis=-1).max())
-    need = -(-(last + 1) // multiple) * multiple
-    return min(full, need)
+    return round_up_length(last, full, multiple)
 
 
