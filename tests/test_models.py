@@ -209,3 +209,23 @@ def test_zero_shot_classifier_matches_open_clip(tiny_json):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="classnames"):
         anyclip.build_zero_shot_classifier(model, tokenizer, [], templates)
+
+
+def test_building_a_model_compiles_nothing_on_jax():
+    # Keras turns numpy initial values into JAX arrays with a compiled program per shape (0.5 s of a ViT-B-32's
+    # build); anyclip's initialisers hand JAX its own arrays, so a model builds with no compile at all.
+    import jax
+    from jax import monitoring
+
+    from anyclip.models.clip import CLIP
+    assert keras.backend.backend() == "jax"
+    compiles = []
+    monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **kwargs: compiles.append(event) if "compile" in event else None)
+    jax.numpy.zeros(1).block_until_ready()
+    config = CLIPConfig.from_dict({**TINY, "vision_cfg": {**TINY["vision_cfg"], "width": 48, "head_width": 24}})
+    compiles.clear()
+    for seed in (None, 3):  # weights to be loaded, random weights
+        model = CLIP(config, seed=seed)
+    assert compiles == []
+    assert np.abs(keras.ops.convert_to_numpy(model.visual.positional_embedding)).max() > 0  # random, not zeros

@@ -327,3 +327,51 @@ def test_model_flags_resize_pos_embed(tiny, tmp_path):
         load_model_from_args(parser.parse_args(flags))
     model, _, _ = load_model_from_args(parser.parse_args([*flags, "--resize-pos-embed"]))
     assert tuple(model.visual.positional_embedding.shape) == (37, 64)
+
+
+def _aligned_copy(array: np.ndarray) -> np.ndarray:
+    """A copy starting on a 64-byte boundary: memory JAX on a CPU would keep rather than copy."""
+    buffer = np.empty(array.size + 16, array.dtype)
+    start = (-buffer.ctypes.data % 64) // array.itemsize
+    out = buffer[start:start + array.size].reshape(array.shape)
+    out[...] = array
+    return out
+
+
+def test_loaded_weights_never_share_the_callers_arrays_unless_handed_over(tiny):
+    from anyclip.weights import load_state_dict
+    model = anyclip.create_model(tiny["config"])
+    state = {key: _aligned_copy(value) for key, value in read_state_dict(tiny["st"]).items()}
+    load_state_dict(model, state)
+    for value in state.values():  # the caller changes its arrays after the load: the model keeps its weights
+        value[...] = 7
+    assert_same(model, *tiny["ref"])
+    handed = {key: _aligned_copy(value) for key, value in read_state_dict(tiny["st"]).items()}
+    other = anyclip.create_model(tiny["config"])
+    load_state_dict(other, handed, copy=False)
+    assert handed == {}  # emptied: each array's memory goes once it is loaded
+    assert_same(other, *tiny["ref"])
+
+
+def test_reading_a_safetensors_file_holds_it_in_memory_once(tmp_path):
+    # A mapped file's pages count in the process' memory: read through one mapping, the peak held the file twice.
+    import subprocess
+    import sys
+
+    from safetensors.numpy import load_file, save_file
+    rng = np.random.default_rng(0)
+    state = {f"block{i}.weight": rng.standard_normal((1024, 2048), dtype=np.float32) for i in range(24)}
+    state["scalar"] = np.array(3.5, np.float32)
+    path = tmp_path / "big.safetensors"
+    save_file(state, str(path))
+    size_mb = path.stat().st_size / 2**20
+    code = ("import resource, sys\nfrom anyclip.weights.checkpoint import read_state_dict\n"
+            "start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\nstate = read_state_dict(sys.argv[1])\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(anyclip.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    grown_mb = float(subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True,
+                                    capture_output=True, text=True).stdout.split()[-1])
+    assert grown_mb < 1.3 * size_mb, f"reading a {size_mb:.0f} MB file raised the peak by {grown_mb:.0f} MB"
+    ours, theirs = read_state_dict(path), load_file(str(path))
+    assert set(ours) == set(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in theirs)

@@ -200,7 +200,7 @@ def create_model(
             log.info("loading weights from %s", resolved.checkpoint)
             resize = resize_pos_embed or force_image_size is not None or force_context_length is not None
             load_state_dict(model, read_state_dict(resolved.checkpoint), source=str(resolved.checkpoint),
-                            resize_pos_embed=resize)
+                            resize_pos_embed=resize, copy=False)
         for path, prefix in ((pretrained_image_path, "visual."), (pretrained_text_path, "text.")):
             if path:
                 load_tower_weights(model, path, prefix)

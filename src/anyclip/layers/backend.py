@@ -140,3 +140,25 @@ def store_gradient(x):
     if keras.backend.backend() != "jax":
         return x
     return _jax_store_gradient()(x)
+
+
+
+def host_to_backend(array):
+    """A numpy initial value as the backend's own array, without a compiled kernel or an extra host copy.
+
+    Keras would convert numpy initial values itself: on JAX that compiles one program per shape, on torch it
+    copies the array first. Here JAX gets a host->device transfer and torch shares the numpy memory.
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(host_to_backend(np.zeros((2, 3), np.float32)).shape)
+        (2, 3)
+    """
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+        return torch.from_numpy(array)
+    if backend == "jax":
+        import jax
+        return jax.device_put(array)
+    return array

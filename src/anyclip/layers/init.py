@@ -11,6 +11,8 @@ import zlib
 import keras
 import numpy as np
 
+from .backend import host_to_backend
+
 
 @keras.saving.register_keras_serializable(package="anyclip")
 class HostInit(keras.initializers.Initializer):
@@ -25,14 +27,25 @@ class HostInit(keras.initializers.Initializer):
         self.std, self.seed, self.constant = std, seed, constant
 
     def __call__(self, shape, dtype=None):
-        if self.seed is None or self.std == 0.0:
-            return np.full(shape, self.constant, dtype=np.float32)
-        rng = np.random.default_rng(self.seed)
-        return rng.standard_normal(shape, dtype=np.float32) * np.float32(self.std)
+        value = _aligned_zeros(shape)  # fresh pages: nothing is written to them for weights about to be loaded
+        if self.seed is not None and self.std != 0.0:
+            np.random.default_rng(self.seed).standard_normal(dtype=np.float32, out=value)
+            value *= np.float32(self.std)
+        elif self.constant != 0.0:
+            value[...] = self.constant
+        return host_to_backend(value)
 
     def get_config(self):
         return {"std": self.std, "seed": self.seed, "constant": self.constant}
 
+
+
+def _aligned_zeros(shape) -> np.ndarray:
+    """Float32 zeros starting on a 64-byte boundary, which JAX on a CPU keeps as the array's memory (no copy)."""
+    size = int(np.prod(shape, dtype=np.int64))
+    buffer = np.zeros(size + 16, np.float32)
+    start = (-buffer.ctypes.data % 64) // 4
+    return buffer[start:start + size].reshape(shape)
 
 
 def child_seed(seed: int | None, name: str) -> int | None:

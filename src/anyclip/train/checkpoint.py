@@ -253,7 +253,8 @@ def load_training_checkpoint(path: str | os.PathLike, model, optimizer, ema=None
     path = Path(path)
     state = json.loads((path / STATE_NAME).read_text())
     weights = path / SAFE_WEIGHTS_NAME  # this run's own shapes: strict, nothing resized
-    load_state_dict(model, read_state_dict(weights), source=str(weights), strict=True, resize_pos_embed=False)
+    load_state_dict(model, read_state_dict(weights), source=str(weights), strict=True, resize_pos_embed=False,
+                    copy=False)
     tensors = load_file(str(path / OPTIMIZER_NAME))
     groups = [("optimizer", optimizer.variables), ("model", _extra_model_state(model))]
     if ema is not None:

@@ -74,37 +74,54 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _unwrap(state, path)
 
 
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-    if "BF16" in _dtypes(path):
-        return _read_safetensors_bf16(path)
+def _read_safetensors(path: Path, chunk_bytes: int = 64 * 2**20) -> dict[str, np.ndarray]:
+    # The file is opened again for each ~64 MB of tensors: a mapped file's pages count in the process' memory while it
+    # is open, so one open for the whole file would hold it twice at the peak (the mapping and the copies).
+    from safetensors import safe_open
+    header = _header(path)
+    if any(meta["dtype"] == "BF16" for meta in header.values()):
+        return _read_safetensors_bf16(path, header)
+    chunks, current, size = [], [], 0
+    for key in sorted(header, key=lambda k: header[k]["data_offsets"][0]):
+        start, end = header[key]["data_offsets"]
+        if current and size + end - start > chunk_bytes:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(key)
+        size += end - start
+    state = {}
     try:
-        return load_file(str(path))
+        for keys in chunks + [current]:
+            with safe_open(str(path), framework="numpy") as f:
+                state.update((key, f.get_tensor(key)) for key in keys)
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    return state
 
 
-def _dtypes(path: Path) -> set[str]:
+def _header(path: Path) -> dict:
+    """The safetensors header's tensor entries (``{key: {"dtype", "shape", "data_offsets"}}``)."""
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(n))
-        return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+        entries = {k: v for k, v in header.items() if k != "__metadata__"}
+        for meta in entries.values():  # every entry names a dtype and a [start, end) byte range
+            start, end = meta["data_offsets"]
+            meta["dtype"].upper()
+        return entries
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable safetensors file (bad header: {e})") from None
 
 
-def _read_safetensors_bf16(path: Path) -> dict[str, np.ndarray]:
+def _read_safetensors_bf16(path: Path, header: dict) -> dict[str, np.ndarray]:
     # numpy has no bfloat16: widen through ml_dtypes (a keras dependency), using safetensors' own layout.
     import ml_dtypes
     out = {}
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
         base = 8 + n
         for key, meta in header.items():
-            if key == "__metadata__":
-                continue
             start, end = meta["data_offsets"]
             f.seek(base + start)
             raw = f.read(end - start)

@@ -30,7 +30,7 @@ def load_checkpoint(model, checkpoint_path: str, strict: bool = True, weights_on
                          "arbitrary code); re-save the file with torch.save(state_dict) or as safetensors and "
                          "load it with weights_only=True")
     return load_state_dict(model, read_state_dict(checkpoint_path), source=str(checkpoint_path), strict=strict,
-                           resize_pos_embed=True)
+                           resize_pos_embed=True, copy=False)
 
 
 def save_open_clip_checkpoint(model, out: str | os.PathLike) -> Path:

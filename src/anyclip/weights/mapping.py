@@ -132,20 +132,22 @@ class IncompatibleKeys(NamedTuple):
 
 
 def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "checkpoint",
-                    strict: bool = True, resize_pos_embed: bool = False) -> IncompatibleKeys:
+                    strict: bool = True, resize_pos_embed: bool = False, copy: bool = True) -> IncompatibleKeys:
     """Assign an open_clip state dict to ``model`` (all or nothing) and return the keys left out.
 
     ``strict=False`` loads the keys the model has and returns the missing and unexpected ones instead of
     raising; a shape mismatch or a non-finite tensor still raises, as in torch. A positional embedding made
     for another image size or context length is a shape mismatch too unless ``resize_pos_embed=True``
-    (then it is interpolated, as open_clip's ``load_checkpoint`` always does).
+    (then it is interpolated, as open_clip's ``load_checkpoint`` always does). ``copy=False`` hands the arrays
+    over: the model may keep their memory (JAX on a CPU), and ``state`` (a dict) is emptied so that each array's
+    memory goes as soon as it is loaded; pass it only for a state dict nothing else uses, such as a file just read.
 
     Example:
-        >>> load_state_dict(model, read_state_dict("open_clip_model.safetensors"))  # doctest: +SKIP
+        >>> load_state_dict(model, read_state_dict("open_clip_model.safetensors"), copy=False)  # doctest: +SKIP
     """
     entries = model_entries(model)
     _check_coverage(model, entries)
-    state = adapt_state_dict(model, state, resize_pos_embed=resize_pos_embed)
+    given, state = state, adapt_state_dict(model, state, resize_pos_embed=resize_pos_embed)
     missing, unexpected, mismatched, ready = [], [], [], []
     for key in sorted(set(entries) - set(state)):
         missing.append(f"missing key {key!r} (anyclip expects shape {_torch_shape(entries[key])})")
@@ -174,19 +176,43 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
         raise WeightMismatchError(
             f"{source} does not fit model {model.name!r}: {len(mismatched)} bad tensor(s), {len(missing)} missing "
             f"key(s), {len(unexpected)} unexpected key(s):\n  " + "\n  ".join(shown))
-    import keras
-    batched = keras.backend.backend() == "jax"
-    for group in _groups(ready, _TRANSFER_BYTES):
-        # always a copy: on the torch backend assign() may keep the array's memory, and the caller's state dict
-        # (or a reference model sharing it) must not change when this model trains
-        values = [value.astype(_np_dtype(var)) for var, value in group]
-        if batched:  # a batched host->device transfer per group: fast, and old buffers go as they are replaced
-            import jax
-            values = jax.device_put(values)
-        for (var, _), value in zip(group, values):
-            var.assign(value)
-        del values
+    if not copy:  # the arrays now live in `ready` alone: each goes once it is loaded
+        state.clear()
+        if isinstance(given, dict):
+            given.clear()
+    del state, given
+    _assign_all(ready, copy)
     return incompatible
+
+
+def _assign_all(pairs: list, copy: bool) -> None:
+    """Set each ``(variable, numpy array)`` pair, copying each array at most once; ``pairs`` is emptied as it goes.
+
+    With ``copy`` the variables never share the arrays' memory (the caller's state dict, or a reference model
+    sharing it, must not change this model). JAX takes a batched host->device transfer per group (it copies strided
+    views in place of a numpy transpose, may keep a contiguous array's memory, and old buffers go as they are
+    replaced); torch copies into the existing parameter from a tensor view of the array.
+    """
+    import keras
+    backend = keras.backend.backend()
+    groups = _groups(pairs, _TRANSFER_BYTES)
+    pairs.clear()
+    while groups:
+        group = groups.pop(0)
+        values = [value if value.dtype == _np_dtype(var) else value.astype(_np_dtype(var)) for var, value in group]
+        if backend == "jax":
+            import jax
+            if copy:  # on a CPU, JAX keeps the memory of aligned contiguous arrays
+                values = [np.array(v) if v.flags.c_contiguous else v for v in values]
+            values = jax.device_put(values)
+        elif backend == "torch":
+            import torch
+            values = [torch.from_numpy(v if v.flags.writeable else v.copy()) for v in values]
+        else:
+            values = [np.array(v) for v in values]
+        for (var, _), value in zip(group, values):
+            var.assign(value)  # torch: copy_ into the parameter
+        del values, group
 
 
 _TRANSFER_BYTES = 64 * 2**20  # at most about this much of the new weights exists beside the old ones

@@ -28,7 +28,8 @@ def reparameterize(model):
     kwargs = {**(vision.timm_model_kwargs or {}), "inference_mode": True}
     config = dataclasses.replace(model.config, vision_cfg=dataclasses.replace(vision, timm_model_kwargs=kwargs))
     fast = CLIP(config, seed=None, dtype=model.dtype_policy)
-    load_state_dict(fast, model.visual.reparameterized_state_dict(export_state_dict(model)), source="reparameterize")
+    load_state_dict(fast, model.visual.reparameterized_state_dict(export_state_dict(model)), source="reparameterize",
+                    copy=False)
     for attr in ("pretrained_cfg", "preprocess_cfg"):
         if hasattr(model, attr):
             setattr(fast, attr, getattr(model, attr))
