@@ -281,7 +281,10 @@ def _apply_fn(optimizer, variables):
     if keras.backend.backend() != "jax":
         return lambda grads: optimizer.apply(grads, variables)
     import jax
-    jitted = jax.jit(optimizer.stateless_apply)
+    # The optimiser's old state and the gradients are used once: XLA writes the new values into their buffers
+    # (donation), so an update holds no second copy of the optimiser state. The weights' old values are not donated:
+    # an EMA or a teacher may share those arrays.
+    jitted = jax.jit(optimizer.stateless_apply, donate_argnums=(0, 1))
 
     def apply(grads):
         values, opt_values = jitted([v.value for v in optimizer.variables], grads, [v.value for v in variables])
