@@ -7,6 +7,22 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # no test may touch the network
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+# One JAX compilation cache on disk for the session, inherited by every subprocess the tests start (CLI runs,
+# backend workers, kill-and-resume runs): a program compiled once is loaded, not compiled again, by the next
+# process or module that builds it (after jax.clear_caches, or through a new function object). XLA's executable
+# is the same either way; the cache starts empty each session and is removed at its end. The size limit turns
+# on JAX's file lock, so concurrent processes never read a half-written entry.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _jax_cache = tempfile.mkdtemp(prefix="anyclip-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
+    _session_pid = os.getpid()
+    atexit.register(lambda: os.getpid() == _session_pid and shutil.rmtree(_jax_cache, ignore_errors=True))
+
 import pytest  # noqa: E402
 
 
