@@ -295,6 +295,22 @@ def test_corrupt_checkpoint_files(tmp_path, content, suffix, match):
         read_state_dict(path)
 
 
+@pytest.mark.parametrize("entry,problem", [
+    ({"shape": [2], "data_offsets": [0, 8]}, "has no dtype"),
+    ({"dtype": "F32", "shape": [2], "data_offsets": [8]}, "data_offsets"),
+    ({"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}, "shape"),
+    ({"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}, "dtype 'Q4'"),
+    ([1, 2], "not a table"),
+])
+def test_malformed_safetensors_header_names_the_entry(tmp_path, entry, problem):
+    """A header entry safetensors' own writer would never produce is rejected naming the key and what is wrong."""
+    header = json.dumps({"visual.proj": entry}).encode()
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    with pytest.raises(CheckpointError, match=rf"header entry 'visual.proj' .*{problem}"):
+        read_state_dict(path)
+
+
 def test_truncated_safetensors(tiny, tmp_path):
     data = Path(tiny["st"]).read_bytes()
     path = tmp_path / "cut.safetensors"

@@ -100,18 +100,45 @@ def _read_safetensors(path: Path, chunk_bytes: int = 64 * 2**20) -> dict[str, np
 
 
 def _header(path: Path) -> dict:
-    """The safetensors header's tensor entries (``{key: {"dtype", "shape", "data_offsets"}}``)."""
+    """The safetensors header's tensor entries (``{key: {"dtype", "shape", "data_offsets"}}``), each checked."""
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(n))
-        entries = {k: v for k, v in header.items() if k != "__metadata__"}
-        for meta in entries.values():  # every entry names a dtype and a [start, end) byte range
-            start, end = meta["data_offsets"]
-            meta["dtype"].upper()
-        return entries
-    except Exception as e:
+    except (OSError, ValueError, struct.error, MemoryError, OverflowError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file (bad header: {e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a readable safetensors file (its header is not a JSON object)")
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    for key, meta in entries.items():
+        problem = _header_entry_problem(meta)
+        if problem:
+            raise CheckpointError(f"{path}: not a readable safetensors file (header entry {key!r} {problem})")
+    return entries
+
+
+# The dtypes anyclip reads (numpy's names; bfloat16 is widened to float32 through ml_dtypes).
+_SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": np.float16, "F32": np.float32, "F64": np.float64,
+                       "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64,
+                       "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _header_entry_problem(meta) -> str | None:
+    """What is wrong with one tensor's header entry, or None: it needs a dtype name, a shape, [start, end) offsets."""
+    if not isinstance(meta, dict):
+        return "is not a table of dtype, shape and data_offsets"
+    missing = [field for field in ("dtype", "shape", "data_offsets") if field not in meta]
+    if missing:
+        return "has no " + " or ".join(missing)
+    offsets, shape = meta["data_offsets"], meta["shape"]
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
+        return f"has data_offsets {offsets!r}, not [start, end] byte offsets"
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        return f"has shape {shape!r}, not a list of sizes"
+    if meta["dtype"] not in _SAFETENSORS_DTYPES:
+        return f"has dtype {meta['dtype']!r}, not one of {sorted(_SAFETENSORS_DTYPES)}"
+    return None
 
 
 def _read_safetensors_bf16(path: Path, header: dict) -> dict[str, np.ndarray]:
@@ -125,9 +152,7 @@ def _read_safetensors_bf16(path: Path, header: dict) -> dict[str, np.ndarray]:
             start, end = meta["data_offsets"]
             f.seek(base + start)
             raw = f.read(end - start)
-            dtype = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32, "F64": np.float64,
-                     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
-                     "BOOL": np.bool_}[meta["dtype"]]
+            dtype = ml_dtypes.bfloat16 if meta["dtype"] == "BF16" else _SAFETENSORS_DTYPES[meta["dtype"]]
             arr = np.frombuffer(raw, dtype=dtype).reshape(meta["shape"])
             out[key] = arr.astype(np.float32) if meta["dtype"] == "BF16" else arr.copy()
     return out

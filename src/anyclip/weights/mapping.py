@@ -13,6 +13,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
+from ..layers.backend import assign_from_host
 from ..layers.position import resize_image_pos_embed, resize_text_pos_embed
 from ..towers.base import table_entries
 
@@ -186,33 +187,22 @@ def load_state_dict(model, state: Mapping[str, np.ndarray], source: str = "check
 
 
 def _assign_all(pairs: list, copy: bool) -> None:
-    """Set each ``(variable, numpy array)`` pair, copying each array at most once; ``pairs`` is emptied as it goes.
+    """Set each ``(variable, numpy array)`` pair, one group of about 64 MB at a time; ``pairs`` is emptied.
 
     With ``copy`` the variables never share the arrays' memory (the caller's state dict, or a reference model
-    sharing it, must not change this model). JAX takes a batched host->device transfer per group (it copies strided
-    views in place of a numpy transpose, may keep a contiguous array's memory, and old buffers go as they are
-    replaced); torch copies into the existing parameter from a tensor view of the array.
+    sharing it, must not change this model); an array cast to the variable's dtype is already a copy of its own.
+    Old buffers go as they are replaced, so little more than one group exists twice at a time.
     """
-    import keras
-    backend = keras.backend.backend()
     groups = _groups(pairs, _TRANSFER_BYTES)
     pairs.clear()
     while groups:
         group = groups.pop(0)
-        values = [value if value.dtype == _np_dtype(var) else value.astype(_np_dtype(var)) for var, value in group]
-        if backend == "jax":
-            import jax
-            if copy:  # on a CPU, JAX keeps the memory of aligned contiguous arrays
-                values = [np.array(v) if v.flags.c_contiguous else v for v in values]
-            values = jax.device_put(values)
-        elif backend == "torch":
-            import torch
-            values = [torch.from_numpy(v if v.flags.writeable else v.copy()) for v in values]
-        else:
-            values = [np.array(v) for v in values]
-        for (var, _), value in zip(group, values):
-            var.assign(value)  # torch: copy_ into the parameter
-        del values, group
+        variables = [var for var, _ in group]
+        casts = [value.dtype != _np_dtype(var) for var, value in group]
+        values = [value.astype(_np_dtype(var)) if cast else value for (var, value), cast in zip(group, casts)]
+        del group
+        assign_from_host(variables, values, shared=[copy and not cast for cast in casts])
+        del variables, values
 
 
 _TRANSFER_BYTES = 64 * 2**20  # at most about this much of the new weights exists beside the old ones
