@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..layers.backend import jax_on_cpu
 from .losses import clamp_logit_scale, put_local_rows
 
 LossFn = Callable[[Mapping[str, object]], object]
@@ -38,7 +39,8 @@ def value_and_grad(fn: Callable, variables: Sequence[keras.Variable], state: Seq
 
     ``state`` lists non-trainable variables that ``fn`` may update (random-seed states, batch-norm
     statistics): on JAX their new values are written back after the call; on torch and TensorFlow the
-    model updates them in place as usual.
+    model updates them in place as usual. On JAX, ``g.lower(*args)`` lowers the compiled program for inspection
+    (``g.lower(*args).compile().memory_analysis()``).
 
     Example:
         >>> g = value_and_grad(lambda x: (ops.sum(model.visual(x) ** 2), None), model.trainable_variables)  # doctest: +SKIP
@@ -53,12 +55,13 @@ def value_and_grad(fn: Callable, variables: Sequence[keras.Variable], state: Seq
             (loss, aux), new_state = _pure(fn, variables, state)(values, state_values, *args)
             return loss, (aux, new_state)
 
-        grad_fn = jax.jit(jax.value_and_grad(split, has_aux=True))
+        grad_fn = jax.jit(jax.value_and_grad(split, has_aux=True), compiler_options=_gradient_compiler_options())
 
         def run(*args):
             (loss, (aux, new_state)), grads = grad_fn([v.value for v in variables], [v.value for v in state], *args)
             _write_back(state, new_state)
             return loss, aux, grads
+        run.lower = lambda *args: grad_fn.lower([v.value for v in variables], [v.value for v in state], *args)
         return run
     if backend == "torch":
         import torch
@@ -83,6 +86,17 @@ def value_and_grad(fn: Callable, variables: Sequence[keras.Variable], state: Seq
             return loss, aux, [tf.convert_to_tensor(g) for g in grads]
         return run
     raise NotImplementedError(f"training needs the jax, torch or tensorflow backend, not {backend!r}")
+
+
+def _gradient_compiler_options() -> dict | None:
+    """XLA options for a compiled gradient: on a CPU, the scheduler that orders operations for the least memory.
+
+    A gradient program keeps the forward activations until the backward pass uses them; XLA:CPU's default order
+    favours running independent operations at once over freeing buffers early. For ViT-B-32 at batch 32 the
+    memory-optimised order needs 2.9 GiB of temporary buffers instead of 3.3 (``memory_analysis()`` of the compiled
+    program), with the same gradients bit for bit and no measurable loss of speed on 2 cores.
+    """
+    return {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"} if jax_on_cpu() else None
 
 
 def _pure(fn, variables, state):
