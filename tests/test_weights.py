@@ -299,6 +299,8 @@ def test_corrupt_checkpoint_files(tmp_path, content, suffix, match):
     ({"shape": [2], "data_offsets": [0, 8]}, "has no dtype"),
     ({"dtype": "F32", "shape": [2], "data_offsets": [8]}, "data_offsets"),
     ({"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}, "shape"),
+    ({"dtype": "F32", "shape": [2], "data_offsets": [False, 8]}, "data_offsets"),
+    ({"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}, "shape"),
     ({"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}, "dtype 'Q4'"),
     ([1, 2], "not a table"),
 ])

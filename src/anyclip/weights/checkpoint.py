@@ -117,10 +117,16 @@ def _header(path: Path) -> dict:
     return entries
 
 
-# The dtypes anyclip reads (numpy's names; bfloat16 is widened to float32 through ml_dtypes).
-_SAFETENSORS_DTYPES = {"BF16": "bfloat16", "F16": np.float16, "F32": np.float32, "F64": np.float64,
+# The dtypes anyclip reads: safetensors' names -> numpy dtypes. BF16 has none in numpy: the bf16 reader below
+# widens it to float32 through ml_dtypes, imported only when such a file is read.
+_SAFETENSORS_DTYPES = {"BF16": None, "F16": np.float16, "F32": np.float32, "F64": np.float64,
                        "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64,
                        "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _is_count(value) -> bool:
+    """A JSON integer >= 0 (JSON's true / false arrive as Python bools, which are ints too: not counts)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _header_entry_problem(meta) -> str | None:
@@ -131,10 +137,10 @@ def _header_entry_problem(meta) -> str | None:
     if missing:
         return "has no " + " or ".join(missing)
     offsets, shape = meta["data_offsets"], meta["shape"]
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
-            and 0 <= offsets[0] <= offsets[1]):
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
+            and offsets[0] <= offsets[1]):
         return f"has data_offsets {offsets!r}, not [start, end] byte offsets"
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+    if not (isinstance(shape, list) and all(_is_count(d) for d in shape)):
         return f"has shape {shape!r}, not a list of sizes"
     if meta["dtype"] not in _SAFETENSORS_DTYPES:
         return f"has dtype {meta['dtype']!r}, not one of {sorted(_SAFETENSORS_DTYPES)}"

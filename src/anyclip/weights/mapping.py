@@ -198,8 +198,9 @@ def _assign_all(pairs: list, copy: bool) -> None:
     while groups:
         group = groups.pop(0)
         variables = [var for var, _ in group]
-        casts = [value.dtype != _np_dtype(var) for var, value in group]
-        values = [value.astype(_np_dtype(var)) if cast else value for (var, value), cast in zip(group, casts)]
+        targets = [_np_dtype(var) for var, _ in group]
+        casts = [value.dtype != target for (_, value), target in zip(group, targets)]
+        values = [value.astype(target) if cast else value for (_, value), target, cast in zip(group, targets, casts)]
         del group
         assign_from_host(variables, values, shared=[copy and not cast for cast in casts])
         del variables, values
