@@ -3,7 +3,8 @@
 The torch checks run in a torch-backend subprocess on a tiny CLIP holding the same random weights as an open_clip
 model (``model_pairs.model_pair``): OpenCLIP's README quick-usage code runs unchanged on both and gives the same
 numbers; open_clip's ``forward`` tuple / ``output_dict`` keys, NCHW = NHWC input, ``eval`` / ``train`` /
-``to`` / ``no_grad`` / ``autocast``, and preprocess / tokenizer types against open_clip's own.
+``to`` / ``no_grad`` / ``autocast``, and preprocess / tokenizer types against open_clip's own; a CPU device scope
+that copies nothing.
 """
 
 import copy
@@ -120,7 +121,22 @@ def torch_worker(arrays, params):
     else:
         raise AssertionError("an ambiguous image shape did not raise")
     _check_coca(params["coca"], image)
+    _check_cpu_scope_copies_nothing(model)
     return out
+
+
+def _check_cpu_scope_copies_nothing(model):
+    """On the CPU every device scope anyclip opens is torch's "cpu": Keras ops take a CPU tensor as it is. (A
+    "cpu:0" scope made Keras copy every op input "to" it: 420 copies in one ViTamin-S image encode.)"""
+    import keras
+    import torch
+
+    from anyclip.models.placement import device_scope, model_device_scope
+    tensor = torch.ones(3)
+    for name, scope in [("model", model_device_scope(model)), ("'cpu'", device_scope("cpu")),
+                        ("'cpu:0'", device_scope("cpu:0"))]:
+        with scope:
+            assert keras.ops.convert_to_tensor(tensor) is tensor, f"the {name} device scope copies CPU tensors"
 
 
 def _check_coca(cfg, image):

@@ -37,9 +37,17 @@ def device_scope(device):
     backend = keras.backend.backend()
     if backend == "torch":
         kind = "cuda" if kind == "gpu" else kind
+        if kind == "cpu":
+            return keras.device(_TORCH_CPU)
     elif kind in ("cuda", "mps"):
         kind = "gpu"
     return keras.device(f"{kind}:{index or 0}")
+
+
+# torch has one CPU device, and its tensors there carry no index ("cpu"). A Keras device scope of "cpu:0" would
+# not equal it, and Keras' torch backend then copies every input of every op "to" cpu:0 (ViTamin-S images: 420
+# copies, 12% of the encode time).
+_TORCH_CPU = "cpu"
 
 
 def model_device_scope(model):
@@ -54,7 +62,7 @@ def model_device_scope(model):
     if keras.backend.backend() != "torch" or not model.weights:
         return contextlib.nullcontext()
     device = model.weights[0].value.device
-    return keras.device(f"{device.type}:{device.index or 0}")
+    return keras.device(_TORCH_CPU if device.type == "cpu" else f"{device.type}:{device.index or 0}")
 
 
 def warn_jit(jit: bool) -> None:
