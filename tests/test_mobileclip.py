@@ -189,6 +189,7 @@ def test_reparameterize_needs_a_fastvit_and_is_idempotent():
     (lambda v: v.update(timm_pool="map"), r"vision_cfg\.timm_pool"),
     (lambda v: v.update(timm_proj="mlp"), r"vision_cfg\.timm_proj"),
     (lambda v: v.update(timm_model_kwargs={"layers": [1, 1]}), r"timm_model_kwargs\.layers"),
+    (lambda v: v.update(timm_model_kwargs={"layers": [1, True, 1, 1]}), r"timm_model_kwargs\.layers: must be 4 "),
     (lambda v: v.update(timm_model_kwargs={"depth": 2}), r"vision_cfg\.timm_model_kwargs"),
     (lambda v: v.update(timm_model_kwargs={"inference_mode": "yes"}), r"inference_mode"),
     (lambda v: v.update(image_size=16), r"vision_cfg\.image_size"),

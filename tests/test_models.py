@@ -68,6 +68,7 @@ def test_registry_has_every_pretrained_pair_with_open_clip_settings():
     (lambda c: c["vision_cfg"].update(widht=3), r"unknown key vision_cfg.'widht'; did you mean 'width'"),
     (lambda c: c.update(emb_dim=3), r"unknown key config.'emb_dim'"),
     (lambda c: c["vision_cfg"].update(width=-1), r"vision_cfg.width: must be a positive integer"),
+    (lambda c: c["vision_cfg"].update(width=True), r"vision_cfg.width: must be a positive integer"),
     (lambda c: c["vision_cfg"].update(head_width=7), r"not divisible by head_width 7"),
     (lambda c: c["text_cfg"].update(pool_type="mean"), r"text_cfg.pool_type"),
     (lambda c: c["vision_cfg"].update(timm_model_name="vit_base"), r"timm vision towers"),

@@ -181,6 +181,7 @@ def _bad(mutate):
     (lambda v: v.update(layers=[3, 4, 6]), r"vision_cfg.layers: a list selects the ModifiedResNet tower"),
     (lambda v: v.update(layers=[3, 4, 0, 3]), r"vision_cfg.layers: .*4 positive integers"),
     (lambda v: v.update(layers=[3, 4, 6.0, 3]), r"vision_cfg.layers"),
+    (lambda v: v.update(layers=[3, 4, True, 3]), r"vision_cfg.layers: .*4 positive integers"),
     (lambda v: v.update(width=1), r"vision_cfg.width: must be an integer >= 2"),
     (lambda v: v.update(head_width=48), r"vision_cfg.head_width: 48 gives 5 heads"),
     (lambda v: v.update(head_width=1000), r"vision_cfg.head_width"),

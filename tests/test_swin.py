@@ -111,6 +111,13 @@ def test_other_image_sizes_are_refused(pair):
         CLIPConfig.from_dict(with_vision(TINY, image_size=256))
 
 
+@pytest.mark.parametrize("depths", [[2, 0, 2, 2], [2, True, 2, 2], [2, 2, 2]])
+def test_depths_must_be_one_positive_integer_per_stage(depths):
+    bad = {**TINY["vision_cfg"], "timm_model_kwargs": {"depths": depths}}
+    with pytest.raises(ConfigError, match=r"vision_cfg.timm_model_kwargs.depths: must be 4 positive integers"):
+        CLIPConfig.from_dict({**TINY, "vision_cfg": bad})
+
+
 def test_lock_freezes_the_groups_open_clip_freezes(pair):
     assert_lock_matches_open_clip(*pair, [0, 1, 2, 5, 9, 100])
 

@@ -201,6 +201,7 @@ def test_heads_open_clip_cannot_build_are_refused(model, pool, proj, match):
     (lambda v: v.update(timm_drop=0.1), r"vision_cfg.timm_drop: dropout in timm towers is not supported"),
     (lambda v: v.update(timm_pool=None), r"vision_cfg.timm_pool: this timm model accepts"),
     (lambda v: v.update(timm_model_name="vit_relpos_base_patch16_224"), r"not one of the timm vision towers"),
+    (lambda v: v.update(timm_model_kwargs={"depth": True}), r"timm_model_kwargs.depth: must be a positive integer"),
 ])
 def test_config_errors_name_the_key(mutate, match):
     cfg = _cfg(RELPOS, "", "linear", False, 48)

@@ -56,8 +56,13 @@ def _require(cond: bool, where: str, message: str):
 
 
 
+def is_positive_int(value) -> bool:
+    """A JSON integer above 0: ``True``/``False`` are ``int`` in Python but are refused (``3.0`` too)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _pos_int(value, where):
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0, where,
+    _require(is_positive_int(value), where,
              f"must be a positive integer, got {value!r}")
 
 

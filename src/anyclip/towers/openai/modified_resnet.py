@@ -24,7 +24,7 @@ from ...layers.init import child_seed
 from ...layers.norm import BATCH_NORM_TABLE, BatchNorm
 from ...layers.pooling import AttentionPool
 from ..base import Tower, lock_groups
-from ..config import ConfigError, _check_fields, _pos_int, _require
+from ..config import ConfigError, _check_fields, _pos_int, _require, is_positive_int
 
 _RESNET_UNUSED = {"patch_size": (None, 16), "mlp_ratio": (4.0,), "ls_init_value": (None,), "patch_dropout": (0.0,),
                   "no_ln_pre": (False,), "final_ln_after_pool": (False,), "pool_type": ("tok",)}
@@ -51,7 +51,7 @@ class ModifiedResNetConfig:
     def __post_init__(self):
         w = "vision_cfg"
         ok = isinstance(self.layers, (list, tuple)) and len(self.layers) == 4 and all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in self.layers)
+            is_positive_int(n) for n in self.layers)
         _require(ok, f"{w}.layers", f"a list selects the ModifiedResNet tower and must hold 4 positive integers "
                  f"(blocks per stage), got {self.layers!r}")
         object.__setattr__(self, "layers", [int(n) for n in self.layers])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import _pair, _require
+from ..config import _pair, _require, is_positive_int
 from .config import TimmTowerConfig
 
 
@@ -84,7 +84,7 @@ class TimmFastViTConfig(TimmTowerConfig):
         n = len(FASTVIT_ARCHS[self.timm_model_name].layers)
         layers = kwargs.get("layers", [1] * n)
         _require(isinstance(layers, (list, tuple)) and len(layers) == n
-                 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in layers),
+                 and all(is_positive_int(d) for d in layers),
                  f"{w}.timm_model_kwargs.layers", f"must be {n} positive integers (one per stage), got {layers!r}")
         _require(isinstance(kwargs.get("inference_mode", False), bool), f"{w}.timm_model_kwargs.inference_mode",
                  "must be true/false")

@@ -18,7 +18,7 @@ from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.drop import dropout
 from ...layers.init import seed_generator
 from ...layers.mlp import activation
-from ..config import _pair, _require
+from ..config import _pair, _require, is_positive_int
 from .config import TimmTowerConfig
 
 
@@ -115,7 +115,7 @@ class _PooledConfig(TimmTowerConfig):
         stages = len(self.TIMM_NAMES[self.timm_model_name].depths)
         depths = (self.timm_model_kwargs or {}).get("depths", [1] * stages)
         _require(isinstance(depths, (list, tuple)) and len(depths) == stages and all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depths),
+            is_positive_int(d) for d in depths),
             f"{w}.timm_model_kwargs.depths", f"must be {stages} positive integers, got {depths!r}")
 
     @property
