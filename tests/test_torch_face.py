@@ -122,6 +122,7 @@ def torch_worker(arrays, params):
         raise AssertionError("an ambiguous image shape did not raise")
     _check_coca(params["coca"], image)
     _check_cpu_scope_copies_nothing(model)
+    _check_attention_copies_nothing()
     return out
 
 
@@ -137,6 +138,20 @@ def _check_cpu_scope_copies_nothing(model):
                         ("'cpu:0'", device_scope("cpu:0"))]:
         with scope:
             assert keras.ops.convert_to_tensor(tensor) is tensor, f"the {name} device scope copies CPU tensors"
+
+
+def _check_attention_copies_nothing():
+    """Attention reads q, k and v where the qkv projection left them and returns a tensor that reshapes for free.
+    (Keras' torch form copies q, k and v head-major first: three copies per attention block.)"""
+    import torch
+
+    from anyclip.layers.attention import attention
+    qkv = torch.randn(2, 9, 3, 4, 8)
+    with torch.no_grad(), torch.profiler.profile() as profile:
+        out = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], causal=True)
+    copies = [e.key for e in profile.key_averages() if e.key in ("aten::clone", "aten::copy_", "aten::contiguous")]
+    assert not copies, f"attention copied its inputs: {copies}"
+    assert out.shape == (2, 9, 4, 8) and out.is_contiguous()
 
 
 def _check_coca(cfg, image):

@@ -1,6 +1,7 @@
 """Attention: one softmax-attention function for every tower, and the attention layers built on it.
 
-:func:`attention` goes through ``keras.ops.dot_product_attention`` (each backend's fused kernel where it has one);
+:func:`attention` goes through ``keras.ops.dot_product_attention`` (each backend's fused kernel where it has one; on
+torch without Keras' head-major copies, :func:`~anyclip.layers.backend.dot_product_attention`);
 :class:`Attention` is self-attention with one fused qkv projection (open_clip's ``in_proj``), :class:`CrossAttention`
 attends one sequence over another (CoCa's pooler and decoder), :func:`masked_attention` is the key-padding form of
 the Hugging Face encoders. Tensors are batch-first ``[batch, tokens, heads, head_dim]``.
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .backend import jax_on_cpu
+from .backend import dot_product_attention, jax_on_cpu
 from .dense import LINEAR_TABLE, dense
 from .init import constant_init, normal_init
 
@@ -50,7 +51,7 @@ def attention(q, k, v, mask=None, bias=None, scale: float | None = None, causal:
         q, k, v = (ops.cast(t, compute) for t in (q, k, v))
     if bias is not None:
         bias = ops.cast(bias, compute)
-    out = ops.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=causal)
+    out = dot_product_attention(q, k, v, mask=mask, bias=bias, scale=scale, causal=causal)
     return ops.cast(out, dtype) if compute != dtype else out
 
 
