@@ -113,9 +113,8 @@ def test_other_image_sizes_are_refused(pair):
 
 @pytest.mark.parametrize("depths", [[2, 0, 2, 2], [2, True, 2, 2], [2, 2, 2]])
 def test_depths_must_be_one_positive_integer_per_stage(depths):
-    bad = {**TINY["vision_cfg"], "timm_model_kwargs": {"depths": depths}}
     with pytest.raises(ConfigError, match=r"vision_cfg.timm_model_kwargs.depths: must be 4 positive integers"):
-        CLIPConfig.from_dict({**TINY, "vision_cfg": bad})
+        CLIPConfig.from_dict(with_vision(TINY, timm_model_kwargs={"depths": depths}))
 
 
 def test_lock_freezes_the_groups_open_clip_freezes(pair):

@@ -55,7 +55,6 @@ def _require(cond: bool, where: str, message: str):
         raise ConfigError(f"{where}: {message}")
 
 
-
 def is_positive_int(value) -> bool:
     """A JSON integer above 0: ``True``/``False`` are ``int`` in Python but are refused (``3.0`` too)."""
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
@@ -64,7 +63,6 @@ def is_positive_int(value) -> bool:
 def _pos_int(value, where):
     _require(is_positive_int(value), where,
              f"must be a positive integer, got {value!r}")
-
 
 
 def _pair(value, where) -> tuple[int, int]:

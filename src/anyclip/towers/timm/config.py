@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..config import ConfigError, _check_fields, _pair, _require, is_positive_int
+from ..config import ConfigError, _check_fields, _pair, _pos_int, _require
 from ..openai.vision_transformer import VisionConfig
 
 # Native-ViT keys open_clip ignores once timm_model_name is set: accepted at their defaults only.
@@ -81,8 +81,7 @@ class TimmTowerConfig:
         _require(isinstance(kwargs, dict) and set(kwargs) <= self.ARCH_KWARGS, f"{w}.timm_model_kwargs",
                  f"only {sorted(self.ARCH_KWARGS)} may be overridden for {self.FAMILY}, got {kwargs!r}")
         if "depth" in kwargs:
-            _require(is_positive_int(kwargs["depth"]),
-                     f"{w}.timm_model_kwargs.depth", f"must be a positive integer, got {kwargs['depth']!r}")
+            _pos_int(kwargs["depth"], f"{w}.timm_model_kwargs.depth")
         self.check_family()
 
     def check_family(self) -> None:
