@@ -227,6 +227,8 @@ ROBERTA_GEN = {
                           repetition_penalty=1.3, **ROBERTA_IDS),  # the window slides: RoBERTa positions shift
     "beam_3": dict(seq_len=12, num_beams=3, num_beam_groups=1, min_seq_len=2, **ROBERTA_IDS),
 }
+# on torch, the sliding window only (RoBERTa's positions shift); torch beam search is checked on the CLIP-text CoCa
+ROBERTA_TORCH_CASES = ["greedy_window"]
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +244,8 @@ def roberta_case(tmp_path_factory):
     tokens = np.ones((3, 20), np.int32)  # <s> words </s> <pad>...; one row without padding
     for row, length in enumerate((6, 20, 2)):
         tokens[row, :length] = np.concatenate([[0], rng.integers(3, 100, length - 2), [2]])
-    out = _reference_case(cfg, folder, 5, 2, images, tokens, ROBERTA_GEN, "roberta_torch_worker", ROBERTA_GEN)
+    out = _reference_case(cfg, folder, 5, 2, images, tokens, ROBERTA_GEN, "roberta_torch_worker",
+                          {name: ROBERTA_GEN[name] for name in ROBERTA_TORCH_CASES})
     yield out
     out["torch"].kill()
 
@@ -271,7 +274,7 @@ def test_coca_with_a_roberta_text_tower_matches_open_clip(roberta_case):
     ended = [(case["refs"][name] == 2).any(axis=1) for name in ROBERTA_GEN]
     assert all(e.any() for e in ended) and not all(e.all() for e in ended)  # guards the fixture
     torch_out = case["torch"].result(timeout=900)
-    for name in ROBERTA_GEN:
+    for name in ROBERTA_TORCH_CASES:
         np.testing.assert_array_equal(torch_out[f"gen/{name}"], case["refs"][name], err_msg=f"torch {name}")
     np.testing.assert_allclose(torch_out["image"], ref["image_features"], atol=1e-5)
 

@@ -30,7 +30,8 @@ NAME = "swin_base_patch4_window7_224"
 TINY = {  # every stage keeps a plain and (where the map is larger than a window) a shifted-window block
     "embed_dim": 32,
     "vision_cfg": {"timm_model_name": NAME, "timm_model_pretrained": False, "timm_pool": "", "timm_proj": "linear",
-                   "image_size": 224, "timm_model_kwargs": {"depths": [2, 2, 2, 2]}},
+                   "image_size": 224,
+                   "timm_model_kwargs": {"depths": [2, 2, 2, 2], "embed_dim": 16, "num_heads": [1, 2, 2, 4]}},
     "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 64, "heads": 2, "layers": 1},
 }
 
@@ -50,7 +51,7 @@ def test_swin_architecture_table_matches_timm():
     assert proj.kernel_size == proj.stride == (ours.patch_size,) * 2 and ref.patch_embed.img_size == (224, 224)
     assert ours.image_size == 224 and ref.patch_embed.strict_img_size
     assert tuple(len(s.blocks) for s in ref.layers) == ours.depths
-    assert tuple(s.blocks[0].attn.num_heads for s in ref.layers) == ours.heads
+    assert tuple(s.blocks[0].attn.num_heads for s in ref.layers) == ours.num_heads
     assert tuple(s.dim if i == 0 else s.downsample.out_dim for i, s in enumerate(ref.layers)) == ours.dims
     norms = [ref.patch_embed.norm, ref.norm]
     for i, stage in enumerate(ref.layers):
@@ -109,6 +110,20 @@ def test_other_image_sizes_are_refused(pair):
         model.encode_image(np.zeros((1, 256, 256, 3), np.float32))
     with pytest.raises(ConfigError, match=r"vision_cfg.image_size: swin_base_patch4_window7_224 runs at 224 px only"):
         CLIPConfig.from_dict(with_vision(TINY, image_size=256))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"embed_dim": 0}, r"timm_model_kwargs.embed_dim: must be a positive integer, got 0"),
+    ({"embed_dim": 16.0}, r"timm_model_kwargs.embed_dim: must be a positive integer, got 16.0"),
+    ({"num_heads": [1, 2, 4]}, r"timm_model_kwargs.num_heads: must be 4 positive integers"),
+    ({"num_heads": [1, 2, False, 4]}, r"timm_model_kwargs.num_heads: must be 4 positive integers"),
+    ({"embed_dim": 16, "num_heads": [1, 2, 3, 4]}, r"timm_model_kwargs.num_heads: each stage's width "
+                                                    r"\(16, 32, 64, 128\) must divide by its heads \(1, 2, 3, 4\)"),
+    ({"window_size": 8}, r"timm_model_kwargs: only \['depths', 'embed_dim', 'num_heads'\] may be overridden"),
+])
+def test_architecture_overrides_are_checked(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        CLIPConfig.from_dict(with_vision(TINY, timm_model_kwargs=kwargs))
 
 
 @pytest.mark.parametrize("depths", [[2, 0, 2, 2], [2, True, 2, 2], [2, 2, 2]])

@@ -73,7 +73,8 @@ TINY = {
     "timm_convnext": _image(_timm("convnext_tiny", 64, timm_pool="", timm_proj="linear",
                                   timm_model_kwargs={"depths": [1, 1, 1, 1]})),
     "timm_swin": _image(_timm("swin_base_patch4_window7_224", 224, timm_pool="", timm_proj="linear",
-                              timm_drop_path=0.0, timm_model_kwargs={"depths": [1, 1, 1, 1]})),
+                              timm_drop_path=0.0,
+                              timm_model_kwargs={"depths": [1, 1, 1, 1], "embed_dim": 16, "num_heads": [1, 1, 2, 2]})),
     "text_transformer": {"embed_dim": 16, "vision_cfg": dict(VISION), "text_cfg": {**TEXT, "layers": 2}},
     "roberta": _hf_text(ROBERTA, hf_proj_type="mlp", hf_pooler_type="mean_pooler"),
     "t5": _hf_text(MT5, hf_proj_type="linear", hf_pooler_type="mean_pooler"),
@@ -124,9 +125,10 @@ def _numpy(x) -> np.ndarray:
 
 def _outputs_and_grads(tower, x, gradients: bool):
     """The tower's training-mode outputs and, with ``gradients`` (JAX only), the gradients of a weighted sum of
-    them w.r.t. its trainable weights."""
+    them w.r.t. its trainable weights. On JAX a checkpointed tower runs compiled whole: op by op, JAX compiles
+    each of the checkpointed blocks' primitives on its own (hundreds of compiles on Swin or FastViT)."""
     import keras
-    if not gradients or keras.backend.backend() != "jax":
+    if keras.backend.backend() != "jax" or not (gradients or tower.grad_checkpointing):
         return _numpy(tower(x, training=True)), []
     import jax
     trainable = [v.value for v in tower.trainable_variables]
@@ -136,6 +138,8 @@ def _outputs_and_grads(tower, x, gradients: bool):
         out = tower.stateless_call(t, frozen, x, training=True)[0]
         return jax.numpy.sum(out * np.linspace(-1, 1, out.shape[-1], dtype=np.float32)), out
 
+    if not gradients:
+        return np.asarray(jax.jit(loss)(trainable)[1]), []
     grads, out = jax.jit(jax.grad(loss, has_aux=True))(trainable)
     return np.asarray(out), [np.asarray(g) for g in grads]
 

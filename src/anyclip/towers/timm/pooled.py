@@ -18,7 +18,7 @@ from ...layers.dense import LINEAR_TABLE, dense
 from ...layers.drop import dropout
 from ...layers.init import seed_generator
 from ...layers.mlp import activation
-from ..config import _pair, _require, is_positive_int
+from ..config import _pair, _pos_int, _require, is_positive_int
 from .config import TimmTowerConfig
 
 
@@ -48,7 +48,7 @@ class SwinArch:
     """A timm ``SwinTransformer`` (v1): patch embedding, shifted-window stages joined by patch merging."""
 
     depths: tuple[int, ...]
-    heads: tuple[int, ...]
+    num_heads: tuple[int, ...]
     embed_dim: int
     window_size: int
     image_size: int  # the size timm builds it for: its attention masks and window sizes depend on it
@@ -152,7 +152,8 @@ class TimmSwinConfig(_PooledConfig):
     """``vision_cfg`` of a timm Swin Transformer tower (open_clip's ``swin_base_patch4_window7_224``).
 
     open_clip builds the timm model at its own image size (its windows and attention masks depend on it),
-    so ``image_size`` must be that size. ``timm_model_kwargs``: ``{"depths": [2, 2, 18, 2]}`` as for ConvNeXt.
+    so ``image_size`` must be that size. ``timm_model_kwargs`` (anyclip only, timm's names): ``depths`` as for
+    ConvNeXt, ``embed_dim`` (the first stage's width; each later stage doubles it) and ``num_heads`` per stage.
 
     Example:
         >>> TimmSwinConfig("swin_base_patch4_window7_224", timm_pool="").arch.dims
@@ -160,6 +161,20 @@ class TimmSwinConfig(_PooledConfig):
     """
 
     TIMM_NAMES = SWINS
+    ARCH_KWARGS = frozenset({"depths", "embed_dim", "num_heads"})
+
+    def check_family(self):
+        super().check_family()
+        w, kwargs = "vision_cfg.timm_model_kwargs", self.timm_model_kwargs or {}
+        if "embed_dim" in kwargs:
+            _pos_int(kwargs["embed_dim"], f"{w}.embed_dim")
+        stages = len(SWINS[self.timm_model_name].depths)
+        heads = kwargs.get("num_heads", [1] * stages)
+        _require(isinstance(heads, (list, tuple)) and len(heads) == stages and all(map(is_positive_int, heads)),
+                 f"{w}.num_heads", f"must be {stages} positive integers, got {heads!r}")
+        arch = self.arch
+        _require(all(dim % h == 0 for dim, h in zip(arch.dims, arch.num_heads)), f"{w}.num_heads",
+                 f"each stage's width {arch.dims} must divide by its heads {arch.num_heads}")
 
     def __post_init__(self):
         super().__post_init__()

@@ -228,7 +228,7 @@ class TimmSwin(Tower):
         self.arch, rates, dims = arch, cfg.drop_path_rates, arch.dims
         self.grid = arch.image_size // arch.patch_size
         self.patch_norm = layer_norm("patch_norm", policy, eps=arch.norm_eps)
-        self.stages = [SwinStage(dims[max(s - 1, 0)], dims[s], arch.depths[s], arch.heads[s], self.grid // 2 ** s,
+        self.stages = [SwinStage(dims[max(s - 1, 0)], dims[s], arch.depths[s], arch.num_heads[s], self.grid // 2 ** s,
                                  arch.window_size, s > 0, arch.mlp_ratio, arch.norm_eps, rates[s],
                                  child_seed(seed, f"layers.{s}"), name=f"layers_{s}", dtype=policy)
                        for s in range(len(dims))]
