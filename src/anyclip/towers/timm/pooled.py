@@ -112,11 +112,14 @@ class _PooledConfig(TimmTowerConfig):
                  f"must be 'linear', 'mlp' or 'none', got {self.timm_proj!r}")
         _require(self.timm_proj != "none" or self.timm_pool == "avg", f"{w}.timm_proj",
                  "'none' with timm_pool '' gives open_clip an unpooled feature map; use timm_pool 'avg'")
+        self._check_per_stage("depths")
+
+    def _check_per_stage(self, key: str):
+        """``timm_model_kwargs[key]``, if given, must hold one positive integer per stage."""
         stages = len(self.TIMM_NAMES[self.timm_model_name].depths)
-        depths = (self.timm_model_kwargs or {}).get("depths", [1] * stages)
-        _require(isinstance(depths, (list, tuple)) and len(depths) == stages and all(
-            is_positive_int(d) for d in depths),
-            f"{w}.timm_model_kwargs.depths", f"must be {stages} positive integers, got {depths!r}")
+        values = (self.timm_model_kwargs or {}).get(key, [1] * stages)
+        _require(isinstance(values, (list, tuple)) and len(values) == stages and all(map(is_positive_int, values)),
+                 f"vision_cfg.timm_model_kwargs.{key}", f"must be {stages} positive integers, got {values!r}")
 
     @property
     def drop_path_rates(self) -> list[list[float]]:
@@ -168,10 +171,7 @@ class TimmSwinConfig(_PooledConfig):
         w, kwargs = "vision_cfg.timm_model_kwargs", self.timm_model_kwargs or {}
         if "embed_dim" in kwargs:
             _pos_int(kwargs["embed_dim"], f"{w}.embed_dim")
-        stages = len(SWINS[self.timm_model_name].depths)
-        heads = kwargs.get("num_heads", [1] * stages)
-        _require(isinstance(heads, (list, tuple)) and len(heads) == stages and all(map(is_positive_int, heads)),
-                 f"{w}.num_heads", f"must be {stages} positive integers, got {heads!r}")
+        self._check_per_stage("num_heads")
         arch = self.arch
         _require(all(dim % h == 0 for dim, h in zip(arch.dims, arch.num_heads)), f"{w}.num_heads",
                  f"each stage's width {arch.dims} must divide by its heads {arch.num_heads}")
