@@ -1,6 +1,5 @@
 """Test session setup: JAX backend by default, no network, shared fixtures."""
 
-import importlib.util
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -26,31 +25,20 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
-# XLA:CPU compile options of the default tier. Its tiny models spend most of their time compiling (every eager op is
-# a program of its own); these options change how XLA generates its loops, not what the programs compute:
-# - every process the tests start: XLA's older elemental loop emitters, a third faster to compile (a trivial fused
-#   op: 29 instead of 43 ms), as fast to run;
-# - the pytest processes themselves (tiny models, compile-bound) also leave LLVM's IR unoptimised: 15 ms per such
-#   compile, but unvectorised loops (a large elementwise op runs 5x slower), which the subprocesses running real
-#   models would pay.
-# The slow tier keeps XLA's defaults (the full parity sweep users' weights rely on), and so do the distributed-
-# training workers (tests/test_distributed.py sets their flags). An XLA_FLAGS already in the environment wins:
-# `XLA_FLAGS= python -m pytest` runs the default tier with XLA's defaults.
-FAST_COMPILE_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
-PYTEST_PROCESS_XLA_FLAGS = FAST_COMPILE_XLA_FLAGS + " --xla_backend_optimization_level=0"
+# XLA:CPU compile options of the default tier, for every process it runs (the pytest workers and the CLI runs,
+# workers and jobs they start, so that outputs compared bit for bit across processes come from the same code). Its
+# tiny models spend most of their time compiling (every eager op is a program of its own), and these options
+# compile about 3x faster (a trivial fused op: 15 instead of 43 ms): XLA's older elemental loop emitters and
+# LLVM IR left unoptimised. They change how XLA generates its loops (unvectorised: a large elementwise op runs
+# about 5x slower), not what the programs compute. The slow tier keeps XLA's defaults (the full parity sweep
+# users' weights rely on), and so do the distributed-training workers (tests/test_distributed.py sets their
+# flags). An XLA_FLAGS already in the environment wins: `XLA_FLAGS= python -m pytest` keeps XLA's defaults.
+FAST_COMPILE_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 
 
 def pytest_configure(config):
-    if "ANYCLIP_TEST_FAST_XLA" not in os.environ:  # the first pytest process decides, its workers inherit
-        fast = "not slow" in (config.getoption("markexpr") or "") and "XLA_FLAGS" not in os.environ
-        os.environ["ANYCLIP_TEST_FAST_XLA"] = str(int(fast))
-        if fast:
-            os.environ["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS
-    runs_tests = hasattr(config, "workerinput") or not config.getoption("numprocesses", None)
-    if os.environ["ANYCLIP_TEST_FAST_XLA"] == "1" and runs_tests and importlib.util.find_spec("jax"):
-        import jax
-        os.environ["XLA_FLAGS"] = PYTEST_PROCESS_XLA_FLAGS
-        jax.devices()  # JAX reads XLA_FLAGS once, when its backend starts: now, for this process only
+    default_tier = "not slow" in (config.getoption("markexpr") or "")
+    if default_tier and "XLA_FLAGS" not in os.environ:  # xdist workers inherit it; JAX reads it when it starts
         os.environ["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS
 
 
