@@ -52,6 +52,8 @@ def dot_product_attention(q, k, v, mask=None, bias=None, scale: float | None = N
         >>> dot_product_attention(x, x, x, causal=True).shape
         (2, 5, 4, 8)
     """
+    if jax_on_cpu():
+        return _jax_head_major_attention(q, k, v, mask, bias, scale, causal)
     if not TORCH:
         return ops.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=causal)
     import torch
@@ -74,6 +76,28 @@ def dot_product_attention(q, k, v, mask=None, bias=None, scale: float | None = N
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                          attn_mask=additive, is_causal=causal, scale=scale)
     return out.transpose(1, 2)
+
+
+def _jax_head_major_attention(q, k, v, mask, bias, scale, causal):
+    """JAX's own attention (``jax.nn.dot_product_attention``, XLA form: float32 scores and softmax, the same
+    large negative at masked keys) with q, k and v made head-major first: XLA:CPU runs its token-major einsums
+    1.5-1.6x slower than transpose + batched matmul (``bench/bench_attention.py``)."""
+    import jax
+    import jax.numpy as jnp
+    q, k, v = (jnp.swapaxes(jnp.asarray(t), 1, 2) for t in (q, k, v))  # [batch, heads, tokens, head_dim]
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits_dtype = jnp.promote_types(q.dtype, jnp.float32)
+    logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=logits_dtype)
+    logits = logits * jnp.array(scale, logits_dtype)
+    if bias is not None:
+        logits = (logits + jnp.asarray(bias)).astype(logits_dtype)
+    if mask is not None or causal:
+        keep = jnp.ones(logits.shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), logits.shape)
+        if causal:
+            keep = keep & jnp.tril(jnp.ones(logits.shape[-2:], bool))
+        logits = jnp.where(keep, logits, jnp.asarray(-0.7 * jnp.finfo(logits_dtype).max, logits_dtype))
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(k.dtype)
+    return jnp.swapaxes(jnp.matmul(probs, v), 1, 2)
 
 
 def torch_conv2d(x, kernel, bias, stride: int, padding: int, groups: int):
