@@ -1,7 +1,7 @@
 """Attention: one softmax-attention function for every tower, and the attention layers built on it.
 
-:func:`attention` goes through ``keras.ops.dot_product_attention`` (each backend's fused kernel where it has one; on
-torch without Keras' head-major copies, :func:`~anyclip.layers.backend.dot_product_attention`);
+:func:`attention` goes through :func:`~anyclip.layers.backend.dot_product_attention`: torch's fused kernel on strided
+head-major views, batched matmuls on head-major copies on JAX's CPU backend, ``keras.ops.dot_product_attention`` else;
 :class:`Attention` is self-attention with one fused qkv projection (open_clip's ``in_proj``), :class:`CrossAttention`
 attends one sequence over another (CoCa's pooler and decoder), :func:`masked_attention` is the key-padding form of
 the Hugging Face encoders. Tensors are batch-first ``[batch, tokens, heads, head_dim]``.

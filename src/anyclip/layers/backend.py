@@ -45,7 +45,9 @@ def dot_product_attention(q, k, v, mask=None, bias=None, scale: float | None = N
     On torch this is ``F.scaled_dot_product_attention`` on the head-major views of q, k and v. Keras' torch form
     makes each a contiguous head-major copy first (three copies per attention); torch's kernels read the strided
     views as they are (the attention op alone 1.1-1.4x faster on a CPU, the same values bit for bit). ``mask``
-    (True = may attend) becomes the same additive mask Keras builds, and a mask with ``causal`` keeps both.
+    (True = may attend) becomes the same additive mask Keras builds, and a mask with ``causal`` keeps both. On
+    JAX's CPU backend it is JAX's XLA form of attention on head-major copies (``_jax_head_major_attention``); on
+    other JAX devices and on TensorFlow, ``ops.dot_product_attention`` itself.
 
     Example:
         >>> x = keras.ops.ones((2, 5, 4, 8))
@@ -92,9 +94,10 @@ def _jax_head_major_attention(q, k, v, mask, bias, scale, causal):
     if bias is not None:
         logits = (logits + jnp.asarray(bias)).astype(logits_dtype)
     if mask is not None or causal:
-        keep = jnp.ones(logits.shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), logits.shape)
+        keep = None if mask is None else jnp.asarray(mask, bool)  # broadcast by where
         if causal:
-            keep = keep & jnp.tril(jnp.ones(logits.shape[-2:], bool))
+            tril = jnp.tril(jnp.ones(logits.shape[-2:], bool))
+            keep = tril if keep is None else keep & tril
         logits = jnp.where(keep, logits, jnp.asarray(-0.7 * jnp.finfo(logits_dtype).max, logits_dtype))
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(k.dtype)
     return jnp.swapaxes(jnp.matmul(probs, v), 1, 2)
