@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import keras
+import numpy as np
 from keras import ops
 
 TORCH = keras.backend.backend() == "torch"
@@ -81,9 +82,11 @@ def dot_product_attention(q, k, v, mask=None, bias=None, scale: float | None = N
 
 
 def _jax_head_major_attention(q, k, v, mask, bias, scale, causal):
-    """JAX's own attention (``jax.nn.dot_product_attention``, XLA form: float32 scores and softmax, the same
-    large negative at masked keys) with q, k and v made head-major first: XLA:CPU runs its token-major einsums
-    1.5-1.6x slower than transpose + batched matmul (``bench/bench_attention.py``)."""
+    """JAX's own attention (XLA form: float32 scores and softmax, the same large negative at masked keys) in
+    the layout and order XLA:CPU runs fastest (``bench/bench_attention.py``): q, k and v made head-major first
+    (its token-major einsums run 1.5-1.6x slower than batched matmuls), and the softmax normalised after the
+    product with v, as torch's fused CPU kernel does (one exp over the scores instead of two, the division on
+    ``[tokens, head_dim]`` instead of ``[tokens, keys]``)."""
     import jax
     import jax.numpy as jnp
     q, k, v = (jnp.swapaxes(jnp.asarray(t), 1, 2) for t in (q, k, v))  # [batch, heads, tokens, head_dim]
@@ -93,14 +96,17 @@ def _jax_head_major_attention(q, k, v, mask, bias, scale, causal):
     logits = logits * jnp.array(scale, logits_dtype)
     if bias is not None:
         logits = (logits + jnp.asarray(bias)).astype(logits_dtype)
-    if mask is not None or causal:
-        keep = None if mask is None else jnp.asarray(mask, bool)  # broadcast by where
-        if causal:
-            tril = jnp.tril(jnp.ones(logits.shape[-2:], bool))
-            keep = tril if keep is None else keep & tril
-        logits = jnp.where(keep, logits, jnp.asarray(-0.7 * jnp.finfo(logits_dtype).max, logits_dtype))
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(k.dtype)
-    return jnp.swapaxes(jnp.matmul(probs, v), 1, 2)
+    lowest = -0.7 * float(jnp.finfo(logits_dtype).max)
+    causal_keep = np.tril(np.ones(logits.shape[-2:], bool)) if causal else None
+    if mask is not None:
+        keep = jnp.asarray(mask, bool) if causal_keep is None else jnp.asarray(mask, bool) & causal_keep
+        logits = jnp.where(keep, logits, jnp.asarray(lowest, logits_dtype))
+    elif causal:  # a constant added fuses with the softmax (a where on it costs XLA:CPU a pass); same values
+        logits = logits + jnp.asarray(np.where(causal_keep, 0.0, lowest), logits_dtype)
+    logits = logits.astype(jnp.float32)
+    weights = jnp.exp(logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True)))  # unnormalised softmax
+    out = jnp.matmul(weights.astype(v.dtype), v, preferred_element_type=jnp.float32) / weights.sum(-1, keepdims=True)
+    return jnp.swapaxes(out.astype(jnp.promote_types(k.dtype, v.dtype)), 1, 2)
 
 
 def torch_conv2d(x, kernel, bias, stride: int, padding: int, groups: int):
