@@ -1,15 +1,17 @@
 """Softmax attention alone, as the towers call it ([batch, tokens, heads, head_dim], float32): JAX forms vs torch SDPA.
 
 Times, in one process and interleaved: ``jax.nn.dot_product_attention`` (what ``keras.ops.dot_product_attention``
-runs on JAX), the same computed with one einsum per product on the token-major layout, and with q, k, v first
-transposed to head-major and plain matmuls; against ``torch.nn.functional.scaled_dot_product_attention``. Prints
-ms per call, each form's ratio to torch and its largest difference from torch's output.
+runs on JAX), the same computed with one einsum per product on the token-major layout, with q, k, v first
+transposed to head-major and plain matmuls, and anyclip's (``anyclip.layers.backend.dot_product_attention``:
+head-major, softmax normalised after the product with v); against ``torch.nn.functional.scaled_dot_product_attention``.
+Prints ms per call, each form's ratio to torch and its largest difference from torch's output.
 
     python bench/bench_attention.py                       # B/16 (197 tokens), B/32 (50) and text (77) shapes
     python bench/bench_attention.py --shapes 8x197 --heads 12 --head-dim 64
 """
 
 import argparse
+import os
 
 import numpy as np
 from timing import interleaved, load_average
@@ -28,8 +30,12 @@ def forms(d):
         scores = (qh @ qh.swapaxes(-1, -2)) * d ** -0.5
         return (jax.nn.softmax(scores, -1) @ qh).transpose(0, 2, 1, 3)
 
+    os.environ["KERAS_BACKEND"] = "jax"  # anyclip's JAX form, whatever the environment says
+    from anyclip.layers.backend import dot_product_attention
+
     return {"jax.nn.dot_product_attention": jax.jit(lambda q: jax.nn.dot_product_attention(q, q, q)),
-            "einsum, token-major": jax.jit(einsum), "transpose + matmul": jax.jit(head_major)}
+            "einsum, token-major": jax.jit(einsum), "transpose + matmul": jax.jit(head_major),
+            "anyclip": jax.jit(lambda q: dot_product_attention(q, q, q))}
 
 
 def main():
