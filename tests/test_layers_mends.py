@@ -162,9 +162,11 @@ def test_coca_grad_checkpointing_gives_the_same_gradients():
         program = str(jax.make_jaxpr(loss)(trainable))
         assert ("checkpoint" in program or "remat" in program) == remat
         grads[remat] = jax.jit(jax.grad(loss))(trainable)  # compiled, as training runs it (op by op: ~3x slower)
-    for plain, rematted in zip(grads[False], grads[True]):  # recomputed in float32: rounding, to the array's scale
+    # Recomputed in float32 by a differently fused program: rounding, to the array's scale (seen: 1.7e-6 of it;
+    # a wrong gradient is off by the scale itself).
+    for plain, rematted in zip(grads[False], grads[True]):
         plain = np.asarray(plain)
-        np.testing.assert_allclose(np.asarray(rematted), plain, rtol=1e-5, atol=1e-6 * np.abs(plain).max())
+        np.testing.assert_allclose(np.asarray(rematted), plain, rtol=1e-5, atol=1e-5 * np.abs(plain).max())
 
 
 def test_call_layer_remat_gives_the_same_values():

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .backend import dot_product_attention, jax_on_cpu
+from .backend import dot_product_attention, jax_on_cpu, linear
 from .dense import LINEAR_TABLE, dense
 from .init import constant_init, normal_init
 
@@ -150,7 +150,7 @@ class CrossAttention(keras.layers.Layer):
         else:
             kernel = (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)[part]
             bias = self.in_proj_bias[part * e:(part + 1) * e]
-        y = ops.matmul(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
+        y = linear(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
         shape = ops.shape(x)
         return ops.reshape(y, (shape[0], shape[1], self.heads, self.head_dim))
 

@@ -108,5 +108,5 @@ def patch_conv(x, kernel, bias, size: int | tuple[int, int]):
     batch, gh, gw, cin = shape[0], shape[1] // ph, shape[2] // pw, shape[3]
     x = ops.reshape(x[:, :gh * ph, :gw * pw, :], (batch, gh, ph, gw, pw, cin))
     x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, gh, gw, ph * pw * cin))
-    y = ops.matmul(x, ops.reshape(ops.cast(kernel, x.dtype), (ph * pw * cin, -1)))
+    y = backend.linear(x, ops.reshape(ops.cast(kernel, x.dtype), (ph * pw * cin, -1)))
     return y + ops.cast(bias, x.dtype) if bias is not None else y

@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from ...layers.attention import CrossAttention
+from ...layers.backend import linear
 from ...layers.init import child_seed, normal_init
 from ...layers.mlp import MLP
 from ...layers.norm import LAYER_NORM_TABLE, layer_norm
@@ -143,7 +144,7 @@ class MultimodalTransformer(keras.layers.Layer):
     def project(self, hidden):
         """``ln_final`` then the projection to vocabulary logits (any leading shape)."""
         x = self.ln_final(hidden)
-        return ops.matmul(x, ops.cast(self.text_projection, x.dtype))
+        return linear(x, ops.cast(self.text_projection, x.dtype))
 
     def call(self, text_embs, image_embs):
         return self.project(self.hidden(text_embs, self.context_kv(image_embs)))
