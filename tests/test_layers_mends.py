@@ -102,6 +102,70 @@ def test_attention_on_torch_matches_numpy():
         np.testing.assert_allclose(out[f"{name}/float16"], ref, atol=1e-2, err_msg=f"{name} float16")
 
 
+@pytest.mark.skipif(not JAX, reason="the closed-form gradients are JAX's CPU forms")
+@pytest.mark.parametrize("name", [*OPTIONS, "all_masked_row", "bias_3d"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_jax_cpu_attention_gradient_matches_jax_autodiff(name, dtype):
+    # anyclip.layers.jax_cpu.attention has a hand-written gradient; the reference is JAX's own attention
+    # (jax.nn.dot_product_attention) differentiated by JAX.
+    import jax
+    import jax.numpy as jnp
+
+    from anyclip.layers import jax_cpu
+    opts = {"all_masked_row": {"mask": np.array([[False] * 7, [True] * 7])[:, None, None, :]},
+            "bias_3d": {"bias": np.random.default_rng(2).standard_normal((3, 5, 7)).astype(np.float32)}}.get(name)
+    opts = dict(OPTIONS[name] if opts is None else opts)
+    arrays = [jnp.asarray(t, dtype) for t in _qkv(keys=5 if "causal" in name else 7)]
+    if "bias" in opts:
+        arrays.append(jnp.asarray(opts.pop("bias"), dtype))
+    weights = jnp.asarray(np.random.default_rng(3).standard_normal(arrays[0].shape), jnp.float32)
+    mask, scale, causal = opts.get("mask"), opts.get("scale"), opts.get("causal", False)
+
+    def ours(*a):
+        out = jax_cpu.attention(*a[:3], mask, a[3] if len(a) > 3 else None, scale, causal)
+        return jnp.sum(weights * out.astype(jnp.float32))
+
+    def reference(*a):
+        bias = None if len(a) < 4 else a[3] if a[3].ndim == 4 else a[3][None]
+        out = jax.nn.dot_product_attention(*a[:3], bias=bias, mask=mask, scale=scale, is_causal=causal)
+        return jnp.sum(weights * out.astype(jnp.float32))
+
+    argnums = tuple(range(len(arrays)))
+    got = jax.jit(jax.grad(ours, argnums))(*arrays)
+    want = jax.jit(jax.grad(reference, argnums))(*arrays)
+    tolerance = 1e-5 if dtype == "float32" else 3e-2  # of each gradient's scale
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        g, w = np.asarray(g, np.float32), np.asarray(w, np.float32)
+        np.testing.assert_allclose(g, w, atol=tolerance * np.abs(w).max(), rtol=0)
+
+
+@pytest.mark.skipif(not JAX, reason="the closed-form gradients are JAX's CPU forms")
+@pytest.mark.parametrize("policy, shape", [("float32", (4, 7, 16)), ("mixed_bfloat16", (3, 16))])
+def test_layer_norm_values_and_gradient_match_keras(policy, shape):
+    # anyclip's LayerNorm runs Keras' formula with a hand-written gradient on JAX's CPU backend: the forward is
+    # Keras' LayerNormalization bit for bit, the gradient Keras' differentiated by JAX.
+    import jax
+    import jax.numpy as jnp
+    rng = np.random.default_rng(0)
+    ours, keras_norm = layer_norm("ours", policy), keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy)
+    ours.build(shape)
+    keras_norm.build(shape)
+    weights = [jnp.asarray(rng.standard_normal(16).astype(np.float32)) for _ in range(2)]
+    x = jnp.asarray(rng.standard_normal(shape).astype(np.float32) * 3 + 1)
+
+    def run(layer):
+        def loss(w, x):
+            return jnp.sum(jnp.sin(layer.stateless_call(w, [], x)[0].astype(jnp.float32)))
+        return jax.jit(lambda w, x: (layer.stateless_call(w, [], x)[0], jax.grad(loss, argnums=(0, 1))(w, x)))(
+            weights, x)
+
+    (y, grads), (y_ref, grads_ref) = run(ours), run(keras_norm)
+    assert y.dtype == y_ref.dtype and bool((y == y_ref).all())
+    for g, w in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads_ref)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-6 * float(jnp.abs(w).max()), rtol=0)
+
+
 @pytest.mark.skipif(not JAX, reason="the float16 workaround is for JAX's CPU backend")
 def test_attention_float16_compiles_and_differentiates_on_jax():
     # XLA:CPU refuses a float16 dot with float32 accumulation, which jax's attention asks for under jit

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 import keras
-import numpy as np
 from keras import ops
 
 TORCH = keras.backend.backend() == "torch"
@@ -51,7 +50,7 @@ def dot_product_attention(q, k, v, mask=None, bias=None, scale: float | None = N
     makes each a contiguous head-major copy first (three copies per attention); torch's kernels read the strided
     views as they are (the attention op alone 1.1-1.4x faster on a CPU, the same values bit for bit). ``mask``
     (True = may attend) becomes the same additive mask Keras builds, and a mask with ``causal`` keeps both. On
-    JAX's CPU backend it is JAX's XLA form of attention on head-major copies (``_jax_head_major_attention``); on
+    JAX's CPU backend it is :func:`anyclip.layers.jax_cpu.attention` (the same values as JAX's XLA form); on
     other JAX devices and on TensorFlow, ``ops.dot_product_attention`` itself.
 
     Example:
@@ -60,7 +59,8 @@ def dot_product_attention(q, k, v, mask=None, bias=None, scale: float | None = N
         (2, 5, 4, 8)
     """
     if jax_on_cpu():
-        return _jax_head_major_attention(q, k, v, mask, bias, scale, causal)
+        from .jax_cpu import attention
+        return attention(q, k, v, mask, bias, scale, causal)
     if not TORCH:
         return ops.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=scale, is_causal=causal)
     import torch
@@ -83,34 +83,6 @@ def dot_product_attention(q, k, v, mask=None, bias=None, scale: float | None = N
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                          attn_mask=additive, is_causal=causal, scale=scale)
     return out.transpose(1, 2)
-
-
-def _jax_head_major_attention(q, k, v, mask, bias, scale, causal):
-    """JAX's own attention (XLA form: float32 scores and softmax, the same large negative at masked keys) in
-    the layout and order XLA:CPU runs fastest (``bench/bench_attention.py``): q, k and v made head-major first
-    (its token-major einsums run 1.5-1.6x slower than batched matmuls), and the softmax normalised after the
-    product with v, as torch's fused CPU kernel does (one exp over the scores instead of two, the division on
-    ``[tokens, head_dim]`` instead of ``[tokens, keys]``)."""
-    import jax
-    import jax.numpy as jnp
-    q, k, v = (jnp.swapaxes(jnp.asarray(t), 1, 2) for t in (q, k, v))  # [batch, heads, tokens, head_dim]
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    logits_dtype = jnp.promote_types(q.dtype, jnp.float32)
-    logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=logits_dtype)
-    logits = logits * jnp.array(scale, logits_dtype)
-    if bias is not None:
-        logits = (logits + jnp.asarray(bias)).astype(logits_dtype)
-    lowest = -0.7 * float(jnp.finfo(logits_dtype).max)
-    causal_keep = np.tril(np.ones(logits.shape[-2:], bool)) if causal else None
-    if mask is not None:
-        keep = jnp.asarray(mask, bool) if causal_keep is None else jnp.asarray(mask, bool) & causal_keep
-        logits = jnp.where(keep, logits, jnp.asarray(lowest, logits_dtype))
-    elif causal:  # a constant added fuses with the softmax (a where on it costs XLA:CPU a pass); same values
-        logits = logits + jnp.asarray(np.where(causal_keep, 0.0, lowest), logits_dtype)
-    logits = logits.astype(jnp.float32)
-    weights = jnp.exp(logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True)))  # unnormalised softmax
-    out = jnp.matmul(weights.astype(v.dtype), v, preferred_element_type=jnp.float32) / weights.sum(-1, keepdims=True)
-    return jnp.swapaxes(out.astype(jnp.promote_types(k.dtype, v.dtype)), 1, 2)
 
 
 def torch_conv2d(x, kernel, bias, stride: int, padding: int, groups: int):
